@@ -1,0 +1,61 @@
+# interpool developer tasks. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+# Pythons the test matrix runs on (built from source when missing; see scripts/python.sh).
+MATRIX ?= 3.13 3.14 3.14t
+# Python for the demo/dev venv: PYTHON=... or the first python3.1x >= 3.12 on PATH.
+DEV ?= any
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+.PHONY: setup
+setup: ## Find or build Python, make .venvs/$(DEV), build and install interpool there
+	@scripts/setup.sh $(DEV) >/dev/null
+
+.PHONY: pythons
+pythons: ## Find or build every Python of the matrix ($(MATRIX))
+	@for t in $(MATRIX); do scripts/python.sh $$t; done
+
+.PHONY: demo
+demo: setup ## Set up, then time a CPU-bound workload on interpool vs the alternatives
+	.venvs/$(DEV)/bin/python benchmarks/demo.py
+
+.PHONY: test-rust
+test-rust: ## cargo test (the pool engine; no Python needed)
+	cargo test -p interpool-core --quiet
+
+.PHONY: lint
+lint: setup ## cargo fmt --check, clippy, ruff, mypy and stubtest
+	cargo fmt --all -- --check
+	PYO3_PYTHON=$$(.venvs/$(DEV)/bin/python -c 'import sys; print(sys.executable)') \
+	  cargo clippy --workspace --all-targets --quiet -- -D warnings
+	.venvs/$(DEV)/bin/ruff check python tests benchmarks
+	.venvs/$(DEV)/bin/ruff format --check python tests benchmarks
+	.venvs/$(DEV)/bin/mypy python/interpool
+	.venvs/$(DEV)/bin/python -m mypy.stubtest interpool._interpool
+
+.PHONY: test-python
+test-python: ## pytest on every Python of the matrix ($(MATRIX))
+	@set -e; for t in $(MATRIX); do \
+	  venv=$$(scripts/setup.sh $$t); \
+	  echo "== pytest on $$t ($$($$venv/bin/python -c 'import sys; print(sys.version.split()[0])'))"; \
+	  $$venv/bin/python -m pytest $(PYTEST_ARGS); \
+	done
+
+.PHONY: test
+test: test-rust lint test-python ## Set up, then cargo tests, lints and pytest on the whole matrix
+
+.PHONY: fmt
+fmt: setup ## Format Rust and Python sources
+	cargo fmt --all
+	.venvs/$(DEV)/bin/ruff format python tests benchmarks
+	.venvs/$(DEV)/bin/ruff check --fix python tests benchmarks
+
+.PHONY: clean
+clean: ## Remove build outputs and venvs (the CPython cache in ~/.cache/interpool stays)
+	rm -rf target .venvs .pytest_cache .mypy_cache .ruff_cache
+	find python tests benchmarks -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -f python/interpool/*.so

@@ -1,0 +1,19 @@
+//! The engine behind interpool's executor, with no Python in it.
+//!
+//! A [`Pool`] owns `N` OS threads. Each thread builds one *worker* through a
+//! [`WorkerFactory`] (in interpool: an own-GIL subinterpreter), then takes tasks from one
+//! shared multi-consumer crossbeam channel and reports every outcome on an [`Event`]
+//! channel that the owner drains. Because the worker is created, used and destroyed on its
+//! own thread, `WorkerFactory::Worker` need not be `Send`: that is how interpreter-bound
+//! state (Python objects) stays on the thread and interpreter it belongs to.
+//!
+//! Accounting invariant: every task accepted by [`Pool::submit`] ends exactly once, as
+//! either [`Event::Done`] or a successful [`Ticket::cancel`] (which the caller observes
+//! synchronously), or - when the pool breaks - as an id in [`Event::Broken`].
+#![deny(unsafe_code)]
+
+mod pool;
+mod task;
+
+pub use pool::{Event, Pool, PoolConfig, Stats, SubmitError, WorkerFactory};
+pub use task::Ticket;

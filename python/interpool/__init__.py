@@ -1,0 +1,19 @@
+"""interpool: run Python in parallel on a pool of own-GIL subinterpreters.
+
+``from interpool import InterpreterPoolExecutor`` is a drop-in replacement for the
+``concurrent.futures`` executors for CPU-bound pure-Python work.
+"""
+
+from __future__ import annotations
+
+from ._errors import BrokenInterpreterPool, ExecutionFailed
+from ._executor import InterpreterPoolExecutor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BrokenInterpreterPool",
+    "ExecutionFailed",
+    "InterpreterPoolExecutor",
+    "__version__",
+]

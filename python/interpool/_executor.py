@@ -1,0 +1,274 @@
+"""``interpool.InterpreterPoolExecutor``: a ``concurrent.futures`` executor whose workers are
+long-lived own-GIL subinterpreters driven by the Rust pool in ``interpool._interpool``.
+
+Data flow: ``submit`` pickles ``(fn, args, kwargs)`` and queues the bytes in Rust; a worker
+thread attaches its interpreter, runs the task, and sends reply bytes back; one dispatcher
+thread per pool (in the owner's interpreter) turns replies into future results. Worker
+threads never touch the owner's interpreter, so nothing here needs the owner's GIL except
+completing futures.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from typing import Any, TypeVar
+
+from . import _interpool
+from ._errors import BrokenInterpreterPool, ExecutionFailed
+from ._worker import REPLACE_FLAG, STATUS_EXCEPTION, STATUS_INTERNAL, STATUS_RESULT
+
+_T = TypeVar("_T")
+
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+_DISPATCH_BATCH = 256
+
+# Pools of this interpreter whose threads may still run; joined at exit.
+_live: set[_Runtime] = set()
+_live_lock = threading.Lock()
+_exiting = False
+_forked = False
+_pool_counter = itertools.count()
+
+
+def _python_exit() -> None:
+    """Stop and join every pool before the interpreter finalizes.
+
+    Registered with ``threading._register_atexit``, like ``concurrent.futures.thread``: it
+    runs before non-daemon threads are joined and before ``atexit``, while ending worker
+    interpreters is still safe (shared/design/subinterpreters.md, section 3).
+    """
+    global _exiting
+    _exiting = True
+    with _live_lock:
+        runtimes = list(_live)
+    for rt in runtimes:  # close them all first, so they wind down in parallel
+        rt.core.shutdown(False)
+    for rt in runtimes:
+        rt.join()
+
+
+threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
+
+
+def _after_fork_in_child() -> None:
+    # The child has no worker threads: every pool inherited from the parent is dead.
+    global _forked
+    _forked = True
+    _live.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _default_workers() -> int:
+    count = getattr(os, "process_cpu_count", os.cpu_count)()
+    return min(32, (count or 1) + 4)
+
+
+def _bootstrap_source() -> str:
+    # Workers import tasks' modules by name: give them the owner's import path.
+    return (
+        "import sys\n"
+        f"sys.path[:] = {list(sys.path)!r}\n"
+        "from interpool._worker import bootstrap as __interpool_bootstrap__\n"
+    )
+
+
+class _Future(Future[_T]):
+    """A ``concurrent.futures.Future`` whose ``cancel()`` also withdraws the queued task
+    from the Rust queue, so a cancelled task never runs."""
+
+    _ticket: Any = None
+
+    def cancel(self) -> bool:
+        with self._condition:  # type: ignore[attr-defined]
+            state = self._state  # type: ignore[attr-defined]
+            if state in ("CANCELLED", "CANCELLED_AND_NOTIFIED"):
+                return True
+            if state != "PENDING":
+                return False
+        ticket = self._ticket
+        if ticket is not None and not ticket.cancel():
+            return False  # a worker already started it
+        return super().cancel()
+
+
+def _decode_exception(body: bytes) -> BaseException:
+    exc_bytes, type_module, type_name, msg, formatted = pickle.loads(body)
+    failure = ExecutionFailed(type_module, type_name, msg, formatted)
+    if exc_bytes is not None:
+        try:
+            exc: BaseException = pickle.loads(exc_bytes)
+        except Exception:
+            return failure
+        exc.__cause__ = failure
+        return exc
+    return failure
+
+
+class _Runtime:
+    """Owner-side state of one pool: the Rust core, the futures it will complete, and the
+    dispatcher thread. Kept apart from the executor so that an executor dropped without
+    ``shutdown()`` can be garbage collected while its queued tasks still finish."""
+
+    def __init__(self, core: Any, name: str) -> None:
+        self.core = core
+        self.pending: dict[int, _Future[Any]] = {}
+        self.broken: str | None = None
+        self.ids = itertools.count(1)
+        self.thread = threading.Thread(target=self._dispatch, name=f"{name}_dispatch", daemon=True)
+
+    def start(self) -> None:
+        with _live_lock:
+            _live.add(self)
+        self.thread.start()
+
+    def _dispatch(self) -> None:
+        try:
+            while (events := self.core.next_events(_DISPATCH_BATCH)) is not None:
+                for first, second in events:
+                    if isinstance(first, int):
+                        self._complete(first, second)
+                    else:
+                        self._break(first, second)
+        finally:
+            with _live_lock:
+                _live.discard(self)
+
+    def _complete(self, task_id: int, reply: bytes) -> None:
+        future = self.pending.pop(task_id, None)
+        if future is None:
+            return
+        status = reply[0] & ~REPLACE_FLAG
+        try:
+            if status == STATUS_RESULT:
+                future.set_result(pickle.loads(reply[1:]))
+            elif status == STATUS_EXCEPTION:
+                future.set_exception(_decode_exception(reply[1:]))
+            elif status == STATUS_INTERNAL:
+                text = reply[1:].decode("utf-8", "replace")
+                future.set_exception(ExecutionFailed("interpool", "InternalError", text, text))
+            else:
+                future.set_exception(RuntimeError(f"interpool: unknown reply status {status}"))
+        except BaseException as exc:  # noqa: BLE001 - e.g. the result cannot be unpickled here
+            if not future.done():
+                future.set_exception(exc)
+
+    def _break(self, message: str, abandoned: list[int]) -> None:
+        import logging
+
+        self.broken = message
+        logging.getLogger("concurrent.futures").critical("Exception in initializer:\n%s", message)
+        error_text = "A worker interpreter failed to start; the pool is unusable:\n" + message
+        for task_id in abandoned:
+            future = self.pending.pop(task_id, None)
+            if future is not None and not future.done():
+                future.set_exception(BrokenInterpreterPool(error_text))
+
+    def join(self) -> None:
+        """Wait for the workers (after ``core.shutdown``) and the dispatcher to finish."""
+        self.core.join(None)
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
+            self.thread.join()
+
+    def close(self) -> None:
+        """The executor was garbage collected without ``shutdown()``: stop taking tasks;
+        queued ones still run and their futures complete."""
+        self.core.shutdown(False)
+
+
+class InterpreterPoolExecutor(Executor):
+    """Runs calls in parallel on a pool of own-GIL subinterpreters.
+
+    A drop-in replacement for :class:`concurrent.futures.InterpreterPoolExecutor` (3.14):
+    the same constructor, ``submit``, ``map``, ``shutdown`` and exceptions. Callables and
+    arguments are sent by pickle, so they must be importable (module-level) in the workers.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        thread_name_prefix: str = "",
+        initializer: Callable[..., object] | str | None = None,
+        initargs: tuple[Any, ...] = (),
+        *,
+        max_tasks_per_worker: int | None = None,
+    ) -> None:
+        if max_workers is None:
+            max_workers = _default_workers()
+        if max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        if initializer is not None and not (callable(initializer) or isinstance(initializer, str)):
+            raise TypeError("initializer must be a callable or a script string")
+        if max_tasks_per_worker is not None and max_tasks_per_worker <= 0:
+            raise ValueError("max_tasks_per_worker must be greater than 0")
+        if _exiting:
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+        self._max_workers = max_workers
+        self._thread_name_prefix = thread_name_prefix or f"InterpreterPoolExecutor-{next(_pool_counter)}"
+        self._shutdown = False
+        settings = {"initializer": None if initializer is None else (initializer, tuple(initargs))}
+        try:
+            config = pickle.dumps(settings, _PROTOCOL)
+        except Exception as exc:
+            raise TypeError(f"initializer and initargs must be picklable: {exc}") from exc
+        core = _interpool.Pool(
+            max_workers,
+            self._thread_name_prefix,
+            _bootstrap_source(),
+            config,
+            max_tasks_per_worker or 0,
+        )
+        self._runtime = _Runtime(core, self._thread_name_prefix)
+        self._runtime.start()
+        self._finalizer = weakref.finalize(self, _Runtime.close, self._runtime)
+        self._finalizer.atexit = False
+
+    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+        rt = self._runtime
+        if rt.broken is not None:
+            raise BrokenInterpreterPool(rt.broken)
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        if _exiting:
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+        if _forked:
+            raise RuntimeError("this InterpreterPoolExecutor was created before fork(); create a new one in the child")
+        future: _Future[_T] = _Future()
+        try:
+            payload = pickle.dumps((fn, args, kwargs), _PROTOCOL)
+        except Exception as exc:
+            future.set_exception(exc)
+            return future
+        task_id = next(rt.ids)
+        rt.pending[task_id] = future
+        try:
+            future._ticket = rt.core.submit(task_id, payload)
+        except RuntimeError:
+            del rt.pending[task_id]
+            if rt.core.broken() is not None:
+                raise BrokenInterpreterPool(rt.core.broken()) from None
+            raise
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._shutdown = True
+        rt = self._runtime
+        for task_id in rt.core.shutdown(cancel_futures):
+            future = rt.pending.pop(task_id, None)
+            if future is not None:
+                Future.cancel(future)
+        if wait:
+            rt.join()
+
+    def stats(self) -> dict[str, int]:
+        """Counters: ``threads``, ``workers`` (interpreters ready), ``busy``, ``queued``,
+        ``submitted``, ``completed``, ``recycled``."""
+        return dict(self._runtime.core.stats())

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Make a ready-to-use virtualenv for one Python of the matrix and install interpool into it.
+#
+#   scripts/setup.sh TAG     TAG: 3.14, 3.13, 3.14t, or "any" (PYTHON=, else python3.1x on
+#                            PATH, else the pinned 3.14 build). Prints the venv's path.
+#
+# The venv lives in .venvs/TAG (ignored by git) and is reused; it is rebuilt when its base
+# interpreter or requirements-dev.txt change. interpool itself is rebuilt with
+# `maturin develop --release` every time (cargo makes that a no-op when nothing changed).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+tag="${1:?usage: scripts/setup.sh 3.14|3.13|3.14t|any}"
+log() { echo "[setup.sh] $*" >&2; }
+
+py=$("$root/scripts/python.sh" "$tag")
+venv="$root/.venvs/$tag"
+want="$py $(sha256sum "$root/requirements-dev.txt" | cut -c1-16)"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.interpool-stamp" 2>/dev/null)" != "$want" ]; then
+    log "creating $venv from $py"
+    rm -rf "$venv"
+    "$py" -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >&2
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/requirements-dev.txt" >&2
+    echo "$want" >"$venv/.interpool-stamp"
+fi
+log "building interpool for $("$venv/bin/python" -c 'import sys; print(sys.version.split()[0], "free-threaded" if not sys._is_gil_enabled() else "")' 2>/dev/null || echo "$tag")"
+(
+    cd "$root"
+    export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH"
+    unset CONDA_PREFIX
+    maturin develop --release --quiet >&2
+)
+echo "$venv"
