@@ -35,7 +35,7 @@ lint: setup ## cargo fmt --check, clippy, ruff, mypy and stubtest
 	.venvs/$(DEV)/bin/ruff check python tests benchmarks
 	.venvs/$(DEV)/bin/ruff format --check python tests benchmarks
 	.venvs/$(DEV)/bin/mypy python/interpool
-	.venvs/$(DEV)/bin/python -m mypy.stubtest interpool._interpool
+	.venvs/$(DEV)/bin/python -m mypy.stubtest interpool
 
 .PHONY: test-python
 test-python: ## pytest on every Python of the matrix ($(MATRIX))

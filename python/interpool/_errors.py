@@ -13,7 +13,7 @@ else:  # pragma: no cover - exercised on 3.12/3.13
     _BrokenBase = BrokenExecutor
 
 
-class BrokenInterpreterPool(_BrokenBase):  # type: ignore[valid-type,misc]
+class BrokenInterpreterPool(_BrokenBase):
     """Raised when a worker interpreter failed to start (e.g. the initializer raised).
 
     A :class:`concurrent.futures.BrokenExecutor`; on Python 3.14 also the stdlib's

@@ -88,8 +88,8 @@ class _Future(Future[_T]):
     _ticket: Any = None
 
     def cancel(self) -> bool:
-        with self._condition:  # type: ignore[attr-defined]
-            state = self._state  # type: ignore[attr-defined]
+        with self._condition:
+            state = self._state
             if state in ("CANCELLED", "CANCELLED_AND_NOTIFIED"):
                 return True
             if state != "PENDING":
@@ -123,7 +123,9 @@ class _Runtime:
         self.pending: dict[int, _Future[Any]] = {}
         self.broken: str | None = None
         self.ids = itertools.count(1)
-        self.thread = threading.Thread(target=self._dispatch, name=f"{name}_dispatch", daemon=True)
+        # Not a daemon: own-GIL subinterpreters refuse daemon threads, and none is needed,
+        # since threading's atexit hooks (ours closes the pool) run before it is joined.
+        self.thread = threading.Thread(target=self._dispatch, name=f"{name}_dispatch", daemon=False)
 
     def start(self) -> None:
         with _live_lock:
@@ -157,7 +159,7 @@ class _Runtime:
                 future.set_exception(ExecutionFailed("interpool", "InternalError", text, text))
             else:
                 future.set_exception(RuntimeError(f"interpool: unknown reply status {status}"))
-        except BaseException as exc:  # noqa: BLE001 - e.g. the result cannot be unpickled here
+        except BaseException as exc:
             if not future.done():
                 future.set_exception(exc)
 

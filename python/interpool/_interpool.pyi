@@ -3,6 +3,7 @@
 from typing import final
 
 def interpreter_id() -> int: ...
+
 @final
 class Pool:
     def __new__(

@@ -51,11 +51,11 @@ def run(payload: bytes) -> bytes:
     try:
         fn, args, kwargs = pickle.loads(payload)
         result = fn(*args, **kwargs)
-    except BaseException as exc:  # noqa: BLE001 - SystemExit & co. fail the task, not the worker
+    except BaseException as exc:
         return encode_exception(exc)
     try:
         return bytes((STATUS_RESULT,)) + pickle.dumps(result, _PROTOCOL)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         error = TypeError(
             f"cannot send the result of {_describe(fn)} back: "
             f"{type(result).__qualname__} object is not picklable ({exc})"
@@ -77,9 +77,9 @@ def bootstrap(config: bytes, index: int) -> Callable[[bytes], bytes] | str:
         if initializer is not None:
             fn, initargs = initializer
             if isinstance(fn, str):
-                exec(fn, vars(sys.modules["__main__"]))  # noqa: S102 - documented script initializer
+                exec(fn, vars(sys.modules["__main__"]))
             else:
                 fn(*initargs)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         return "".join(traceback.format_exception(exc))
     return run

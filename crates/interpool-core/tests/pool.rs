@@ -80,8 +80,12 @@ fn config(workers: usize) -> PoolConfig {
     }
 }
 
-/// Drain events until the pool is finished; returns (id -> output) for Done events.
-fn collect(pool: &Pool<F>) -> (Vec<(u64, u64)>, Vec<(String, Vec<u64>)>) {
+/// A `Broken` event: the message and the abandoned task ids.
+type BrokenReport = (String, Vec<u64>);
+
+/// Drain events until the pool is finished; returns the (id, output) of Done events and
+/// the Broken reports.
+fn collect(pool: &Pool<F>) -> (Vec<(u64, u64)>, Vec<BrokenReport>) {
     let mut done = Vec::new();
     let mut broken = Vec::new();
     while let Some(batch) = pool.next_events(64) {
