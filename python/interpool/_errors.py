@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import sys
-from concurrent.futures import BrokenExecutor
-
 if sys.version_info >= (3, 14):
-    from concurrent.futures.interpreter import BrokenInterpreterPool as _StdBroken
-
-    _BrokenBase: type[BrokenExecutor] = _StdBroken
-else:  # pragma: no cover - exercised on 3.12/3.13
-    _BrokenBase = BrokenExecutor
+    from concurrent.futures.interpreter import BrokenInterpreterPool as _BrokenBase
+else:  # 3.12 and 3.13 have no stdlib interpreter pool
+    from concurrent.futures import BrokenExecutor as _BrokenBase
 
 
 class BrokenInterpreterPool(_BrokenBase):
