@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+
 if sys.version_info >= (3, 14):
     from concurrent.futures.interpreter import BrokenInterpreterPool as _BrokenBase
 else:  # 3.12 and 3.13 have no stdlib interpreter pool
