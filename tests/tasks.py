@@ -70,3 +70,89 @@ def nested_pool_sum(n: int) -> int:
 
     with InterpreterPoolExecutor(2) as pool:
         return sum(pool.map(square, range(n)))
+
+
+def add(a: int, b: int = 0, *, c: int = 0) -> int:
+    return a + b + c
+
+
+def identity(x: object) -> object:
+    return x
+
+
+def return_lock() -> object:
+    import threading
+
+    return threading.Lock()
+
+
+class Unpicklable(Exception):
+    """An exception that cannot be pickled (its state holds a lock)."""
+
+    def __init__(self, msg: str) -> None:
+        import threading
+
+        super().__init__(msg)
+        self.lock = threading.Lock()
+
+
+def raise_unpicklable() -> None:
+    raise Unpicklable("cannot travel")
+
+
+def raise_keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+class Multiplier:
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def times(self, x: int) -> int:
+        return self.k * x
+
+
+def import_single_phase() -> None:
+    import _testsinglephase  # noqa: F401 - a single-phase init extension, refused in subinterpreters
+
+
+def set_global(value: str) -> None:
+    global INIT_VALUE
+    INIT_VALUE = value
+
+
+INIT_VALUE = "unset"
+
+
+def get_global() -> str:
+    return INIT_VALUE
+
+
+def wait_for_file(path: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(path)
+        time.sleep(0.005)
+    return path
+
+
+def touch(path: str) -> str:
+    with open(path, "w"):
+        pass
+    return path
+
+
+def fail_if_negative(x: int) -> int:
+    if x < 0:
+        raise ValueError(f"negative: {x}")
+    return x
+
+
+def add3(a: int, b: int, c: int) -> int:
+    """Like add(), without defaults (the stdlib 3.14 pool cannot send functions with defaults)."""
+    return a + b + c
+
+
+def add2(a: int, b: int) -> int:
+    return a + b

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from ._errors import BrokenInterpreterPool, ExecutionFailed
+from ._errors import BrokenInterpreterPool, ExecutionFailed, NotShareableError
 from ._executor import InterpreterPoolExecutor
 
 __version__ = "0.1.0"
@@ -15,5 +15,6 @@ __all__ = [
     "BrokenInterpreterPool",
     "ExecutionFailed",
     "InterpreterPoolExecutor",
+    "NotShareableError",
     "__version__",
 ]

@@ -1,30 +1,46 @@
-"""Exceptions raised by interpool."""
+"""Exceptions raised by interpool.
+
+On Python 3.14 each one also subclasses its stdlib counterpart, so ``except`` clauses written
+for ``concurrent.futures.InterpreterPoolExecutor`` / ``concurrent.interpreters`` keep working
+after switching the import.
+"""
 
 from __future__ import annotations
 
 import sys
+from types import SimpleNamespace
 
 if sys.version_info >= (3, 14):
     from concurrent.futures.interpreter import BrokenInterpreterPool as _BrokenBase
+    from concurrent.interpreters import ExecutionFailed as _ExecutionFailedBase
+    from concurrent.interpreters import NotShareableError as _NotShareableBase
 else:  # 3.12 and 3.13 have no stdlib interpreter pool
     from concurrent.futures import BrokenExecutor as _BrokenBase
+
+    _ExecutionFailedBase = Exception
+    _NotShareableBase = TypeError
 
 
 class BrokenInterpreterPool(_BrokenBase):
     """Raised when a worker interpreter failed to start (e.g. the initializer raised).
 
     A :class:`concurrent.futures.BrokenExecutor`; on Python 3.14 also the stdlib's
-    ``concurrent.futures.interpreter.BrokenInterpreterPool``, so ``except`` clauses written
-    for the stdlib executor keep working.
+    ``concurrent.futures.interpreter.BrokenInterpreterPool``.
     """
 
 
-class ExecutionFailed(RuntimeError):
+class NotShareableError(_NotShareableBase):
+    """A callable, argument or result cannot be sent between interpreters (it cannot be
+    pickled). A ``TypeError``; on 3.14 also ``concurrent.interpreters.NotShareableError``."""
+
+
+class ExecutionFailed(_ExecutionFailedBase):
     """An exception raised by a task in a worker interpreter.
 
-    Attached as ``__cause__`` of the re-raised original exception (as the stdlib's
-    ``concurrent.interpreters.ExecutionFailed`` is); raised directly when the original
-    exception could not be sent back (e.g. it is not picklable).
+    Attached as ``__cause__`` of the re-raised original exception, like the stdlib's
+    ``concurrent.interpreters.ExecutionFailed``; raised itself when the original exception
+    could not be sent back (it is not picklable). ``type_name``, ``msg`` and ``formatted``
+    (the remote traceback) describe the original; on 3.14 ``excinfo`` mirrors the stdlib's.
     """
 
     def __init__(self, type_module: str, type_name: str, msg: str, formatted: str) -> None:
@@ -32,11 +48,18 @@ class ExecutionFailed(RuntimeError):
         self.type_name = type_name
         self.msg = msg
         self.formatted = formatted
-        super().__init__(f"{type_name}: {msg}" if msg else type_name)
+        head = f"{type_name}: {msg}" if msg else type_name
+        if sys.version_info >= (3, 14):
+            name = type_name.rpartition(".")[2]
+            kind = SimpleNamespace(__name__=name, __qualname__=type_name, __module__=type_module)
+            info = SimpleNamespace(type=kind, msg=msg, formatted=head, errdisplay=formatted)
+            super().__init__(info)
+        else:
+            super().__init__(head)
+        self._head = head
 
     def __str__(self) -> str:
-        head = super().__str__()
-        return f"{head}\n\nUncaught in the worker interpreter:\n\n{self.formatted}"
+        return f"{self._head}\n\nUncaught in the worker interpreter:\n\n{self.formatted}"
 
     def __reduce__(self) -> tuple[type[ExecutionFailed], tuple[str, str, str, str]]:
         return (type(self), (self.type_module, self.type_name, self.msg, self.formatted))

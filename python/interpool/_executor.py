@@ -10,18 +10,20 @@ completing futures.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import pickle
 import sys
 import threading
+import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
-from . import _interpool
-from ._errors import BrokenInterpreterPool, ExecutionFailed
+from . import _interpool, _pickling, _worker
+from ._errors import BrokenInterpreterPool, ExecutionFailed, NotShareableError
 from ._worker import REPLACE_FLAG, STATUS_EXCEPTION, STATUS_INTERNAL, STATUS_RESULT
 
 _T = TypeVar("_T")
@@ -79,6 +81,22 @@ def _bootstrap_source() -> str:
         f"sys.path[:] = {list(sys.path)!r}\n"
         "from interpool._worker import bootstrap as __interpool_bootstrap__\n"
     )
+
+
+def _describe(fn: object) -> str:
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"{getattr(fn, '__module__', '?')}.{name}()"
+
+
+def _result_or_cancel(future: Future[Any], timeout: float | None) -> Any:
+    # As in concurrent.futures._base: cancel on timeout, and drop the reference promptly.
+    try:
+        try:
+            return future.result(timeout)
+        finally:
+            future.cancel()
+    finally:
+        del future
 
 
 class _Future(Future[_T]):
@@ -207,20 +225,39 @@ class InterpreterPoolExecutor(Executor):
             max_workers = _default_workers()
         if max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
-        if initializer is not None and not (callable(initializer) or isinstance(initializer, str)):
+        if isinstance(initializer, str):
+            if initargs:
+                raise ValueError(f"an initializer script does not take args, got {initargs!r}")
+        elif initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable or a script string")
         if max_tasks_per_worker is not None and max_tasks_per_worker <= 0:
             raise ValueError("max_tasks_per_worker must be greater than 0")
         if _exiting:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+        if _worker.loading_main():
+            raise RuntimeError(
+                "an InterpreterPoolExecutor was created while a worker interpreter was importing the main "
+                "script as __mp_main__ (to find a function defined there): the script creates its pool at "
+                'import time. Protect the entry point with `if __name__ == "__main__":`, or install '
+                "cloudpickle so that functions from __main__ are sent by value"
+            )
+        if not _worker.in_worker():
+            # Results that refer to the worker's __mp_main__ resolve to our __main__, as in
+            # multiprocessing.
+            sys.modules.setdefault("__mp_main__", sys.modules["__main__"])
         self._max_workers = max_workers
         self._thread_name_prefix = thread_name_prefix or f"InterpreterPoolExecutor-{next(_pool_counter)}"
         self._shutdown = False
-        settings = {"initializer": None if initializer is None else (initializer, tuple(initargs))}
-        try:
-            config = pickle.dumps(settings, _PROTOCOL)
-        except Exception as exc:
-            raise TypeError(f"initializer and initargs must be picklable: {exc}") from exc
+        init_payload = None
+        if initializer is not None:
+            try:
+                init_payload = _pickling.dumps((initializer, tuple(initargs)))
+            except Exception as exc:
+                raise NotShareableError(
+                    f"the initializer and initargs cannot be sent to the worker interpreters: {exc}"
+                ) from exc
+        settings = {"main": _pickling.main_module_source(), "initializer": init_payload}
+        config = pickle.dumps(settings, _PROTOCOL)
         core = _interpool.Pool(
             max_workers,
             self._thread_name_prefix,
@@ -243,11 +280,22 @@ class InterpreterPoolExecutor(Executor):
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         if _forked:
             raise RuntimeError("this InterpreterPoolExecutor was created before fork(); create a new one in the child")
+        if isinstance(fn, str):
+            if args or kwargs:
+                raise TypeError("a script task takes no arguments; pass values inside the script")
+            fn, args = _worker.exec_script, (fn,)
+        elif not callable(fn):
+            raise TypeError(f"submit() needs a callable or a script string, not {type(fn).__name__}")
         future: _Future[_T] = _Future()
         try:
-            payload = pickle.dumps((fn, args, kwargs), _PROTOCOL)
-        except Exception as exc:
+            payload = _pickling.dumps((fn, args, kwargs))
+        except NotShareableError as exc:
             future.set_exception(exc)
+            return future
+        except Exception as exc:
+            error = NotShareableError(f"cannot send the call to {_describe(fn)} to a worker interpreter: {exc}")
+            error.__cause__ = exc
+            future.set_exception(error)
             return future
         task_id = next(rt.ids)
         rt.pending[task_id] = future
@@ -259,6 +307,65 @@ class InterpreterPoolExecutor(Executor):
                 raise BrokenInterpreterPool(rt.core.broken()) from None
             raise
         return future
+
+    def map(
+        self,
+        fn: Callable[..., _T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[_T]:
+        """Like :meth:`concurrent.futures.Executor.map`; ``chunksize > 1`` really batches:
+        each task runs ``chunksize`` calls, which cuts per-task overhead for small calls.
+        ``buffersize`` (as in 3.14) bounds how many tasks are submitted ahead of the
+        consumer. Results come in order; the first exception is raised when reached."""
+        if buffersize is not None and not isinstance(buffersize, int):
+            raise TypeError("buffersize must be an integer or None")
+        if buffersize is not None and buffersize < 1:
+            raise ValueError("buffersize must be None or > 0")
+        if not isinstance(chunksize, int):
+            raise TypeError("chunksize must be an integer")
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")
+        end_time = None if timeout is None else timeout + time.monotonic()
+        calls = zip(*iterables, strict=False)
+        items: Iterator[Any]
+        if chunksize > 1:
+            items = iter(lambda: tuple(itertools.islice(calls, chunksize)), ())
+        else:
+            items = calls
+
+        def submit_one(executor: InterpreterPoolExecutor, item: Any) -> Future[Any]:
+            if chunksize > 1:
+                return executor.submit(_worker.run_chunk, fn, item)
+            return executor.submit(fn, *item)
+
+        first = itertools.islice(items, buffersize) if buffersize else items
+        pending = collections.deque(submit_one(self, item) for item in first)
+        # Hold the executor weakly, so an abandoned iterator does not keep it alive.
+        executor_ref = weakref.ref(self)
+
+        def result_iterator() -> Iterator[_T]:
+            try:
+                pending.reverse()
+                while pending:
+                    if buffersize and (executor := executor_ref()) is not None:
+                        item = next(items, None)
+                        if item is not None:
+                            pending.appendleft(submit_one(executor, item))
+                        del executor
+                    remaining = None if end_time is None else end_time - time.monotonic()
+                    result = _result_or_cancel(pending.pop(), remaining)
+                    if chunksize > 1:
+                        yield from result
+                    else:
+                        yield result
+            finally:
+                for future in pending:
+                    future.cancel()
+
+        return result_iterator()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._shutdown = True

@@ -16,10 +16,14 @@ task (kept in sync with ``src/worker.rs``).
 from __future__ import annotations
 
 import pickle
+import re
 import sys
 import traceback
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterable
 from typing import Any
+
+from . import _pickling
 
 STATUS_RESULT = 0
 STATUS_EXCEPTION = 1
@@ -28,13 +32,106 @@ REPLACE_FLAG = 0x80
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
+# Set by bootstrap(): how to re-create the owner's __main__ here (see _pickling.py).
+_main_source: tuple[str, str] | None = None
+# True while the owner's main script runs here as __mp_main__ (see loading_main()).
+_loading_main = False
+# True in worker interpreters (set by bootstrap()).
+_in_worker = False
+
+_NO_SUBINTERP = re.compile(r"module (\S+) does not support loading in subinterpreters")
+
+
+def in_worker() -> bool:
+    """Whether this interpreter is an interpool worker."""
+    return _in_worker
+
+
+def loading_main() -> bool:
+    """Whether this interpreter is running the owner's main script as ``__mp_main__``.
+
+    A script without an ``if __name__ == "__main__":`` guard would create a pool again at
+    that point, and every worker would do the same (CPython gh-136659); the executor refuses
+    instead, with an error that says to add the guard."""
+    return _loading_main
+
+
+def from_main(qualname: str) -> Any:
+    """Resolve a function or class of the owner's ``__main__`` (sent by reference)."""
+    module = sys.modules.get("__mp_main__") or _load_main()
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _load_main() -> types.ModuleType:
+    global _loading_main
+    import runpy
+
+    if _main_source is None:
+        raise RuntimeError(
+            "this task uses a function or class defined in __main__, but the main program has no "
+            "script file to re-run in the worker (interactive session or python -c): install "
+            "cloudpickle (pip install cloudpickle) to send it by value, or move it to a module"
+        )
+    kind, where = _main_source
+    module = types.ModuleType("__mp_main__")
+    sys.modules["__mp_main__"] = module
+    _loading_main = True
+    try:
+        if kind == "path":
+            namespace = runpy.run_path(where, run_name="__mp_main__")
+        else:
+            namespace = runpy.run_module(where, run_name="__mp_main__", alter_sys=False)
+    except BaseException as exc:
+        del sys.modules["__mp_main__"]
+        raise RuntimeError(
+            f"interpool could not re-create __main__ in a worker interpreter by running {where} as "
+            f"__mp_main__: {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        _loading_main = False
+    module.__dict__.update(namespace)
+    return module
+
+
+def exec_script(source: str) -> None:
+    """A script task (``pool.submit("code")``): run it in this worker's ``__main__``."""
+    exec(source, vars(sys.modules["__main__"]))  # a documented feature: script tasks
+
+
+def run_chunk(fn: Callable[..., Any], chunk: Iterable[tuple[Any, ...]]) -> list[Any]:
+    """A batch of ``map`` calls sent as one task."""
+    return [fn(*args) for args in chunk]
+
+
+def _explain(exc: BaseException) -> BaseException:
+    """Replace CPython's terse error for extensions that cannot load here."""
+    if isinstance(exc, ImportError):
+        match = _NO_SUBINTERP.search(str(exc))
+        if match:
+            name = match.group(1)
+            better = ImportError(
+                f"extension module {name!r} does not support loading in subinterpreters, so it cannot "
+                f"be imported in an interpool worker. Use {name} in the main interpreter only (for "
+                "example, call it before or after the pool's work), run this work on a "
+                "ProcessPoolExecutor, or ask the maintainers of that module for PEP 684 support "
+                "(multi-phase init with Py_mod_multiple_interpreters).",
+                name=name,
+            )
+            better.__cause__ = exc
+            return better
+    return exc
+
 
 def encode_exception(exc: BaseException, status: int = STATUS_EXCEPTION) -> bytes:
     """Encode ``exc`` so the owner can re-raise the original type with the remote
     traceback attached, or at least its type name, message and traceback text."""
+    exc = _explain(exc)
     formatted = "".join(traceback.format_exception(exc))
     try:
-        exc_bytes: bytes | None = pickle.dumps(exc, _PROTOCOL)
+        exc_bytes: bytes | None = _pickling.dumps(exc)
     except Exception:
         exc_bytes = None
     kind = type(exc)
@@ -51,14 +148,16 @@ def run(payload: bytes) -> bytes:
     try:
         fn, args, kwargs = pickle.loads(payload)
         result = fn(*args, **kwargs)
-    except BaseException as exc:
+    except BaseException as exc:  # SystemExit & co. fail the task, not the worker
         return encode_exception(exc)
     try:
-        return bytes((STATUS_RESULT,)) + pickle.dumps(result, _PROTOCOL)
+        return bytes((STATUS_RESULT,)) + _pickling.dumps(result)
     except BaseException as exc:
-        error = TypeError(
-            f"cannot send the result of {_describe(fn)} back: "
-            f"{type(result).__qualname__} object is not picklable ({exc})"
+        from ._errors import NotShareableError
+
+        error = NotShareableError(
+            f"the result of {_describe(fn)} cannot be sent back from the worker interpreter: "
+            f"{type(result).__module__}.{type(result).__qualname__} object is not picklable ({exc})"
         )
         return encode_exception(error)
 
@@ -71,15 +170,19 @@ def _describe(fn: object) -> str:
 def bootstrap(config: bytes, index: int) -> Callable[[bytes], bytes] | str:
     """Prepare this interpreter; return the task runner, or a ``str`` that explains why
     the worker cannot start (which breaks the pool)."""
+    global _main_source, _in_worker
+    _in_worker = True
     try:
         settings: dict[str, Any] = pickle.loads(config)
+        _main_source = settings.get("main")
+        # Pickled separately: it may refer to __main__, which needs _main_source first.
         initializer = settings.get("initializer")
         if initializer is not None:
-            fn, initargs = initializer
+            fn, initargs = pickle.loads(initializer)
             if isinstance(fn, str):
-                exec(fn, vars(sys.modules["__main__"]))
+                exec_script(fn)
             else:
                 fn(*initargs)
     except BaseException as exc:
-        return "".join(traceback.format_exception(exc))
+        return "".join(traceback.format_exception(_explain(exc)))
     return run

@@ -1,0 +1,88 @@
+"""How callables and values are pickled on their way to a worker interpreter.
+
+Standard pickle sends functions and classes *by reference* (module + name), which the
+worker can only resolve if it can import them. Three kinds of object cannot be found that
+way, and get special treatment here:
+
+* lambdas and nested functions/classes (``<lambda>`` / ``<locals>`` in ``__qualname__``),
+* functions and classes defined in the running script's ``__main__``.
+
+With cloudpickle installed (``pip install cloudpickle``) all of them are sent *by value*.
+Without it, ``__main__`` objects are sent by reference to ``__mp_main__``, which the worker
+creates by running the main script once under that name, as multiprocessing's spawn does
+(an ``if __name__ == "__main__":`` guard keeps the entry point from running again); lambdas
+and closures then fail with a :class:`NotShareableError` that says to install cloudpickle.
+Set ``INTERPOOL_CLOUDPICKLE=0`` to disable cloudpickle even when it is installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import pickle
+import sys
+import types
+from typing import Any
+
+from ._errors import NotShareableError
+
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+_cloudpickle: Any = None
+if os.environ.get("INTERPOOL_CLOUDPICKLE", "1") != "0":
+    try:
+        _cloudpickle = importlib.import_module("cloudpickle")
+    except ImportError:  # optional dependency
+        pass
+
+
+def has_cloudpickle() -> bool:
+    return _cloudpickle is not None
+
+
+def main_module_source() -> tuple[str, str] | None:
+    """How a worker can re-create ``__main__`` as ``__mp_main__``: ``("path", file)`` for a
+    script, ``("module", name)`` for ``python -m``, ``None`` when there is nothing to run
+    (interactive session, ``python -c``)."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and getattr(spec, "name", None) and spec.name != "__main__":
+        return ("module", spec.name.removesuffix(".__main__"))
+    path = getattr(main, "__file__", None)
+    if isinstance(path, str) and os.path.exists(path):
+        return ("path", os.path.abspath(path))
+    return None
+
+
+def _describe(obj: object) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
+
+
+class _Pickler(pickle.Pickler):
+    def reducer_override(self, obj: Any) -> Any:
+        kind = type(obj)
+        if kind is not types.FunctionType and not isinstance(obj, type):
+            return NotImplemented
+        qualname: str = getattr(obj, "__qualname__", "")
+        local = "<lambda>" in qualname or "<locals>" in qualname
+        in_main = getattr(obj, "__module__", None) == "__main__"
+        if not (local or in_main):
+            return NotImplemented
+        if _cloudpickle is not None:
+            return (pickle.loads, (_cloudpickle.dumps(obj, PROTOCOL),))
+        if local:
+            raise NotShareableError(
+                f"{_describe(obj)} is a lambda or a nested function/class, which cannot be sent to a "
+                "worker interpreter by reference: install cloudpickle (pip install cloudpickle) to send "
+                "it by value, or define it at module level"
+            )
+        from . import _worker  # lazily: only needed without cloudpickle
+
+        return (_worker.from_main, (qualname,))
+
+
+def dumps(obj: object) -> bytes:
+    buf = io.BytesIO()
+    _Pickler(buf, PROTOCOL).dump(obj)
+    return buf.getvalue()

@@ -1,0 +1,71 @@
+"""Future.cancel(): queued tasks are withdrawn and never run; running ones can't be."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import interpool
+
+import tasks
+from conftest import make_executor, stdlib_gap
+
+
+def test_cancel_queued_tasks(kind: str, tmp_path: Path) -> None:
+    stdlib_gap(kind, "cannot send functions that use module globals (NotShareableError)")
+    gate = str(tmp_path / "gate")
+    with make_executor(kind, 1) as pool:
+        blocker = pool.submit(tasks.wait_for_file, gate)
+        queued = [pool.submit(tasks.touch, str(tmp_path / f"t{i}")) for i in range(6)]
+        time.sleep(0.3)
+        victims = queued[3:]
+        assert all(f.cancel() for f in victims)
+        assert all(f.cancelled() and f.done() for f in victims)
+        tasks.touch(gate)
+        assert blocker.result(timeout=30) == gate
+        assert [f.result(timeout=30) for f in queued[:3]] == [str(tmp_path / f"t{i}") for i in range(3)]
+    for i in range(3, 6):
+        assert not os.path.exists(tmp_path / f"t{i}"), "a cancelled task ran"
+
+
+def test_running_task_cannot_be_cancelled(tmp_path: Path) -> None:
+    gate = str(tmp_path / "gate")
+    with interpool.InterpreterPoolExecutor(1) as pool:
+        running = pool.submit(tasks.wait_for_file, gate)
+        deadline = time.monotonic() + 10
+        while pool.stats()["busy"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not running.cancel()
+        assert not running.cancelled()
+        tasks.touch(gate)
+        assert running.result(timeout=30) == gate
+
+
+@pytest.mark.timeout(120)
+def test_racing_cancels_account_for_every_task_exactly_once() -> None:
+    n = 3000
+    with interpool.InterpreterPoolExecutor(2) as pool:
+        futures = [pool.submit(tasks.identity, i) for i in range(n)]
+        cancelled: list[bool] = [False] * n
+
+        def canceller(start: int) -> None:
+            for i in range(start, n, 3):
+                cancelled[i] = futures[i].cancel()
+
+        threads = [threading.Thread(target=canceller, args=(k,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i, f in enumerate(futures):
+            assert f.done() or not cancelled[i]
+            if cancelled[i]:
+                assert f.cancelled()
+            else:
+                assert f.result(timeout=30) == i
+        ran = sum(1 for c in cancelled if not c)
+    assert pool.stats()["completed"] == ran

@@ -1,0 +1,39 @@
+"""max_tasks_per_worker: a worker's interpreter is replaced after N tasks."""
+
+from __future__ import annotations
+
+import pytest
+
+import interpool
+
+import tasks
+
+
+def test_interpreter_is_replaced_after_max_tasks() -> None:
+    with interpool.InterpreterPoolExecutor(1, max_tasks_per_worker=2) as pool:
+        ids = [pool.submit(tasks.interpreter_id).result() for _ in range(6)]
+        stats = pool.stats()
+    assert ids[0] == ids[1] and ids[2] == ids[3] and ids[4] == ids[5]
+    assert len(set(ids)) == 3
+    assert stats["recycled"] >= 2
+
+
+def test_recycled_interpreter_starts_fresh_and_reruns_the_initializer() -> None:
+    with interpool.InterpreterPoolExecutor(
+        1, initializer=tasks.set_global, initargs=("init",), max_tasks_per_worker=2
+    ) as pool:
+        assert pool.submit(tasks.get_global).result() == "init"
+        pool.submit(tasks.set_global, "changed").result()
+        assert pool.submit(tasks.get_global).result() == "init"  # a new interpreter
+
+
+@pytest.mark.parametrize("bad", [0, -3])
+def test_max_tasks_per_worker_must_be_positive(bad: int) -> None:
+    with pytest.raises(ValueError, match="max_tasks_per_worker must be greater than 0"):
+        interpool.InterpreterPoolExecutor(1, max_tasks_per_worker=bad)
+
+
+def test_no_task_is_lost_while_workers_recycle() -> None:
+    with interpool.InterpreterPoolExecutor(2, max_tasks_per_worker=3) as pool:
+        assert list(pool.map(tasks.square, range(60))) == [i * i for i in range(60)]
+        assert pool.stats()["completed"] == 60

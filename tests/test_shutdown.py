@@ -1,0 +1,80 @@
+"""shutdown(): waiting, cancelling queued work, not waiting, and executors never shut down."""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from pathlib import Path
+
+import interpool
+
+import tasks
+from conftest import make_executor, stdlib_gap
+
+
+def test_shutdown_wait_completes_every_future(kind: str) -> None:
+    pool = make_executor(kind, 2)
+    sleeps = [pool.submit(time.sleep, 0.01) for _ in range(10)]
+    futures = [pool.submit(tasks.square, i) for i in range(20)]
+    pool.shutdown(wait=True)
+    assert all(f.done() for f in sleeps + futures)
+    assert [f.result() for f in futures] == [i * i for i in range(20)]
+
+
+def test_shutdown_cancel_futures_cancels_queued_tasks(kind: str, tmp_path: Path) -> None:
+    stdlib_gap(kind, "cannot send functions that use module globals (NotShareableError)")
+    gate = str(tmp_path / "gate")
+    pool = make_executor(kind, 1)
+    blocker = pool.submit(tasks.wait_for_file, gate)
+    queued = [pool.submit(tasks.touch, str(tmp_path / f"t{i}")) for i in range(8)]
+    time.sleep(0.3)  # let the worker pick up the blocker
+    tasks.touch(gate)
+    pool.shutdown(wait=True, cancel_futures=True)
+    assert blocker.result() == gate
+    assert all(f.done() for f in queued)
+    cancelled = [f for f in queued if f.cancelled()]
+    # A process pool has already handed a couple of tasks to its call queue; the others
+    # cancel everything that had not started.
+    assert len(cancelled) >= (6 if kind == "process" else 8)
+    for i, f in enumerate(queued):
+        assert os.path.exists(tmp_path / f"t{i}") == (not f.cancelled())
+
+
+def test_shutdown_without_wait_returns_at_once_and_work_still_finishes(kind: str) -> None:
+    pool = make_executor(kind, 1)
+    futures = [pool.submit(time.sleep, 0.2) for i in range(3)]
+    t0 = time.monotonic()
+    pool.shutdown(wait=False)
+    assert time.monotonic() - t0 < 0.15
+    assert [f.result(timeout=30) for f in futures] == [None, None, None]
+    pool.shutdown(wait=True)  # joins what is left
+
+
+def test_shutdown_is_idempotent_and_context_manager_shuts_down(kind: str) -> None:
+    with make_executor(kind, 1) as pool:
+        assert pool.submit(tasks.square, 4).result() == 16
+    pool.shutdown()
+    pool.shutdown(wait=False)
+
+
+def test_shutdown_from_a_done_callback() -> None:
+    pool = interpool.InterpreterPoolExecutor(1)
+    seen: list[int] = []
+
+    def callback(f: object) -> None:
+        pool.shutdown(wait=False)
+        seen.append(1)
+
+    pool.submit(tasks.square, 2).add_done_callback(callback)
+    pool.shutdown(wait=True)
+    assert seen == [1]
+
+
+def test_executor_dropped_without_shutdown_finishes_its_work() -> None:
+    pool = interpool.InterpreterPoolExecutor(2)
+    futures = [pool.submit(tasks.sleep_then, 0.01, i) for i in range(10)]
+    del pool
+    gc.collect()
+    assert [f.result(timeout=30) for f in futures] == list(range(10))
+    # Its threads exit on their own; conftest's leak check joins and verifies them.

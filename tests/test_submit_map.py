@@ -1,0 +1,131 @@
+"""submit() and map(): results, arguments, ordering, batching, validation, introspection."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import itertools
+import os
+import time
+
+import pytest
+
+import interpool
+
+import tasks
+from conftest import make_executor, stdlib_gap
+
+
+def test_submit_returns_results_with_args_and_kwargs(kind: str) -> None:
+    with make_executor(kind, 2) as pool:
+        futures = [pool.submit(tasks.add3, i, 10, c=100) for i in range(20)]
+        assert all(isinstance(f, cf.Future) for f in futures)
+        assert [f.result(timeout=30) for f in futures] == [i + 110 for i in range(20)]
+
+
+def test_functions_with_default_arguments(interp_kind: str) -> None:
+    stdlib_gap(interp_kind, "cannot send functions with defaults (NotShareableError)")
+    with make_executor(interp_kind, 1) as pool:
+        assert pool.submit(tasks.add, 1, c=2).result() == 3
+
+
+def test_map_keeps_order_over_several_iterables(kind: str) -> None:
+    with make_executor(kind, 2) as pool:
+        assert list(pool.map(tasks.add2, range(50), range(0, 100, 2))) == [3 * i for i in range(50)]
+        assert list(pool.map(tasks.square, [])) == []
+
+
+@pytest.mark.parametrize("chunksize", [1, 7, 100])
+def test_map_with_chunks(kind: str, chunksize: int) -> None:
+    with make_executor(kind, 2) as pool:
+        assert list(pool.map(tasks.square, range(95), chunksize=chunksize)) == [i * i for i in range(95)]
+
+
+def test_chunksize_really_batches() -> None:
+    with interpool.InterpreterPoolExecutor(2) as pool:
+        assert list(pool.map(tasks.square, range(100), chunksize=10)) == [i * i for i in range(100)]
+        assert pool.stats()["submitted"] == 10
+
+
+def test_map_raises_the_first_error_when_reached(kind: str) -> None:
+    with make_executor(kind, 2) as pool:
+        results = pool.map(tasks.fail_if_negative, [1, 2, -3, 4])
+        assert next(results) == 1
+        assert next(results) == 2
+        with pytest.raises(ValueError, match="-3"):
+            next(results)
+
+
+def test_map_timeout(kind: str) -> None:
+    with make_executor(kind, 1) as pool:
+        results = pool.map(time.sleep, [2.0], timeout=0.1)
+        with pytest.raises(TimeoutError):
+            list(results)
+
+
+def test_map_buffersize_is_lazy_on_infinite_input() -> None:
+    with interpool.InterpreterPoolExecutor(2) as pool:
+        results = pool.map(tasks.square, itertools.count(), buffersize=4)
+        assert list(itertools.islice(results, 10)) == [i * i for i in range(10)]
+        assert pool.stats()["submitted"] <= 10 + 4
+        results.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "exc", "msg"),
+    [
+        ({"chunksize": 0}, ValueError, "chunksize must be >= 1"),
+        ({"buffersize": 0}, ValueError, "buffersize must be None or > 0"),
+        ({"buffersize": 1.5}, TypeError, "buffersize must be an integer or None"),
+    ],
+)
+def test_map_validates_arguments(args: dict[str, object], exc: type[Exception], msg: str) -> None:
+    with interpool.InterpreterPoolExecutor(1) as pool, pytest.raises(exc, match=msg):
+        pool.map(tasks.square, range(3), **args)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_max_workers_must_be_positive(kind: str, bad: int) -> None:
+    with pytest.raises(ValueError, match="max_workers must be greater than 0"):
+        make_executor(kind, bad)
+
+
+def test_default_max_workers_matches_the_stdlib() -> None:
+    count = getattr(os, "process_cpu_count", os.cpu_count)() or 1
+    with interpool.InterpreterPoolExecutor() as pool:
+        assert pool.stats()["threads"] == min(32, count + 4)
+
+
+def test_submit_after_shutdown_is_refused(kind: str) -> None:
+    pool = make_executor(kind, 1)
+    pool.shutdown()
+    with pytest.raises(RuntimeError, match="cannot schedule new futures after shutdown"):
+        pool.submit(tasks.square, 2)
+
+
+def test_submit_rejects_non_callables() -> None:
+    with interpool.InterpreterPoolExecutor(1) as pool:
+        with pytest.raises(TypeError, match="needs a callable or a script string, not int"):
+            pool.submit(42)  # type: ignore[arg-type]
+        assert pool.submit(tasks.square, 3).result() == 9
+
+
+def test_as_completed_and_wait(kind: str) -> None:
+    with make_executor(kind, 2) as pool:
+        futures = [pool.submit(tasks.square, i) for i in range(12)]
+        assert sorted(f.result() for f in cf.as_completed(futures, timeout=30)) == [i * i for i in range(12)]
+        done, not_done = cf.wait(futures, timeout=30, return_when=cf.ALL_COMPLETED)
+        assert len(done) == 12 and not not_done
+        slow = pool.submit(time.sleep, 0.5)
+        fast = pool.submit(tasks.square, 5)
+        done, _ = cf.wait([slow, fast], timeout=30, return_when=cf.FIRST_COMPLETED)
+        assert fast in done
+
+
+def test_stats_counts_tasks() -> None:
+    with interpool.InterpreterPoolExecutor(2) as pool:
+        assert set(pool.stats()) == {"threads", "workers", "busy", "queued", "submitted", "completed", "recycled"}
+        list(pool.map(tasks.square, range(30)))
+        stats = pool.stats()
+        assert stats["submitted"] == stats["completed"] == 30
+        assert stats["threads"] == 2 and stats["busy"] == 0 and stats["queued"] == 0
+    assert pool.stats()["workers"] == 0
