@@ -37,6 +37,11 @@ lint: setup ## cargo fmt --check, clippy, ruff, mypy and stubtest
 	.venvs/$(DEV)/bin/mypy python/interpool
 	.venvs/$(DEV)/bin/python -m mypy.stubtest interpool
 
+.PHONY: check-py312
+check-py312: ## cargo check against the CPython 3.12 API (no 3.12 interpreter needed)
+	PYO3_CONFIG_FILE=$(CURDIR)/scripts/pyo3-cpython312.cfg PYO3_BUILD_EXTENSION_MODULE=1 \
+	  cargo check --quiet --target-dir target/check-py312
+
 .PHONY: test-python
 test-python: ## pytest on every Python of the matrix ($(MATRIX))
 	@set -e; for t in $(MATRIX); do \
@@ -46,7 +51,7 @@ test-python: ## pytest on every Python of the matrix ($(MATRIX))
 	done
 
 .PHONY: test
-test: test-rust lint test-python ## Set up, then cargo tests, lints and pytest on the whole matrix
+test: test-rust lint check-py312 test-python ## Set up, then cargo tests, lints and pytest on the whole matrix
 
 .PHONY: fmt
 fmt: setup ## Format Rust and Python sources
