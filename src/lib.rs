@@ -9,10 +9,14 @@
 #[cfg(not(Py_3_12))]
 compile_error!("interpool needs CPython >= 3.12 (own-GIL subinterpreters, PEP 684)");
 
+mod args;
+mod buffer;
 mod module;
 mod pool_type;
 mod py;
+mod queue_type;
 mod subinterp;
+mod value;
 mod worker;
 
 /// Module entry point: multi-phase initialization.

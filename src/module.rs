@@ -12,17 +12,47 @@ use std::ptr;
 
 use pyo3_ffi as ffi;
 
+use crate::buffer::{self, Deferred};
 use crate::pool_type::{POOL_SPEC, TICKET_SPEC};
 use crate::py::{self, Attached, Owned, PyResult};
+use crate::value::{self, PACKED_SPEC};
 
-/// Per-module (so per-interpreter) state: strong references to the module's heap types.
+/// Per-module (so per-interpreter) state. The object fields are strong references owned by
+/// the state (released in `module_clear`); `deferred` is Rust data (see buffer.rs).
 #[repr(C)]
 pub struct ModuleState {
     pub pool_type: *mut ffi::PyObject,
     pub ticket_type: *mut ffi::PyObject,
+    pub packed_type: *mut ffi::PyObject,
+    pub queue_type: *mut ffi::PyObject,
+    pub buffer_type: *mut ffi::PyObject,
+    /// Set by `_configure`: the pickler used for values without a native form.
+    pub dumps: *mut ffi::PyObject,
+    pub loads: *mut ffi::PyObject,
+    /// Set by `_configure`: the exception types Queue raises.
+    pub queue_empty: *mut ffi::PyObject,
+    pub queue_full: *mut ffi::PyObject,
+    pub queue_closed: *mut ffi::PyObject,
+    pub deferred: *mut Deferred,
 }
 
 impl ModuleState {
+    /// The object fields, for traverse/clear.
+    fn object_slots(&mut self) -> [&mut *mut ffi::PyObject; 10] {
+        [
+            &mut self.pool_type,
+            &mut self.ticket_type,
+            &mut self.packed_type,
+            &mut self.queue_type,
+            &mut self.buffer_type,
+            &mut self.dumps,
+            &mut self.loads,
+            &mut self.queue_empty,
+            &mut self.queue_full,
+            &mut self.queue_closed,
+        ]
+    }
+
     /// The state of the module that defined `tp`.
     ///
     /// # Safety
@@ -73,12 +103,28 @@ unsafe extern "C" fn module_exec(module: *mut ffi::PyObject) -> c_int {
         if state.is_null() {
             return -1;
         }
+        (*state).deferred = Box::into_raw(Box::new(Deferred::default()));
         for (spec, slot, name) in [
             (&raw mut POOL_SPEC, &raw mut (*state).pool_type, c"Pool"),
             (
                 &raw mut TICKET_SPEC,
                 &raw mut (*state).ticket_type,
                 c"Ticket",
+            ),
+            (
+                &raw mut PACKED_SPEC,
+                &raw mut (*state).packed_type,
+                c"Packed",
+            ),
+            (
+                &raw mut crate::queue_type::SPEC,
+                &raw mut (*state).queue_type,
+                c"Queue",
+            ),
+            (
+                &raw mut buffer::SPEC,
+                &raw mut (*state).buffer_type,
+                c"SharedBuffer",
             ),
         ] {
             let tp = ffi::PyType_FromModuleAndSpec(module, spec, ptr::null_mut());
@@ -105,9 +151,9 @@ unsafe extern "C" fn module_traverse(
         if state.is_null() {
             return 0;
         }
-        for obj in [(*state).pool_type, (*state).ticket_type] {
+        for obj in (*state).object_slots() {
             if !obj.is_null() {
-                let r = visit(obj, arg);
+                let r = visit(*obj, arg);
                 if r != 0 {
                     return r;
                 }
@@ -122,8 +168,8 @@ unsafe extern "C" fn module_clear(module: *mut ffi::PyObject) -> c_int {
     unsafe {
         let state = ffi::PyModule_GetState(module).cast::<ModuleState>();
         if !state.is_null() {
-            for slot in [&raw mut (*state).pool_type, &raw mut (*state).ticket_type] {
-                let obj = std::mem::replace(&mut *slot, ptr::null_mut());
+            for slot in (*state).object_slots() {
+                let obj = std::mem::replace(slot, ptr::null_mut());
                 if !obj.is_null() {
                     ffi::Py_DECREF(obj);
                 }
@@ -134,21 +180,101 @@ unsafe extern "C" fn module_clear(module: *mut ffi::PyObject) -> c_int {
 }
 
 unsafe extern "C" fn module_free(module: *mut c_void) {
-    // SAFETY: called once when the module object is freed, attached.
+    // SAFETY: called once when the module object is freed, attached to its interpreter.
     unsafe {
-        module_clear(module.cast::<ffi::PyObject>());
+        let module = module.cast::<ffi::PyObject>();
+        let state = ffi::PyModule_GetState(module).cast::<ModuleState>();
+        if !state.is_null() && !(*state).deferred.is_null() {
+            let deferred =
+                Box::from_raw(std::mem::replace(&mut (*state).deferred, ptr::null_mut()));
+            buffer::drain(deferred);
+        }
+        module_clear(module);
     }
 }
 
-static mut METHODS: [ffi::PyMethodDef; 2] = [
-    ffi::PyMethodDef {
-        ml_name: c"interpreter_id".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer {
-            PyCFunction: interpreter_id,
-        },
-        ml_flags: ffi::METH_NOARGS,
-        ml_doc: c"interpreter_id() -> int: id of the calling interpreter".as_ptr(),
-    },
+/// `_configure(dumps, loads, QueueEmpty, QueueFull, QueueClosed)`: called by the Python
+/// package when it is imported in an interpreter.
+unsafe extern "C" fn configure(
+    module: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: FASTCALL module function, called attached; we replace references owned by
+    // the state, taking new ones.
+    unsafe {
+        entry(|py| {
+            if nargs != 5 {
+                return Err(py::type_error(py, "_configure() takes 5 arguments"));
+            }
+            let state = &mut *ffi::PyModule_GetState(module).cast::<ModuleState>();
+            let slots = [
+                &mut state.dumps,
+                &mut state.loads,
+                &mut state.queue_empty,
+                &mut state.queue_full,
+                &mut state.queue_closed,
+            ];
+            for (i, slot) in slots.into_iter().enumerate() {
+                let new = *args.add(i);
+                ffi::Py_INCREF(new);
+                let old = std::mem::replace(slot, new);
+                if !old.is_null() {
+                    ffi::Py_DECREF(old);
+                }
+            }
+            Ok(py::none(py))
+        })
+    }
+}
+
+macro_rules! function {
+    ($name:literal, $kind:ident, $f:expr, $flags:expr, $doc:literal) => {
+        ffi::PyMethodDef {
+            ml_name: $name.as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer { $kind: $f },
+            ml_flags: $flags,
+            ml_doc: $doc.as_ptr(),
+        }
+    };
+}
+
+static mut METHODS: [ffi::PyMethodDef; 6] = [
+    function!(
+        c"interpreter_id",
+        PyCFunction,
+        interpreter_id,
+        ffi::METH_NOARGS,
+        c"interpreter_id() -> int: id of the calling interpreter"
+    ),
+    function!(
+        c"pack",
+        PyCFunction,
+        value::pack_function,
+        ffi::METH_O,
+        c"pack(obj) -> Packed: convert obj for crossing interpreters"
+    ),
+    function!(
+        c"roundtrip",
+        PyCFunction,
+        value::roundtrip_function,
+        ffi::METH_O,
+        c"roundtrip(obj) -> object: pack and unpack (tests, benchmarks)"
+    ),
+    function!(
+        c"_configure",
+        PyCFunctionFast,
+        configure,
+        ffi::METH_FASTCALL,
+        c"_configure(dumps, loads, QueueEmpty, QueueFull, QueueClosed)"
+    ),
+    function!(
+        c"_queue_from_id",
+        PyCFunctionFast,
+        crate::queue_type::queue_from_id,
+        ffi::METH_FASTCALL,
+        c"_queue_from_id(pid, key) -> Queue: unpickle a Queue"
+    ),
     ffi::PyMethodDef::zeroed(),
 ];
 

@@ -131,7 +131,7 @@ unsafe extern "C" fn ticket_dealloc(slf: *mut ffi::PyObject) {
 ///
 /// # Safety
 /// `slf` is being deallocated and its Rust fields were already dropped; `tp` is its type.
-unsafe fn dealloc_tail(slf: *mut ffi::PyObject, tp: *mut ffi::PyTypeObject) {
+pub unsafe fn dealloc_tail(slf: *mut ffi::PyObject, tp: *mut ffi::PyTypeObject) {
     // SAFETY: heap types always provide tp_free; instances own a reference to their type.
     unsafe {
         let free = ffi::PyType_GetSlot(tp, ffi::Py_tp_free);
@@ -141,7 +141,7 @@ unsafe fn dealloc_tail(slf: *mut ffi::PyObject, tp: *mut ffi::PyTypeObject) {
     }
 }
 
-/// `submit(id: int, payload: bytes) -> Ticket`
+/// `submit(id: int, task: Packed) -> Ticket`
 unsafe extern "C" fn pool_submit(
     slf: *mut ffi::PyObject,
     args: *mut *mut ffi::PyObject,
@@ -153,7 +153,10 @@ unsafe extern "C" fn pool_submit(
             let args = fast_args(py, args, nargs, 2, "submit")?;
             let id = u64::try_from(py::int_arg(py, args[0], "id")?)
                 .map_err(|_| py::value_error(py, "id must be >= 0"))?;
-            let payload = py::bytes_view(py, args[1], "payload")?.to_vec();
+            let state = &*ModuleState::of_type(ffi::Py_TYPE(slf));
+            let payload = crate::value::take_packed(state, args[1]).ok_or_else(|| {
+                py::type_error(py, "submit() needs a fresh Packed task (from pack())")
+            })?;
             let ticket = match pool_ref(slf).submit(id, payload) {
                 Ok(ticket) => ticket,
                 Err(SubmitError::Shutdown(_)) => {
@@ -166,8 +169,7 @@ unsafe extern "C" fn pool_submit(
                     return Err(py::runtime_error(py, &format!("pool is broken: {msg}")));
                 }
             };
-            let state = ModuleState::of_type(ffi::Py_TYPE(slf));
-            let tp = (*state).ticket_type.cast::<ffi::PyTypeObject>();
+            let tp = state.ticket_type.cast::<ffi::PyTypeObject>();
             let obj = Owned::from_new(py, ffi::PyType_GenericAlloc(tp, 0))?;
             // SAFETY: fresh allocation with the TicketObject layout; uninitialized field.
             ptr::write(
@@ -205,7 +207,7 @@ unsafe extern "C" fn pool_shutdown(
 }
 
 /// `next_events(max: int) -> list[tuple] | None`, blocking with the GIL released.
-/// Items: `(id, reply: bytes)` for a finished task, `(message: str, abandoned: list[int])`
+/// Items: `(id, reply: Packed)` for a finished task, `(message: str, abandoned: list[int])`
 /// when the pool broke. `None` once every worker exited and all events were taken.
 unsafe extern "C" fn pool_next_events(
     slf: *mut ffi::PyObject,
@@ -218,15 +220,20 @@ unsafe extern "C" fn pool_next_events(
             let args = fast_args(py, args, nargs, 1, "next_events")?;
             let max = usize::try_from(py::int_arg(py, args[0], "max")?).unwrap_or(1);
             let pool = pool_ref(slf);
+            let state = &*ModuleState::of_type(ffi::Py_TYPE(slf));
             let Some(batch) = py.detached(|| pool.next_events(max)) else {
                 return Ok(py::none(py));
             };
             let mut items = Vec::with_capacity(batch.len());
             for event in batch {
                 let item = match event {
-                    Event::Done { id, output } => {
-                        py::tuple(py, vec![py::uint(py, id)?, py::bytes(py, &output)?])?
-                    }
+                    Event::Done { id, output } => py::tuple(
+                        py,
+                        vec![
+                            py::uint(py, id)?,
+                            crate::value::new_packed(py, state, output)?,
+                        ],
+                    )?,
                     Event::Broken { message, abandoned } => {
                         let ids = abandoned
                             .into_iter()
@@ -399,7 +406,7 @@ static mut POOL_METHODS: [ffi::PyMethodDef; 7] = [
     fastcall!(
         c"submit",
         pool_submit,
-        c"submit(id: int, payload: bytes) -> Ticket"
+        c"submit(id: int, task: Packed) -> Ticket"
     ),
     fastcall!(
         c"shutdown",

@@ -5,20 +5,23 @@
 //!   it must bind `__interpool_bootstrap__`, which is called with `(config: bytes, index:
 //!   int)` and returns either the task runner (a callable) or a `str` describing why the
 //!   worker cannot start (a failing initializer), which breaks the pool.
-//! - `run`: `runner(payload: bytes) -> bytes`. The first byte of the reply is a status that
-//!   the owner decodes; bit [`REPLACE_FLAG`] asks for the interpreter to be replaced.
+//! - `run`: `runner(task: Packed) -> Packed`: the task's [`Value`] is handed over in a
+//!   `Packed` of the worker's interpreter, and the reply must be a `Packed` `(status,
+//!   payload)` tuple; bit [`REPLACE_FLAG`] of `status` asks for the interpreter to be replaced.
 use std::ffi::CString;
 
-use interpool_core::WorkerFactory;
+use interpool_core::{Value, WorkerFactory};
 use pyo3_ffi as ffi;
 
+use crate::module::ModuleState;
 use crate::py::{self, Attached, Owned, PyResult, Stashed};
 use crate::subinterp::SubInterpreter;
+use crate::value;
 
 /// Status bit in a reply: replace this worker's interpreter after this task.
 pub const REPLACE_FLAG: u8 = 0x80;
 /// Status of a reply built here because the runner itself failed (an interpool bug or an
-/// interpreter in a broken state): the rest of the reply is UTF-8 text.
+/// interpreter in a broken state): the payload is a message.
 pub const STATUS_INTERNAL_ERROR: u8 = 0x7f;
 
 pub struct PyFactory {
@@ -36,12 +39,14 @@ impl PyFactory {
 pub struct PyWorker {
     interp: SubInterpreter,
     runner: Option<Stashed>,
+    /// The worker's `interpool._interpool` module (its state has the Packed type).
+    module: Option<Stashed>,
     replace: bool,
 }
 
 impl PyFactory {
     /// Run the bootstrap in the attached new interpreter; `Ok(Err(msg))` is a refusal.
-    fn bootstrap(&self, py: Attached, index: usize) -> PyResult<Result<Owned, String>> {
+    fn bootstrap(&self, py: Attached, index: usize) -> PyResult<Result<(Owned, Owned), String>> {
         // SAFETY: attached to the new interpreter; every object below belongs to it.
         let globals = unsafe { Owned::from_new(py, ffi::PyDict_New())? };
         // SAFETY: attached; source is NUL-terminated, globals is a dict (CPython adds
@@ -80,14 +85,21 @@ impl PyFactory {
             let msg = unsafe { py::str_view(py, result.as_ptr(), "bootstrap reply")? };
             return Ok(Err(msg.to_owned()));
         }
-        Ok(Ok(result))
+        // SAFETY: attached; imports (or finds) the extension in this interpreter.
+        let module = unsafe {
+            Owned::from_new(
+                py,
+                ffi::PyImport_ImportModule(c"interpool._interpool".as_ptr()),
+            )?
+        };
+        Ok(Ok((result, module)))
     }
 }
 
 impl WorkerFactory for PyFactory {
     type Worker = PyWorker;
-    type Input = Vec<u8>;
-    type Output = Vec<u8>;
+    type Input = Value;
+    type Output = Value;
 
     fn start(&self, index: usize) -> Result<PyWorker, String> {
         // SAFETY: worker threads have no thread state: they are fresh, or their previous
@@ -96,7 +108,7 @@ impl WorkerFactory for PyFactory {
         let mut interp = unsafe { SubInterpreter::create()? };
         let py = interp.attach();
         let outcome = match self.bootstrap(py, index) {
-            Ok(Ok(runner)) => Ok(runner.stash()),
+            Ok(Ok((runner, module))) => Ok((runner.stash(), module.stash())),
             Ok(Err(message)) => Err(message),
             Err(py::PyErrSet) => Err(format!(
                 "worker interpreter failed to start: {}",
@@ -104,11 +116,12 @@ impl WorkerFactory for PyFactory {
             )),
         };
         match outcome {
-            Ok(runner) => {
+            Ok((runner, module)) => {
                 interp.detach();
                 Ok(PyWorker {
                     interp,
                     runner: Some(runner),
+                    module: Some(module),
                     replace: false,
                 })
             }
@@ -119,32 +132,42 @@ impl WorkerFactory for PyFactory {
         }
     }
 
-    fn run(&self, worker: &mut PyWorker, input: Vec<u8>) -> Vec<u8> {
+    fn run(&self, worker: &mut PyWorker, input: Value) -> Value {
         let py = worker.interp.attach();
-        let reply = match worker.runner.as_ref() {
-            Some(runner) => call_runner(py, runner.as_ptr(py), &input),
-            None => Err("worker has no runner".to_owned()),
+        let reply = match (worker.runner.as_ref(), worker.module.as_ref()) {
+            (Some(runner), Some(module)) => {
+                call_runner(py, runner.as_ptr(py), module.as_ptr(py), input)
+            }
+            _ => Err("worker has no runner".to_owned()),
         };
         worker.interp.detach();
         match reply {
-            Ok(bytes) => {
-                worker.replace |= bytes.first().is_some_and(|b| b & REPLACE_FLAG != 0);
-                bytes
+            Ok(value) => {
+                if let Value::Tuple(items) = &value
+                    && let Some(Value::Int(status)) = items.first()
+                {
+                    worker.replace |= status & i64::from(REPLACE_FLAG) != 0;
+                }
+                value
             }
             Err(text) => {
                 worker.replace = true;
-                let mut out = vec![STATUS_INTERNAL_ERROR];
-                out.extend_from_slice(text.as_bytes());
-                out
+                Value::Tuple(vec![
+                    Value::Int(i64::from(STATUS_INTERNAL_ERROR)),
+                    Value::Str(text),
+                ])
             }
         }
     }
 
     fn stop(&self, mut worker: PyWorker) {
         let py = worker.interp.attach();
-        if let Some(runner) = worker.runner.take() {
-            // SAFETY: attached to the interpreter the runner belongs to.
-            unsafe { runner.release(py) };
+        for stashed in [worker.runner.take(), worker.module.take()]
+            .into_iter()
+            .flatten()
+        {
+            // SAFETY: attached to the interpreter these objects belong to.
+            unsafe { stashed.release(py) };
         }
         worker.interp.end();
     }
@@ -154,22 +177,30 @@ impl WorkerFactory for PyFactory {
     }
 }
 
-/// Call the runner with the payload and copy its `bytes` reply out of the interpreter.
-fn call_runner(py: Attached, runner: *mut ffi::PyObject, input: &[u8]) -> Result<Vec<u8>, String> {
-    let attempt = || -> PyResult<Vec<u8>> {
-        let payload = py::bytes(py, input)?;
+/// Hand the task to the runner in a `Packed` and take the reply's value out.
+fn call_runner(
+    py: Attached,
+    runner: *mut ffi::PyObject,
+    module: *mut ffi::PyObject,
+    input: Value,
+) -> Result<Value, String> {
+    // SAFETY: attached to the worker; `module` is its interpool._interpool module.
+    let state = unsafe { &*ffi::PyModule_GetState(module).cast::<ModuleState>() };
+    let attempt = || -> PyResult<Option<Value>> {
+        let task = value::new_packed(py, state, input)?;
         // SAFETY: attached; `runner` is a live callable of this interpreter (stashed by the
-        // worker) and `payload` a bytes object; new reference or null.
+        // worker); new reference or null.
         let reply =
-            unsafe { Owned::from_new(py, ffi::PyObject_CallOneArg(runner, payload.as_ptr()))? };
-        // SAFETY: `reply` is owned here and outlives the borrowed slice.
-        let data = unsafe { py::bytes_view(py, reply.as_ptr(), "runner reply")? };
-        Ok(data.to_vec())
+            unsafe { Owned::from_new(py, ffi::PyObject_CallOneArg(runner, task.as_ptr()))? };
+        // SAFETY: `reply` is a valid object of this interpreter.
+        Ok(unsafe { value::take_packed(state, reply.as_ptr()) })
     };
-    attempt().map_err(|py::PyErrSet| {
-        format!(
+    match attempt() {
+        Ok(Some(value)) => Ok(value),
+        Ok(None) => Err("interpool worker runner did not return a Packed value".to_owned()),
+        Err(py::PyErrSet) => Err(format!(
             "interpool worker runner failed: {}",
             py::take_error_text(py)
-        )
-    })
+        )),
+    }
 }

@@ -17,20 +17,21 @@ N = 2_500_000  # about 0.15-0.3 s of pure Python per task on these machines
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores")
 def test_two_workers_run_four_cpu_tasks_in_parallel() -> None:
     expected = tasks.spin_expected(N)
-    best = 0.0
+    best_seq = best_par = float("inf")
     with InterpreterPoolExecutor(2) as pool:
         pool.submit(tasks.square, 1).result()  # workers ready: time the work, not start-up
-        for _ in range(3):  # shared machines are noisy: keep the best of three
+        for _ in range(5):  # shared machines are noisy: compare the best times
             t0 = time.perf_counter()
             sequential = [tasks.spin(N) for _ in range(4)]
             t1 = time.perf_counter()
             parallel = list(pool.map(tasks.spin, [N] * 4))
             t2 = time.perf_counter()
             assert sequential == parallel == [expected] * 4
-            best = max(best, (t1 - t0) / (t2 - t1))
-            if best >= 1.7:
+            best_seq, best_par = min(best_seq, t1 - t0), min(best_par, t2 - t1)
+            if best_seq / best_par >= 1.7:
                 break
-    assert best >= 1.7, f"speed-up of 2 workers over sequential was only {best:.2f}x"
+    speedup = best_seq / best_par
+    assert speedup >= 1.7, f"speed-up of 2 workers over sequential was only {speedup:.2f}x"
 
 
 def test_tasks_run_on_distinct_threads_and_interpreters() -> None:

@@ -6,8 +6,16 @@
 
 from __future__ import annotations
 
-from ._errors import BrokenInterpreterPool, ExecutionFailed, NotShareableError
+from ._errors import (
+    BrokenInterpreterPool,
+    ExecutionFailed,
+    NotShareableError,
+    QueueClosed,
+    QueueEmpty,
+    QueueFull,
+)
 from ._executor import InterpreterPoolExecutor
+from ._interpool import Queue, SharedBuffer
 
 __version__ = "0.1.0"
 
@@ -16,5 +24,10 @@ __all__ = [
     "ExecutionFailed",
     "InterpreterPoolExecutor",
     "NotShareableError",
+    "Queue",
+    "QueueClosed",
+    "QueueEmpty",
+    "QueueFull",
+    "SharedBuffer",
     "__version__",
 ]

@@ -7,6 +7,7 @@ after switching the import.
 
 from __future__ import annotations
 
+import queue
 import sys
 from types import SimpleNamespace
 
@@ -14,11 +15,20 @@ if sys.version_info >= (3, 14):
     from concurrent.futures.interpreter import BrokenInterpreterPool as _BrokenBase
     from concurrent.interpreters import ExecutionFailed as _ExecutionFailedBase
     from concurrent.interpreters import NotShareableError as _NotShareableBase
+    from concurrent.interpreters import QueueEmpty as _EmptyBase
+    from concurrent.interpreters import QueueFull as _FullBase
 else:  # 3.12 and 3.13 have no stdlib interpreter pool
     from concurrent.futures import BrokenExecutor as _BrokenBase
 
     _ExecutionFailedBase = Exception
     _NotShareableBase = TypeError
+    _EmptyBase = queue.Empty
+    _FullBase = queue.Full
+
+if sys.version_info >= (3, 13):
+    _ClosedBase: type[Exception] = queue.ShutDown
+else:
+    _ClosedBase = Exception
 
 
 class BrokenInterpreterPool(_BrokenBase):
@@ -63,3 +73,16 @@ class ExecutionFailed(_ExecutionFailedBase):
 
     def __reduce__(self) -> tuple[type[ExecutionFailed], tuple[str, str, str, str]]:
         return (type(self), (self.type_module, self.type_name, self.msg, self.formatted))
+
+
+class QueueEmpty(_EmptyBase):
+    """``Queue.get`` found no item (non-blocking, or by the timeout). A ``queue.Empty``."""
+
+
+class QueueFull(_FullBase):
+    """``Queue.put`` found no room (non-blocking, or by the timeout). A ``queue.Full``."""
+
+
+class QueueClosed(_ClosedBase):
+    """The queue was closed: ``put`` is refused, ``get`` has drained every item. A
+    ``queue.ShutDown`` on 3.13+."""

@@ -118,8 +118,8 @@ class _Future(Future[_T]):
         return super().cancel()
 
 
-def _decode_exception(body: bytes) -> BaseException:
-    exc_bytes, type_module, type_name, msg, formatted = pickle.loads(body)
+def _decode_exception(info: tuple[bytes | None, str, str, str, str]) -> BaseException:
+    exc_bytes, type_module, type_name, msg, formatted = info
     failure = ExecutionFailed(type_module, type_name, msg, formatted)
     if exc_bytes is not None:
         try:
@@ -162,19 +162,19 @@ class _Runtime:
             with _live_lock:
                 _live.discard(self)
 
-    def _complete(self, task_id: int, reply: bytes) -> None:
+    def _complete(self, task_id: int, reply: Any) -> None:
         future = self.pending.pop(task_id, None)
         if future is None:
             return
-        status = reply[0] & ~REPLACE_FLAG
         try:
+            status, payload = reply.unpack()
+            status &= ~REPLACE_FLAG
             if status == STATUS_RESULT:
-                future.set_result(pickle.loads(reply[1:]))
+                future.set_result(payload)
             elif status == STATUS_EXCEPTION:
-                future.set_exception(_decode_exception(reply[1:]))
+                future.set_exception(_decode_exception(payload))
             elif status == STATUS_INTERNAL:
-                text = reply[1:].decode("utf-8", "replace")
-                future.set_exception(ExecutionFailed("interpool", "InternalError", text, text))
+                future.set_exception(ExecutionFailed("interpool", "InternalError", payload, payload))
             else:
                 future.set_exception(RuntimeError(f"interpool: unknown reply status {status}"))
         except BaseException as exc:
@@ -288,7 +288,7 @@ class InterpreterPoolExecutor(Executor):
             raise TypeError(f"submit() needs a callable or a script string, not {type(fn).__name__}")
         future: _Future[_T] = _Future()
         try:
-            payload = _pickling.dumps((fn, args, kwargs))
+            task = _interpool.pack((fn, args, kwargs))
         except NotShareableError as exc:
             future.set_exception(exc)
             return future
@@ -300,7 +300,7 @@ class InterpreterPoolExecutor(Executor):
         task_id = next(rt.ids)
         rt.pending[task_id] = future
         try:
-            future._ticket = rt.core.submit(task_id, payload)
+            future._ticket = rt.core.submit(task_id, task)
         except RuntimeError:
             del rt.pending[task_id]
             if rt.core.broken() is not None:

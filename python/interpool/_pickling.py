@@ -25,7 +25,8 @@ import sys
 import types
 from typing import Any
 
-from ._errors import NotShareableError
+from . import _interpool
+from ._errors import NotShareableError, QueueClosed, QueueEmpty, QueueFull
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -86,3 +87,8 @@ def dumps(obj: object) -> bytes:
     buf = io.BytesIO()
     _Pickler(buf, PROTOCOL).dump(obj)
     return buf.getvalue()
+
+
+# Values without a native form cross interpreters through these (in every interpreter
+# that imports interpool, including the workers).
+_interpool._configure(dumps, pickle.loads, QueueEmpty, QueueFull, QueueClosed)

@@ -1,16 +1,17 @@
 """Runs inside every worker interpreter: decodes tasks, runs them, encodes replies.
 
 The Rust worker loop calls :func:`bootstrap` once per interpreter and then the returned
-runner once per task, passing ``bytes`` in and getting ``bytes`` back; no Python object
-ever crosses between interpreters.
+runner once per task; no Python object ever crosses between interpreters.
 
-A reply is one status byte followed by a pickle:
+Tasks and replies cross as ``Packed`` values (converted natively by Rust; only objects
+without a native form are pickled). A task is ``(fn, args, kwargs)``; a reply is
+``(status, payload)``:
 
-* ``STATUS_RESULT``: the pickled return value;
+* ``STATUS_RESULT``: the return value;
 * ``STATUS_EXCEPTION``: ``(pickled exception or None, module, qualname, str, traceback)``.
 
-Bit ``REPLACE_FLAG`` of the status byte asks Rust to replace this interpreter after the
-task (kept in sync with ``src/worker.rs``).
+Bit ``REPLACE_FLAG`` of the status asks Rust to replace this interpreter after the task
+(kept in sync with ``src/worker.rs``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import _pickling
+from . import _interpool, _pickling
 
 STATUS_RESULT = 0
 STATUS_EXCEPTION = 1
@@ -125,8 +126,8 @@ def _explain(exc: BaseException) -> BaseException:
     return exc
 
 
-def encode_exception(exc: BaseException, status: int = STATUS_EXCEPTION) -> bytes:
-    """Encode ``exc`` so the owner can re-raise the original type with the remote
+def encode_exception(exc: BaseException) -> tuple[int, tuple[bytes | None, str, str, str, str]]:
+    """Describe ``exc`` so the owner can re-raise the original type with the remote
     traceback attached, or at least its type name, message and traceback text."""
     exc = _explain(exc)
     formatted = "".join(traceback.format_exception(exc))
@@ -139,19 +140,19 @@ def encode_exception(exc: BaseException, status: int = STATUS_EXCEPTION) -> byte
         text = str(exc)
     except Exception:
         text = f"<str() of {kind.__qualname__} failed>"
-    body = pickle.dumps((exc_bytes, kind.__module__, kind.__qualname__, text, formatted), _PROTOCOL)
-    return bytes((status,)) + body
+    return (STATUS_EXCEPTION, (exc_bytes, kind.__module__, kind.__qualname__, text, formatted))
 
 
-def run(payload: bytes) -> bytes:
-    """Run one task: ``payload`` is the pickled ``(fn, args, kwargs)``."""
+def run(task: Any) -> Any:
+    """Run one task, handed over as a ``Packed`` ``(fn, args, kwargs)``; reply likewise."""
+    fn: Any = None
     try:
-        fn, args, kwargs = pickle.loads(payload)
+        fn, args, kwargs = task.unpack()
         result = fn(*args, **kwargs)
     except BaseException as exc:  # SystemExit & co. fail the task, not the worker
-        return encode_exception(exc)
+        return _interpool.pack(encode_exception(exc))
     try:
-        return bytes((STATUS_RESULT,)) + _pickling.dumps(result)
+        return _interpool.pack((STATUS_RESULT, result))
     except BaseException as exc:
         from ._errors import NotShareableError
 
@@ -159,7 +160,7 @@ def run(payload: bytes) -> bytes:
             f"the result of {_describe(fn)} cannot be sent back from the worker interpreter: "
             f"{type(result).__module__}.{type(result).__qualname__} object is not picklable ({exc})"
         )
-        return encode_exception(error)
+        return _interpool.pack(encode_exception(error))
 
 
 def _describe(fn: object) -> str:
@@ -167,7 +168,7 @@ def _describe(fn: object) -> str:
     return f"{getattr(fn, '__module__', '?')}.{name}()"
 
 
-def bootstrap(config: bytes, index: int) -> Callable[[bytes], bytes] | str:
+def bootstrap(config: bytes, index: int) -> Callable[[Any], Any] | str:
     """Prepare this interpreter; return the task runner, or a ``str`` that explains why
     the worker cannot start (which breaks the pool)."""
     global _main_source, _in_worker

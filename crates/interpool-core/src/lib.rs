@@ -13,7 +13,11 @@
 #![deny(unsafe_code)]
 
 mod pool;
+pub mod queue;
 mod task;
+mod value;
 
 pub use pool::{Event, Pool, PoolConfig, Stats, SubmitError, WorkerFactory};
+pub use queue::{GetError, PutError, Queue, Wait};
 pub use task::Ticket;
+pub use value::{SharedMemory, Value};
