@@ -137,7 +137,7 @@ pub unsafe fn sweep(state: &ModuleState) {
 ///
 /// # Safety
 /// Attached to the interpreter owning the list; called once, from module free.
-pub unsafe fn drain(deferred: Box<Deferred>) {
+pub unsafe fn drain(deferred: Deferred) {
     let mut pending = deferred
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner);
@@ -403,7 +403,7 @@ static mut SLOTS: [ffi::PyType_Slot; 8] = [
     ffi::PyType_Slot { slot: ffi::Py_tp_getset, pfunc: (&raw mut GETSET).cast() },
     ffi::PyType_Slot {
         slot: ffi::Py_tp_doc,
-        pfunc: c"SharedBuffer(size_or_bytes_like)\n--\n\nMemory shared with worker interpreters without copying. \
+        pfunc: c"SharedBuffer(source, /)\n--\n\nMemory shared with worker interpreters without copying. \
 SharedBuffer(n) allocates n zeroed bytes; SharedBuffer(obj) shares a bytes-like object's memory (zero-copy in the \
 main interpreter, one copy in a subinterpreter). Use memoryview(buf) to read or write; synchronizing access is up \
 to you."

@@ -187,7 +187,7 @@ unsafe extern "C" fn module_free(module: *mut c_void) {
         if !state.is_null() && !(*state).deferred.is_null() {
             let deferred =
                 Box::from_raw(std::mem::replace(&mut (*state).deferred, ptr::null_mut()));
-            buffer::drain(deferred);
+            buffer::drain(*deferred);
         }
         module_clear(module);
     }

@@ -75,7 +75,7 @@ impl Codec<'_> {
         stack: &mut Vec<*mut ffi::PyObject>,
     ) -> Result<Value, Fail> {
         let py = self.py;
-        // SAFETY (whole function): attached; `obj` is a valid object kept alive by the
+        // SAFETY: (whole body) attached; `obj` is a valid object kept alive by the
         // caller; the type objects are CPython's static built-in types.
         unsafe {
             if obj == ffi::Py_None() {
@@ -210,7 +210,7 @@ impl Codec<'_> {
     /// Build the Python object for `value` in this interpreter.
     pub fn unpack(&self, value: Value) -> PyResult<Owned> {
         let py = self.py;
-        // SAFETY (whole function): attached; every constructor returns a new reference or
+        // SAFETY: (whole body) attached; every constructor returns a new reference or
         // null with an exception, which `from_new` turns into `Err`.
         unsafe {
             match value {
@@ -387,7 +387,7 @@ static mut PACKED_METHODS: [ffi::PyMethodDef; 2] = [
             PyCFunction: packed_unpack,
         },
         ml_flags: ffi::METH_NOARGS,
-        ml_doc: c"unpack()\n--\n\nBuild the object in this interpreter (once).".as_ptr(),
+        ml_doc: c"unpack($self)\n--\n\nBuild the object in this interpreter (once).".as_ptr(),
     },
     ffi::PyMethodDef::zeroed(),
 ];

@@ -156,3 +156,67 @@ def add3(a: int, b: int, c: int) -> int:
 
 def add2(a: int, b: int) -> int:
     return a + b
+
+
+def queue_echo(inbox: object, outbox: object, count: int) -> int:
+    """Move ``count`` items from inbox to outbox (a cross-interpreter ping-pong partner)."""
+    for _ in range(count):
+        outbox.put(inbox.get())  # type: ignore[attr-defined]
+    return count
+
+
+def queue_produce(q: object, start: int, count: int) -> int:
+    for i in range(start, start + count):
+        q.put(i)  # type: ignore[attr-defined]
+    return count
+
+
+def queue_consume(q: object) -> list[int]:
+    """Take items until the queue is closed and drained."""
+    from interpool import QueueClosed
+
+    got = []
+    while True:
+        try:
+            got.append(q.get())  # type: ignore[attr-defined]
+        except QueueClosed:
+            return got
+
+
+def buffer_sum(buf: object) -> int:
+    return sum(memoryview(buf))  # type: ignore[arg-type]
+
+
+def buffer_fill(buf: object, value: int) -> int:
+    view = memoryview(buf)  # type: ignore[arg-type]
+    for i in range(len(view)):
+        view[i] = value
+    return len(view)
+
+
+def buffer_checksum(buf: object) -> tuple[int, int]:
+    import zlib
+
+    view = memoryview(buf)  # type: ignore[arg-type]
+    return len(view), zlib.crc32(view)
+
+
+def make_shared_buffer(data: bytes) -> object:
+    """Create a SharedBuffer inside a worker (copied into interpool-owned memory)."""
+    from interpool import SharedBuffer
+
+    return SharedBuffer(bytearray(data))
+
+
+def roundtrip_in_worker(value: object) -> object:
+    return value
+
+
+def hold_buffer_until(buf: object, gate: str) -> int:
+    """Keep a lease on ``buf`` until ``gate`` exists, then read it."""
+    wait_for_file(gate)
+    return sum(memoryview(buf))  # type: ignore[arg-type]
+
+
+def put_interpreter_id(q: object) -> None:
+    q.put(interpreter_id())  # type: ignore[attr-defined]

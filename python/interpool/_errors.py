@@ -26,7 +26,7 @@ else:  # 3.12 and 3.13 have no stdlib interpreter pool
     _FullBase = queue.Full
 
 if sys.version_info >= (3, 13):
-    _ClosedBase: type[Exception] = queue.ShutDown
+    from queue import ShutDown as _ClosedBase
 else:
     _ClosedBase = Exception
 

@@ -1,0 +1,196 @@
+"""Values crossing interpreters: every supported type round-trips exactly, natively
+where possible, through the codec and through a worker."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import sys
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import interpool
+from interpool._interpool import pack, roundtrip
+
+import tasks
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(2**300), max_value=2**300)
+    | st.floats(allow_nan=False)
+    | st.text()
+    | st.binary()
+)
+hashables = st.recursive(
+    scalars, lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=4), max_leaves=8
+)
+values = st.recursive(
+    scalars | st.binary().map(bytearray),
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.tuples(inner, inner)
+        | st.dictionaries(hashables, inner, max_size=5)
+        | st.sets(hashables, max_size=5)
+        | st.frozensets(hashables, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+def same(a: object, b: object) -> bool:
+    """Equality that also checks exact types all the way down."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))  # type: ignore[arg-type]
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)  # type: ignore[call-overload,index]
+    return a == b
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(values)
+def test_codec_roundtrip_preserves_values_and_types(value: object) -> None:
+    assert same(roundtrip(value), value)
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[interpool.InterpreterPoolExecutor]:
+    with interpool.InterpreterPoolExecutor(1) as pool:
+        yield pool
+
+
+@settings(max_examples=40, deadline=None)
+@given(value=values)
+def test_values_roundtrip_through_a_worker(pool: interpool.InterpreterPoolExecutor, value: object) -> None:
+    assert same(pool.submit(tasks.roundtrip_in_worker, value).result(timeout=30), value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        2**64,
+        -(2**1000),
+        10**5000,  # beyond the 4300-digit int(str) limit: travels as hex
+        float("inf"),
+        -0.0,
+        "caf\u00e9 \U0001f600",
+        "lone surrogate \udc80",  # no UTF-8 form: pickled
+        b"\x00" * 1000,
+        bytearray(b"mutable"),
+        (),
+        [],
+        {},
+        set(),
+        frozenset(),
+        {"nested": [1, (2, {3: frozenset({4})})], 5: None},
+        [[[[[[[[[[[[1]]]]]]]]]]]],
+    ],
+    ids=lambda v: type(v).__name__,
+)
+def test_edge_values(value: object) -> None:
+    assert same(roundtrip(value), value)
+
+
+def test_nan_roundtrips() -> None:
+    out = roundtrip(float("nan"))
+    assert isinstance(out, float) and math.isnan(out)
+
+
+def test_subclasses_and_other_objects_are_pickled_with_their_type() -> None:
+    class MyInt(int):
+        pass
+
+    import collections
+    import datetime
+    import decimal
+
+    for value in [
+        collections.OrderedDict(a=1),
+        datetime.date(2026, 11, 21),
+        decimal.Decimal("1.5"),
+        tasks.Multiplier(3).__class__,
+        range(5),
+        complex(1, 2),
+    ]:
+        out = roundtrip(value)
+        assert out == value and type(out) is type(value)
+    assert type(roundtrip(MyInt(3))) is MyInt
+
+
+def test_cycles_are_pickled_whole_so_the_shape_survives() -> None:
+    a: list[object] = [1]
+    a.append(a)
+    out = roundtrip(a)
+    assert isinstance(out, list) and out[1] is out
+    d: dict[str, object] = {}
+    d["self"] = [d]
+    out_d = roundtrip(d)
+    assert out_d["self"][0] is out_d
+
+
+def test_deep_nesting_falls_back_to_pickle() -> None:
+    value: object = 0
+    for _ in range(1000):
+        value = [value]
+    assert roundtrip(value) == value
+
+
+def test_extreme_nesting_round_trips_or_raises_recursion_error_never_crashes() -> None:
+    depth = sys.getrecursionlimit() * 20
+    value: object = 0
+    for _ in range(depth):
+        value = [value]
+    try:
+        out = roundtrip(value)
+    except RecursionError:
+        return
+    for _ in range(depth):  # iterate: == on such a value would itself recurse
+        assert isinstance(out, list) and len(out) == 1
+        out = out[0]
+    assert out == 0
+
+
+def test_unpicklable_leaf_names_the_type() -> None:
+    import threading
+
+    with pytest.raises(TypeError, match="lock"):
+        pack([1, {"k": threading.Lock()}])
+
+
+def test_packed_is_single_use() -> None:
+    p = pack([1, 2])
+    assert p.unpack() == [1, 2]
+    with pytest.raises(RuntimeError, match="already unpacked"):
+        p.unpack()
+
+
+def test_lists_and_dicts_are_converted_natively_not_pickled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Native conversion never calls the pickler for built-in containers."""
+    calls: list[object] = []
+    from interpool import _pickling
+
+    real = _pickling.dumps
+
+    def counting(obj: object) -> bytes:
+        calls.append(obj)
+        return real(obj)
+
+    interpool._interpool._configure(
+        counting, pickle.loads, interpool.QueueEmpty, interpool.QueueFull, interpool.QueueClosed
+    )
+    try:
+        value = {"a": [1, 2.5, "x", b"y", (None, True)], "b": {1, 2}, 3: bytearray(b"z")}
+        assert roundtrip(value) == value
+        assert calls == []
+        roundtrip([1, complex(1, 2)])
+        assert calls == [complex(1, 2)]
+    finally:
+        interpool._interpool._configure(
+            real, pickle.loads, interpool.QueueEmpty, interpool.QueueFull, interpool.QueueClosed
+        )
