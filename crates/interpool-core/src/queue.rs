@@ -40,6 +40,10 @@ pub enum GetError {
 struct State<T> {
     items: VecDeque<T>,
     closed: bool,
+    /// Threads asleep in `get` / `put`: notifying costs a syscall, so only when someone
+    /// is actually waiting.
+    getters_waiting: usize,
+    putters_waiting: usize,
 }
 
 pub struct Queue<T> {
@@ -56,6 +60,8 @@ impl<T> Queue<T> {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 closed: false,
+                getters_waiting: 0,
+                putters_waiting: 0,
             }),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
@@ -68,40 +74,53 @@ impl<T> Queue<T> {
     }
 
     /// Sleep on `cv` until `ready` holds, the wait runs out (`false`), or forever.
+    /// `waiters` selects the counter of sleepers on `cv`, kept exact under the mutex.
     fn wait_for<'a>(
         &self,
         cv: &Condvar,
         mut guard: MutexGuard<'a, State<T>>,
         wait: Wait,
+        waiters: fn(&mut State<T>) -> &mut usize,
         ready: impl Fn(&State<T>) -> bool,
     ) -> (MutexGuard<'a, State<T>>, bool) {
         loop {
             if ready(&guard) {
                 return (guard, true);
             }
-            match wait {
+            let timeout = match wait {
                 Wait::Never => return (guard, false),
-                Wait::Forever => guard = cv.wait(guard).unwrap_or_else(PoisonError::into_inner),
+                Wait::Forever => None,
                 Wait::Until(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
                         return (guard, false);
                     }
-                    guard = cv
-                        .wait_timeout(guard, deadline - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
+                    Some(deadline - now)
                 }
-            }
+            };
+            *waiters(&mut guard) += 1;
+            guard = match timeout {
+                None => cv.wait(guard).unwrap_or_else(PoisonError::into_inner),
+                Some(t) => {
+                    cv.wait_timeout(guard, t)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+            *waiters(&mut guard) -= 1;
         }
     }
 
     pub fn put(&self, item: T, wait: Wait) -> Result<(), PutError<T>> {
         let guard = self.lock();
         let max = self.maxsize;
-        let (mut guard, ready) = self.wait_for(&self.not_full, guard, wait, |s| {
-            s.closed || max == 0 || s.items.len() < max
-        });
+        let (mut guard, ready) = self.wait_for(
+            &self.not_full,
+            guard,
+            wait,
+            |s| &mut s.putters_waiting,
+            |s| s.closed || max == 0 || s.items.len() < max,
+        );
         if guard.closed {
             return Err(PutError::Closed(item));
         }
@@ -109,20 +128,30 @@ impl<T> Queue<T> {
             return Err(PutError::Full(item));
         }
         guard.items.push_back(item);
+        let wake = guard.getters_waiting > 0;
         drop(guard);
-        self.not_empty.notify_one();
+        if wake {
+            self.not_empty.notify_one();
+        }
         Ok(())
     }
 
     pub fn get(&self, wait: Wait) -> Result<T, GetError> {
         let guard = self.lock();
-        let (mut guard, _) = self.wait_for(&self.not_empty, guard, wait, |s| {
-            s.closed || !s.items.is_empty()
-        });
+        let (mut guard, _) = self.wait_for(
+            &self.not_empty,
+            guard,
+            wait,
+            |s| &mut s.getters_waiting,
+            |s| s.closed || !s.items.is_empty(),
+        );
         match guard.items.pop_front() {
             Some(item) => {
+                let wake = guard.putters_waiting > 0;
                 drop(guard);
-                self.not_full.notify_one();
+                if wake {
+                    self.not_full.notify_one();
+                }
                 Ok(item)
             }
             None if guard.closed => Err(GetError::Closed),
