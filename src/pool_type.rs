@@ -16,6 +16,9 @@ use crate::module::{ModuleState, entry};
 use crate::py::{self, Attached, Owned, PyErrSet, PyResult};
 use crate::worker::PyFactory;
 
+/// Reply status for a task whose reply could not be unpacked in the owner interpreter.
+const STATUS_UNPACK_FAILED: i64 = -1;
+
 /// How long `join` waits with the GIL released before checking for signals (Ctrl-C).
 const JOIN_SLICE: Duration = Duration::from_millis(100);
 
@@ -207,7 +210,7 @@ unsafe extern "C" fn pool_shutdown(
 }
 
 /// `next_events(max: int) -> list[tuple] | None`, blocking with the GIL released.
-/// Items: `(id, reply: Packed)` for a finished task, `(message: str, abandoned: list[int])`
+/// Items: `(id, (status, payload))` for a finished task, `(message: str, abandoned: list[int])`
 /// when the pool broke. `None` once every worker exited and all events were taken.
 unsafe extern "C" fn pool_next_events(
     slf: *mut ffi::PyObject,
@@ -227,13 +230,19 @@ unsafe extern "C" fn pool_next_events(
             let mut items = Vec::with_capacity(batch.len());
             for event in batch {
                 let item = match event {
-                    Event::Done { id, output } => py::tuple(
-                        py,
-                        vec![
-                            py::uint(py, id)?,
-                            crate::value::new_packed(py, state, output)?,
-                        ],
-                    )?,
+                    Event::Done { id, output } => {
+                        // Unpack here, so the dispatcher gets the reply ready to use. A
+                        // failure (e.g. a result that cannot be unpickled in this
+                        // interpreter) is isolated to its task: (STATUS_UNPACK_FAILED, exc).
+                        let reply = match (crate::value::Codec { py, state }).unpack(output) {
+                            Ok(reply) => reply,
+                            Err(PyErrSet) => {
+                                let exc = Owned::from_new(py, ffi::PyErr_GetRaisedException())?;
+                                py::tuple(py, vec![py::int(py, STATUS_UNPACK_FAILED)?, exc])?
+                            }
+                        };
+                        py::tuple(py, vec![py::uint(py, id)?, reply])?
+                    }
                     Event::Broken { message, abandoned } => {
                         let ids = abandoned
                             .into_iter()

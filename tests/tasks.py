@@ -220,3 +220,12 @@ def hold_buffer_until(buf: object, gate: str) -> int:
 
 def put_interpreter_id(q: object) -> None:
     q.put(interpreter_id())  # type: ignore[attr-defined]
+
+
+def return_worker_only_object() -> object:
+    """Return an instance of a class that exists only in this worker interpreter."""
+    import sys
+
+    ghost = type("Ghost", (), {"__module__": __name__})
+    setattr(sys.modules[__name__], "Ghost", ghost)  # picklable by reference here only
+    return ghost()

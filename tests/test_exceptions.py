@@ -86,3 +86,10 @@ def test_extension_that_cannot_load_in_subinterpreters_is_named() -> None:
         assert "ProcessPoolExecutor" in message and "main interpreter" in message
         assert info.value.name == "_testsinglephase"
         assert pool.submit(tasks.square, 2).result() == 4
+
+
+def test_result_that_cannot_be_rebuilt_in_the_caller_fails_only_its_future() -> None:
+    with interpool.InterpreterPoolExecutor(1) as pool:
+        with pytest.raises(AttributeError, match="Ghost"):
+            pool.submit(tasks.return_worker_only_object).result()
+        assert pool.submit(tasks.square, 4).result() == 16

@@ -20,7 +20,7 @@ def test_two_workers_run_four_cpu_tasks_in_parallel() -> None:
     best_seq = best_par = float("inf")
     with InterpreterPoolExecutor(2) as pool:
         pool.submit(tasks.square, 1).result()  # workers ready: time the work, not start-up
-        for _ in range(5):  # shared machines are noisy: compare the best times
+        for _ in range(8):  # shared machines are noisy: compare the best times
             t0 = time.perf_counter()
             sequential = [tasks.spin(N) for _ in range(4)]
             t1 = time.perf_counter()

@@ -30,6 +30,8 @@ _T = TypeVar("_T")
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _DISPATCH_BATCH = 256
+# Status set by Rust when a reply cannot be unpacked here (src/pool_type.rs).
+STATUS_UNPACK_FAILED = -1
 
 # Pools of this interpreter whose threads may still run; joined at exit.
 _live: set[_Runtime] = set()
@@ -162,12 +164,15 @@ class _Runtime:
             with _live_lock:
                 _live.discard(self)
 
-    def _complete(self, task_id: int, reply: Any) -> None:
+    def _complete(self, task_id: int, reply: tuple[int, Any]) -> None:
         future = self.pending.pop(task_id, None)
         if future is None:
             return
         try:
-            status, payload = reply.unpack()
+            status, payload = reply
+            if status == STATUS_UNPACK_FAILED:
+                future.set_exception(payload)
+                return
             status &= ~REPLACE_FLAG
             if status == STATUS_RESULT:
                 future.set_result(payload)

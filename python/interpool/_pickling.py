@@ -61,6 +61,8 @@ def _describe(obj: object) -> str:
 
 
 class _Pickler(pickle.Pickler):
+    by_value = False
+
     def reducer_override(self, obj: Any) -> Any:
         kind = type(obj)
         if kind is not types.FunctionType and not isinstance(obj, type):
@@ -70,6 +72,7 @@ class _Pickler(pickle.Pickler):
         in_main = getattr(obj, "__module__", None) == "__main__"
         if not (local or in_main):
             return NotImplemented
+        self.by_value = True
         if _cloudpickle is not None:
             return (pickle.loads, (_cloudpickle.dumps(obj, PROTOCOL),))
         if local:
@@ -83,12 +86,58 @@ class _Pickler(pickle.Pickler):
         return (_worker.from_main, (qualname,))
 
 
+# Functions and classes sent by reference pickle to their (module, name) only, so their
+# pickles can be reused: this is the hot path of every submit(). Keyed by the object itself
+# (identity hash); bounded. By-value pickles are never cached (closures capture state).
+_CACHEABLE = (types.FunctionType, types.BuiltinFunctionType, type)
+_ref_cache: dict[Any, bytes] = {}
+_REF_CACHE_MAX = 4096
+
+
 def dumps(obj: object) -> bytes:
+    cacheable = isinstance(obj, _CACHEABLE)
+    if cacheable:
+        hit = _ref_cache.get(obj)
+        if hit is not None:
+            return hit
     buf = io.BytesIO()
-    _Pickler(buf, PROTOCOL).dump(obj)
-    return buf.getvalue()
+    pickler = _Pickler(buf, PROTOCOL)
+    pickler.dump(obj)
+    data = buf.getvalue()
+    if cacheable and not pickler.by_value:
+        if len(_ref_cache) >= _REF_CACHE_MAX:
+            _ref_cache.clear()
+        _ref_cache[obj] = data
+    return data
+
+
+def _by_reference(obj: Any) -> bool:
+    qualname = getattr(obj, "__qualname__", "")
+    return (
+        getattr(obj, "__closure__", None) is None
+        and "<lambda>" not in qualname
+        and "<locals>" not in qualname
+        and getattr(obj, "__module__", None) != "__main__"
+    )
+
+
+# The other side of the cache: references resolve to the same object every time, so the
+# import lookup is done once per function per interpreter.
+_loads_cache: dict[bytes, Any] = {}
+
+
+def loads(data: bytes) -> Any:
+    hit = _loads_cache.get(data)
+    if hit is not None:
+        return hit
+    obj = pickle.loads(data)
+    if isinstance(obj, _CACHEABLE) and len(data) < 512 and _by_reference(obj):
+        if len(_loads_cache) >= _REF_CACHE_MAX:
+            _loads_cache.clear()
+        _loads_cache[data] = obj
+    return obj
 
 
 # Values without a native form cross interpreters through these (in every interpreter
 # that imports interpool, including the workers).
-_interpool._configure(dumps, pickle.loads, QueueEmpty, QueueFull, QueueClosed)
+_interpool._configure(dumps, loads, QueueEmpty, QueueFull, QueueClosed)

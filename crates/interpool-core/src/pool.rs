@@ -13,6 +13,29 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
+/// How long an idle worker or event reader spins (checking without sleeping) before it
+/// blocks. Waking a blocked thread costs tens of microseconds on a busy machine, more
+/// than most tiny tasks take; a short spin hands work over in well under one.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// Take a message, spinning for up to `SPIN` before blocking.
+fn recv_spinning<T>(rx: &Receiver<T>) -> Result<T, crossbeam_channel::RecvError> {
+    let start = Instant::now();
+    loop {
+        for _ in 0..64 {
+            match rx.try_recv() {
+                Ok(msg) => return Ok(msg),
+                Err(TryRecvError::Disconnected) => return Err(crossbeam_channel::RecvError),
+                Err(TryRecvError::Empty) => std::hint::spin_loop(),
+            }
+        }
+        if start.elapsed() >= SPIN {
+            return rx.recv();
+        }
+        std::thread::yield_now();
+    }
+}
+
 use crate::task::Ticket;
 
 /// Builds, runs and tears down workers. Every method is called on the worker's own thread.
@@ -219,7 +242,7 @@ impl<F: WorkerFactory> Pool<F> {
     /// Block until at least one event is available, then return it with up to `max - 1`
     /// more that are already waiting. `None`: every worker exited and all events were taken.
     pub fn next_events(&self, max: usize) -> Option<Vec<Event<F::Output>>> {
-        let first = self.events.recv().ok()?;
+        let first = recv_spinning(&self.events).ok()?;
         let mut batch = vec![first];
         while batch.len() < max.max(1) {
             match self.events.try_recv() {
@@ -339,7 +362,7 @@ fn worker_thread<F: WorkerFactory>(
         shared.ready.fetch_add(1, Ordering::Relaxed);
         let mut ran: u64 = 0;
         let replace = loop {
-            let Ok(job) = shared.tasks.recv() else {
+            let Ok(job) = recv_spinning(&shared.tasks) else {
                 break false; // closed and drained
             };
             if !job.ticket.start() {
