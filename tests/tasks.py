@@ -227,5 +227,5 @@ def return_worker_only_object() -> object:
     import sys
 
     ghost = type("Ghost", (), {"__module__": __name__})
-    setattr(sys.modules[__name__], "Ghost", ghost)  # picklable by reference here only
+    sys.modules[__name__].Ghost = ghost  # picklable by reference here only
     return ghost()
