@@ -89,7 +89,7 @@ class _Pickler(pickle.Pickler):
 # Functions and classes sent by reference pickle to their (module, name) only, so their
 # pickles can be reused: this is the hot path of every submit(). Keyed by the object itself
 # (identity hash); bounded. By-value pickles are never cached (closures capture state).
-_CACHEABLE = (types.FunctionType, types.BuiltinFunctionType, type)
+_CACHEABLE: tuple[type, ...] = (types.FunctionType, types.BuiltinFunctionType, type)
 _ref_cache: dict[Any, bytes] = {}
 _REF_CACHE_MAX = 4096
 
