@@ -23,6 +23,16 @@ pythons: ## Find or build every Python of the matrix ($(MATRIX))
 demo: setup ## Set up, then time a CPU-bound workload on interpool vs the alternatives
 	.venvs/$(DEV)/bin/python benchmarks/demo.py
 
+.PHONY: bench
+bench: setup ## Set up, then run the benchmark suite (all executors side by side) into benchmarks/results/
+	.venvs/$(DEV)/bin/python -m pip install -q --disable-pip-version-check -r benchmarks/requirements.txt
+	@ft=$$(scripts/setup.sh 3.14t) && \
+	  .venvs/$(DEV)/bin/python benchmarks/suite.py --out benchmarks/results --ft-python $$ft/bin/python $(BENCH_ARGS)
+
+.PHONY: bench-queue
+bench-queue: setup ## Queue and buffer benchmarks against the stdlib's concurrent.interpreters queue
+	.venvs/$(DEV)/bin/python benchmarks/bench_queue.py
+
 .PHONY: test-rust
 test-rust: ## cargo test (the pool engine; no Python needed)
 	cargo test -p interpool-core --quiet

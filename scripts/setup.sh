@@ -29,5 +29,9 @@ log "building interpool for $("$venv/bin/python" -c 'import sys; print(sys.versi
     export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH"
     unset CONDA_PREFIX
     maturin develop --release --quiet >&2
+    # An editable install has no bytecode, and PYTHONDONTWRITEBYTECODE (set on some
+    # machines) keeps Python from caching it: every worker interpreter would recompile
+    # interpool's modules at start-up. pip compiles wheels at install time; do the same.
+    python -m compileall -q python/interpool >&2
 )
 echo "$venv"

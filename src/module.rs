@@ -29,16 +29,12 @@ pub struct ModuleState {
     /// Set by `_configure`: the pickler used for values without a native form.
     pub dumps: *mut ffi::PyObject,
     pub loads: *mut ffi::PyObject,
-    /// Set by `_configure`: the exception types Queue raises.
-    pub queue_empty: *mut ffi::PyObject,
-    pub queue_full: *mut ffi::PyObject,
-    pub queue_closed: *mut ffi::PyObject,
     pub deferred: *mut Deferred,
 }
 
 impl ModuleState {
     /// The object fields, for traverse/clear.
-    fn object_slots(&mut self) -> [&mut *mut ffi::PyObject; 10] {
+    fn object_slots(&mut self) -> [&mut *mut ffi::PyObject; 7] {
         [
             &mut self.pool_type,
             &mut self.ticket_type,
@@ -47,9 +43,6 @@ impl ModuleState {
             &mut self.buffer_type,
             &mut self.dumps,
             &mut self.loads,
-            &mut self.queue_empty,
-            &mut self.queue_full,
-            &mut self.queue_closed,
         ]
     }
 
@@ -193,8 +186,8 @@ unsafe extern "C" fn module_free(module: *mut c_void) {
     }
 }
 
-/// `_configure(dumps, loads, QueueEmpty, QueueFull, QueueClosed)`: called by the Python
-/// package when it is imported in an interpreter.
+/// `_configure(dumps, loads)`: called by the Python package when it is imported in an
+/// interpreter.
 unsafe extern "C" fn configure(
     module: *mut ffi::PyObject,
     args: *mut *mut ffi::PyObject,
@@ -204,17 +197,11 @@ unsafe extern "C" fn configure(
     // the state, taking new ones.
     unsafe {
         entry(|py| {
-            if nargs != 5 {
-                return Err(py::type_error(py, "_configure() takes 5 arguments"));
+            if nargs != 2 {
+                return Err(py::type_error(py, "_configure() takes 2 arguments"));
             }
             let state = &mut *ffi::PyModule_GetState(module).cast::<ModuleState>();
-            let slots = [
-                &mut state.dumps,
-                &mut state.loads,
-                &mut state.queue_empty,
-                &mut state.queue_full,
-                &mut state.queue_closed,
-            ];
+            let slots = [&mut state.dumps, &mut state.loads];
             for (i, slot) in slots.into_iter().enumerate() {
                 let new = *args.add(i);
                 ffi::Py_INCREF(new);
@@ -266,7 +253,7 @@ static mut METHODS: [ffi::PyMethodDef; 6] = [
         PyCFunctionFast,
         configure,
         ffi::METH_FASTCALL,
-        c"_configure(dumps, loads, QueueEmpty, QueueFull, QueueClosed)"
+        c"_configure(dumps, loads)"
     ),
     function!(
         c"_queue_from_id",

@@ -67,11 +67,27 @@ fn state_of(slf: *mut ffi::PyObject) -> &'static ModuleState {
     unsafe { &*ModuleState::of_type(ffi::Py_TYPE(slf)) }
 }
 
-fn raise_state_exc(py: Attached, exc: *mut ffi::PyObject, msg: &str) -> PyErrSet {
-    if exc.is_null() {
-        return py::runtime_error(py, msg);
+/// Raise `interpool.<class_name>(msg)`. The classes live in `interpool._errors`, imported
+/// here on first use so that worker start-up does not pay for it.
+fn raise_queue_error(py: Attached, class_name: &std::ffi::CStr, msg: &str) -> PyErrSet {
+    // SAFETY: attached; import (usually a sys.modules hit) and attribute lookup return new
+    // references or null with an exception set.
+    let class = unsafe {
+        Owned::from_new(
+            py,
+            ffi::PyImport_ImportModule(c"interpool._errors".as_ptr()),
+        )
+        .and_then(|m| {
+            Owned::from_new(
+                py,
+                ffi::PyObject_GetAttrString(m.as_ptr(), class_name.as_ptr()),
+            )
+        })
+    };
+    match class {
+        Ok(class) => py::raise(py, class.as_ptr(), msg),
+        Err(e) => e,
     }
-    py::raise(py, exc, msg)
 }
 
 /// Turn `block`/`timeout` into a wait, like `queue.Queue`.
@@ -199,8 +215,8 @@ fn do_put(
     })?;
     match outcome {
         Ok(()) => Ok(py::none(py)),
-        Err(None) => Err(raise_state_exc(py, state.queue_full, "queue is full")),
-        Err(Some(())) => Err(raise_state_exc(py, state.queue_closed, "queue is closed")),
+        Err(None) => Err(raise_queue_error(py, c"QueueFull", "queue is full")),
+        Err(Some(())) => Err(raise_queue_error(py, c"QueueClosed", "queue is closed")),
     }
 }
 
@@ -215,10 +231,10 @@ fn do_get(py: Attached, slf: *mut ffi::PyObject, wait: Wait) -> PyResult<Owned> 
     })?;
     match outcome {
         Ok(value) => Codec { py, state }.unpack(value),
-        Err(None) => Err(raise_state_exc(py, state.queue_empty, "queue is empty")),
-        Err(Some(())) => Err(raise_state_exc(
+        Err(None) => Err(raise_queue_error(py, c"QueueEmpty", "queue is empty")),
+        Err(Some(())) => Err(raise_queue_error(
             py,
-            state.queue_closed,
+            c"QueueClosed",
             "queue is closed and empty",
         )),
     }

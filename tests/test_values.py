@@ -181,9 +181,7 @@ def test_lists_and_dicts_are_converted_natively_not_pickled(monkeypatch: pytest.
         calls.append(obj)
         return real(obj)
 
-    interpool._interpool._configure(
-        counting, pickle.loads, interpool.QueueEmpty, interpool.QueueFull, interpool.QueueClosed
-    )
+    interpool._interpool._configure(counting, _pickling.loads)
     try:
         value = {"a": [1, 2.5, "x", b"y", (None, True)], "b": {1, 2}, 3: bytearray(b"z")}
         assert roundtrip(value) == value
@@ -191,6 +189,4 @@ def test_lists_and_dicts_are_converted_natively_not_pickled(monkeypatch: pytest.
         roundtrip([1, complex(1, 2)])
         assert calls == [complex(1, 2)]
     finally:
-        interpool._interpool._configure(
-            real, pickle.loads, interpool.QueueEmpty, interpool.QueueFull, interpool.QueueClosed
-        )
+        interpool._interpool._configure(real, _pickling.loads)

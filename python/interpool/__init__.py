@@ -2,20 +2,29 @@
 
 ``from interpool import InterpreterPoolExecutor`` is a drop-in replacement for the
 ``concurrent.futures`` executors for CPU-bound pure-Python work.
+
+Every worker interpreter imports this package, so it loads its submodules lazily (PEP 562):
+a worker pays only for what it uses, which keeps pool start-up fast and workers small.
 """
 
 from __future__ import annotations
 
-from ._errors import (
-    BrokenInterpreterPool,
-    ExecutionFailed,
-    NotShareableError,
-    QueueClosed,
-    QueueEmpty,
-    QueueFull,
-)
-from ._executor import InterpreterPoolExecutor
+TYPE_CHECKING = False  # not `from typing import`: typing costs workers ~7 ms at start-up
+
 from ._interpool import Queue, SharedBuffer
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ._errors import (
+        BrokenInterpreterPool,
+        ExecutionFailed,
+        NotShareableError,
+        QueueClosed,
+        QueueEmpty,
+        QueueFull,
+    )
+    from ._executor import InterpreterPoolExecutor
 
 __version__ = "0.1.0"
 
@@ -31,3 +40,21 @@ __all__ = [
     "SharedBuffer",
     "__version__",
 ]
+
+_ERRORS = {"BrokenInterpreterPool", "ExecutionFailed", "NotShareableError", "QueueClosed", "QueueEmpty", "QueueFull"}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "InterpreterPoolExecutor":
+        from ._executor import InterpreterPoolExecutor
+
+        return InterpreterPoolExecutor
+    if name in _ERRORS:
+        from . import _errors
+
+        return getattr(_errors, name)
+    raise AttributeError(f"module 'interpool' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -23,23 +23,32 @@ import os
 import pickle
 import sys
 import types
-from typing import Any
+
+TYPE_CHECKING = False  # not `from typing import`: typing costs workers ~7 ms at start-up
 
 from . import _interpool
-from ._errors import NotShareableError, QueueClosed, QueueEmpty, QueueFull
+
+if TYPE_CHECKING:
+    from typing import Any
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 _cloudpickle: Any = None
-if os.environ.get("INTERPOOL_CLOUDPICKLE", "1") != "0":
-    try:
-        _cloudpickle = importlib.import_module("cloudpickle")
-    except ImportError:  # optional dependency
-        pass
+_cloudpickle_checked = False
 
 
-def has_cloudpickle() -> bool:
-    return _cloudpickle is not None
+def cloudpickle() -> Any:
+    """cloudpickle, imported on first use (it is optional, and heavy for a worker to import
+    at start-up); ``None`` when missing or disabled with ``INTERPOOL_CLOUDPICKLE=0``."""
+    global _cloudpickle, _cloudpickle_checked
+    if not _cloudpickle_checked:
+        _cloudpickle_checked = True
+        if os.environ.get("INTERPOOL_CLOUDPICKLE", "1") != "0":
+            try:
+                _cloudpickle = importlib.import_module("cloudpickle")
+            except ImportError:  # optional dependency
+                pass
+    return _cloudpickle
 
 
 def main_module_source() -> tuple[str, str] | None:
@@ -73,9 +82,12 @@ class _Pickler(pickle.Pickler):
         if not (local or in_main):
             return NotImplemented
         self.by_value = True
-        if _cloudpickle is not None:
-            return (pickle.loads, (_cloudpickle.dumps(obj, PROTOCOL),))
+        by_value = cloudpickle()
+        if by_value is not None:
+            return (pickle.loads, (by_value.dumps(obj, PROTOCOL),))
         if local:
+            from ._errors import NotShareableError
+
             raise NotShareableError(
                 f"{_describe(obj)} is a lambda or a nested function/class, which cannot be sent to a "
                 "worker interpreter by reference: install cloudpickle (pip install cloudpickle) to send "
@@ -140,4 +152,4 @@ def loads(data: bytes) -> Any:
 
 # Values without a native form cross interpreters through these (in every interpreter
 # that imports interpool, including the workers).
-_interpool._configure(dumps, loads, QueueEmpty, QueueFull, QueueClosed)
+_interpool._configure(dumps, loads)

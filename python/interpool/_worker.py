@@ -16,22 +16,21 @@ Bit ``REPLACE_FLAG`` of the status asks Rust to replace this interpreter after t
 
 from __future__ import annotations
 
-import pickle
-import re
 import sys
-import traceback
 import types
-from collections.abc import Callable, Iterable
-from typing import Any
+
+TYPE_CHECKING = False  # not `from typing import`: typing costs workers ~7 ms at start-up
 
 from . import _interpool, _pickling
+
+if TYPE_CHECKING:  # keep typing and traceback out of worker start-up
+    from collections.abc import Callable, Iterable
+    from typing import Any
 
 STATUS_RESULT = 0
 STATUS_EXCEPTION = 1
 STATUS_INTERNAL = 0x7F
 REPLACE_FLAG = 0x80
-
-_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 # Set by bootstrap(): how to re-create the owner's __main__ here (see _pickling.py).
 _main_source: tuple[str, str] | None = None
@@ -40,7 +39,7 @@ _loading_main = False
 # True in worker interpreters (set by bootstrap()).
 _in_worker = False
 
-_NO_SUBINTERP = re.compile(r"module (\S+) does not support loading in subinterpreters")
+_NO_SUBINTERP = "does not support loading in subinterpreters"
 
 
 def in_worker() -> bool:
@@ -109,8 +108,10 @@ def run_chunk(fn: Callable[..., Any], chunk: Iterable[tuple[Any, ...]]) -> list[
 
 def _explain(exc: BaseException) -> BaseException:
     """Replace CPython's terse error for extensions that cannot load here."""
-    if isinstance(exc, ImportError):
-        match = _NO_SUBINTERP.search(str(exc))
+    if isinstance(exc, ImportError) and _NO_SUBINTERP in str(exc):
+        import re
+
+        match = re.search(r"module (\S+) " + _NO_SUBINTERP, str(exc))
         if match:
             name = match.group(1)
             better = ImportError(
@@ -129,6 +130,8 @@ def _explain(exc: BaseException) -> BaseException:
 def encode_exception(exc: BaseException) -> tuple[int, tuple[bytes | None, str, str, str, str]]:
     """Describe ``exc`` so the owner can re-raise the original type with the remote
     traceback attached, or at least its type name, message and traceback text."""
+    import traceback
+
     exc = _explain(exc)
     formatted = "".join(traceback.format_exception(exc))
     try:
@@ -174,6 +177,8 @@ def bootstrap(config: bytes, index: int) -> Callable[[Any], Any] | str:
     global _main_source, _in_worker
     _in_worker = True
     try:
+        import pickle
+
         settings: dict[str, Any] = pickle.loads(config)
         _main_source = settings.get("main")
         # Pickled separately: it may refer to __main__, which needs _main_source first.
@@ -185,5 +190,7 @@ def bootstrap(config: bytes, index: int) -> Callable[[Any], Any] | str:
             else:
                 fn(*initargs)
     except BaseException as exc:
+        import traceback
+
         return "".join(traceback.format_exception(_explain(exc)))
     return run
