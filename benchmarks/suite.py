@@ -44,9 +44,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import workloads
-
 import interpool
+
+import workloads
 
 # fork() with threads alive warns (DeprecationWarning) on 3.12+; the fork pool is measured
 # on purpose, as users still pick it.

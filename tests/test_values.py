@@ -4,7 +4,6 @@ where possible, through the codec and through a worker."""
 from __future__ import annotations
 
 import math
-import pickle
 import sys
 from collections.abc import Iterator
 

@@ -9,9 +9,9 @@ a worker pays only for what it uses, which keeps pool start-up fast and workers 
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # not `from typing import`: typing costs workers ~7 ms at start-up
-
 from ._interpool import Queue, SharedBuffer
+
+TYPE_CHECKING = False  # not `from typing import`: typing costs workers ~7 ms at start-up
 
 if TYPE_CHECKING:
     from typing import Any

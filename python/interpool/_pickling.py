@@ -24,9 +24,9 @@ import pickle
 import sys
 import types
 
-TYPE_CHECKING = False  # not `from typing import`: typing costs workers ~7 ms at start-up
-
 from . import _interpool
+
+TYPE_CHECKING = False  # not `from typing import`: typing costs workers ~7 ms at start-up
 
 if TYPE_CHECKING:
     from typing import Any

@@ -19,9 +19,9 @@ from __future__ import annotations
 import sys
 import types
 
-TYPE_CHECKING = False  # not `from typing import`: typing costs workers ~7 ms at start-up
-
 from . import _interpool, _pickling
+
+TYPE_CHECKING = False  # not `from typing import`: typing costs workers ~7 ms at start-up
 
 if TYPE_CHECKING:  # keep typing and traceback out of worker start-up
     from collections.abc import Callable, Iterable
