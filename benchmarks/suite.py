@@ -325,6 +325,7 @@ def render_plot(results: dict[str, dict[str, float]], machine: str, path: str) -
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         print("matplotlib not installed: no plot", file=sys.stderr)
         return False
@@ -347,6 +348,7 @@ def render_plot(results: dict[str, dict[str, float]], machine: str, path: str) -
         ax.set_title(title)
         if log:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.tick_params(axis="y", labelsize=7)
     fig.suptitle(machine, fontsize=9)
     fig.tight_layout()

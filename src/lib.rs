@@ -11,6 +11,7 @@ compile_error!("interpool needs CPython >= 3.12 (own-GIL subinterpreters, PEP 68
 
 mod args;
 mod buffer;
+mod fork_guard;
 mod module;
 mod pool_type;
 mod py;

@@ -97,6 +97,7 @@ unsafe extern "C" fn module_exec(module: *mut ffi::PyObject) -> c_int {
             return -1;
         }
         (*state).deferred = Box::into_raw(Box::new(Deferred::default()));
+        crate::fork_guard::install();
         for (spec, slot, name) in [
             (&raw mut POOL_SPEC, &raw mut (*state).pool_type, c"Pool"),
             (
@@ -186,6 +187,21 @@ unsafe extern "C" fn module_free(module: *mut c_void) {
     }
 }
 
+/// `_python_fork(on: bool)`: called by the Python fork hooks (see fork_guard.rs).
+unsafe extern "C" fn python_fork(
+    _module: *mut ffi::PyObject,
+    on: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: METH_O module function, called attached.
+    unsafe {
+        entry(|py| {
+            let on = crate::args::truthy(on, false)?;
+            crate::fork_guard::set_python_forking(on);
+            Ok(py::none(py))
+        })
+    }
+}
+
 /// `_configure(dumps, loads)`: called by the Python package when it is imported in an
 /// interpreter.
 unsafe extern "C" fn configure(
@@ -226,7 +242,7 @@ macro_rules! function {
     };
 }
 
-static mut METHODS: [ffi::PyMethodDef; 6] = [
+static mut METHODS: [ffi::PyMethodDef; 7] = [
     function!(
         c"interpreter_id",
         PyCFunction,
@@ -261,6 +277,13 @@ static mut METHODS: [ffi::PyMethodDef; 6] = [
         crate::queue_type::queue_from_id,
         ffi::METH_FASTCALL,
         c"_queue_from_id(pid, key) -> Queue: unpickle a Queue"
+    ),
+    function!(
+        c"_python_fork",
+        PyCFunction,
+        python_fork,
+        ffi::METH_O,
+        c"_python_fork(on: bool): fork hooks tell the fork guard a Python fork is under way"
     ),
     ffi::PyMethodDef::zeroed(),
 ];

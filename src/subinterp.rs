@@ -67,6 +67,7 @@ impl SubInterpreter {
         }
         let tstate =
             NonNull::new(tstate).ok_or("cannot create a subinterpreter: no thread state")?;
+        crate::fork_guard::LIVE_INTERPRETERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(SubInterpreter {
             tstate,
             attached: true,
@@ -104,6 +105,7 @@ impl SubInterpreter {
         // Python code); it is the interpreter's last thread state that we created. Afterwards
         // the thread has no thread state.
         unsafe { ffi::Py_EndInterpreter(self.tstate.as_ptr()) };
+        crate::fork_guard::LIVE_INTERPRETERS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         std::mem::forget(self);
     }
 }

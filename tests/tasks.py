@@ -229,3 +229,81 @@ def return_worker_only_object() -> object:
     ghost = type("Ghost", (), {"__module__": __name__})
     sys.modules[__name__].Ghost = ghost  # picklable by reference here only
     return ghost()
+
+
+def record_and_echo(q: object, i: int) -> int:
+    """Stress task: note that task ``i`` ran (exactly-once accounting), return ``i``."""
+    q.put(i)  # type: ignore[attr-defined]
+    return i
+
+
+def raise_exception(kind: str) -> None:
+    """Raise one of many exception shapes (see tests/stress/test_faults.py)."""
+    import errno
+
+    if kind == "os":
+        raise OSError(errno.ENOENT, "no such file", "/missing")
+    if kind == "unicode":
+        b"\xff".decode("utf-8")
+    if kind == "key":
+        raise KeyError("k")
+    if kind == "zero":
+        1 / 0  # noqa: B018
+    if kind == "group":
+        raise ExceptionGroup("many", [ValueError("a"), TypeError("b")])
+    if kind == "chained":
+        try:
+            raise KeyError("inner")
+        except KeyError as inner:
+            raise RuntimeError("outer") from inner
+    if kind == "notes":
+        exc = ValueError("with notes")
+        exc.add_note("a note")
+        raise exc
+    if kind == "custom":
+        raise CustomError(1, "two", [3])
+    if kind == "recursion":
+        recurse(0)
+    if kind == "memory":
+        bytearray(1 << 60)
+    raise AssertionError(kind)
+
+
+class CustomError(Exception):
+    def __init__(self, code: int, text: str, extra: list[int]) -> None:
+        super().__init__(code, text, extra)
+        self.code = code
+
+
+def recurse(n: int) -> int:
+    return recurse(n + 1) + 1
+
+
+def start_thread(seconds: float) -> str:
+    import threading
+
+    t = threading.Thread(target=time.sleep, args=(seconds,))
+    t.start()
+    return t.name
+
+
+def start_daemon_thread() -> None:
+    import threading
+
+    threading.Thread(target=time.sleep, args=(1,), daemon=True).start()
+
+
+def leave_garbage(megabytes: int) -> int:
+    global GARBAGE
+    GARBAGE = bytearray(megabytes * 1024 * 1024)
+    return len(GARBAGE)
+
+
+GARBAGE = bytearray()
+
+
+def break_worker() -> None:
+    """Leave this interpreter unable to run tasks: interpool's runner loses its codec."""
+    import interpool._worker as w
+
+    w._interpool = None  # type: ignore[assignment]

@@ -85,6 +85,11 @@ def _bootstrap_source() -> str:
     )
 
 
+def _check_int(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+
+
 def _describe(fn: object) -> str:
     name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
     return f"{getattr(fn, '__module__', '?')}.{name}()"
@@ -228,8 +233,17 @@ class InterpreterPoolExecutor(Executor):
     ) -> None:
         if max_workers is None:
             max_workers = _default_workers()
+        _check_int("max_workers", max_workers)
         if max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
+        if not isinstance(thread_name_prefix, str):
+            raise TypeError(f"thread_name_prefix must be a str, not {type(thread_name_prefix).__name__}")
+        try:
+            initargs = tuple(initargs)
+        except TypeError:
+            raise TypeError(f"initargs must be a tuple, not {type(initargs).__name__}") from None
+        if max_tasks_per_worker is not None:
+            _check_int("max_tasks_per_worker", max_tasks_per_worker)
         if isinstance(initializer, str):
             if initargs:
                 raise ValueError(f"an initializer script does not take args, got {initargs!r}")
@@ -329,8 +343,10 @@ class InterpreterPoolExecutor(Executor):
             raise TypeError("buffersize must be an integer or None")
         if buffersize is not None and buffersize < 1:
             raise ValueError("buffersize must be None or > 0")
-        if not isinstance(chunksize, int):
+        if not isinstance(chunksize, int) or isinstance(chunksize, bool):
             raise TypeError("chunksize must be an integer")
+        if timeout is not None and not isinstance(timeout, (int, float)):
+            raise TypeError(f"timeout must be a number or None, not {type(timeout).__name__}")
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
         end_time = None if timeout is None else timeout + time.monotonic()

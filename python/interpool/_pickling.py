@@ -153,3 +153,12 @@ def loads(data: bytes) -> Any:
 # Values without a native form cross interpreters through these (in every interpreter
 # that imports interpool, including the workers).
 _interpool._configure(dumps, loads)
+
+# Tell the Rust fork guard when a fork comes from Python (src/fork_guard.rs): a child
+# forked while worker interpreters live cannot survive (CPython gh-139759) and exits
+# with a clear message instead of crashing.
+os.register_at_fork(
+    before=lambda: _interpool._python_fork(True),
+    after_in_parent=lambda: _interpool._python_fork(False),
+    after_in_child=lambda: _interpool._python_fork(False),
+)

@@ -153,7 +153,10 @@ def run(task: Any) -> Any:
         fn, args, kwargs = task.unpack()
         result = fn(*args, **kwargs)
     except BaseException as exc:  # SystemExit & co. fail the task, not the worker
-        return _interpool.pack(encode_exception(exc))
+        status, info = encode_exception(exc)
+        if isinstance(exc, MemoryError):
+            status |= REPLACE_FLAG  # the interpreter's heap may be in a bad state: start afresh
+        return _interpool.pack((status, info))
     try:
         return _interpool.pack((STATUS_RESULT, result))
     except BaseException as exc:

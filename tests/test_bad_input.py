@@ -1,0 +1,76 @@
+"""Bad input gets a clear error (naming the problem) and leaves the pool working."""
+
+from __future__ import annotations
+
+import pytest
+
+import interpool
+from interpool import InterpreterPoolExecutor, Queue, SharedBuffer
+
+import tasks
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"max_workers": "4"}, TypeError, "max_workers must be an int, not str"),
+        ({"max_workers": 2.5}, TypeError, "max_workers must be an int, not float"),
+        ({"max_workers": True}, TypeError, "max_workers must be an int, not bool"),
+        ({"max_workers": 0}, ValueError, "max_workers must be greater than 0"),
+        ({"max_workers": 1, "thread_name_prefix": 7}, TypeError, "thread_name_prefix must be a str"),
+        ({"max_workers": 1, "initializer": tasks.set_global, "initargs": 5}, TypeError, "initargs must be a tuple"),
+        ({"max_workers": 1, "max_tasks_per_worker": "3"}, TypeError, "max_tasks_per_worker must be an int"),
+        ({"max_workers": 1, "max_tasks_per_worker": 0}, ValueError, "max_tasks_per_worker must be greater than 0"),
+        ({"max_workers": 1, "initializer": 3}, TypeError, "initializer must be a callable or a script string"),
+    ],
+)
+def test_constructor_arguments(kwargs: dict[str, object], exc: type[Exception], match: str) -> None:
+    with pytest.raises(exc, match=match):
+        InterpreterPoolExecutor(**kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_calls_leave_the_pool_working() -> None:
+    with InterpreterPoolExecutor(1) as pool:
+        with pytest.raises(TypeError, match="needs a callable"):
+            pool.submit(None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="chunksize must be an integer"):
+            pool.map(tasks.square, [1], chunksize="2")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="timeout must be a number"):
+            pool.map(tasks.square, [1], timeout="soon")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="missing 1 required positional argument"):
+            pool.submit(tasks.square).result()  # wrong arity: fails in the worker
+        with pytest.raises(TypeError):
+            pool.submit(tasks.square, "x").result()
+        assert pool.submit(tasks.square, 10**40).result() == 10**80  # huge ints are fine
+        assert pool.submit(tasks.square, 3).result() == 9
+
+
+def test_queue_and_buffer_bad_input() -> None:
+    with pytest.raises(TypeError):
+        Queue(maxsize="big")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="at most 1 argument"):
+        Queue(1, 2)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="needs a size or a C-contiguous bytes-like object"):
+        SharedBuffer(1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        SharedBuffer()  # type: ignore[call-arg]
+
+
+def test_use_after_shutdown() -> None:
+    pool = InterpreterPoolExecutor(1)
+    pool.shutdown()
+    with pytest.raises(RuntimeError, match="cannot schedule new futures after shutdown"):
+        pool.submit(tasks.square, 1)
+    with pytest.raises(RuntimeError, match="cannot schedule new futures after shutdown"):
+        list(pool.map(tasks.square, [1]))
+    assert pool.stats()["workers"] == 0
+
+
+def test_private_core_rejects_misuse() -> None:
+    from interpool import _interpool
+
+    with pytest.raises(ValueError, match="between 1 and 4096"):
+        _interpool.Pool(0, "x", "", b"", 0)
+    with pytest.raises(TypeError, match="Pool\\(\\) takes 5 positional arguments"):
+        _interpool.Pool(1)  # type: ignore[call-arg]
+    assert interpool.__version__
