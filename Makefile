@@ -37,6 +37,14 @@ bench-queue: setup ## Queue and buffer benchmarks against the stdlib's concurren
 test-rust: ## cargo test (the pool engine; no Python needed)
 	cargo test -p interpool-core --quiet
 
+.PHONY: sanitize
+sanitize: ## cargo test of the pool engine under AddressSanitizer (+LeakSanitizer)
+	@# Sanitizers are unstable flags; RUSTC_BOOTSTRAP enables them on the stable toolchain
+	@# this project has. ThreadSanitizer would also need a sanitized std (-Zbuild-std with
+	@# the rust-src component), which cannot be installed here.
+	RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address" RUSTDOCFLAGS="-Zsanitizer=address" \
+	  cargo test -p interpool-core --quiet --target x86_64-unknown-linux-gnu --target-dir target/asan
+
 .PHONY: lint
 lint: setup ## cargo fmt --check, clippy, ruff, mypy and stubtest
 	cargo fmt --all -- --check
@@ -61,7 +69,7 @@ test-python: ## pytest on every Python of the matrix ($(MATRIX))
 	done
 
 .PHONY: test
-test: test-rust lint check-py312 test-python ## Set up, then cargo tests, lints and pytest on the whole matrix
+test: test-rust sanitize lint check-py312 test-python ## Set up, then cargo tests, lints and pytest on the whole matrix
 
 .PHONY: fmt
 fmt: setup ## Format Rust and Python sources
