@@ -4,6 +4,7 @@ where possible, through the codec and through a worker."""
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Iterator
 
@@ -52,7 +53,11 @@ def same(a: object, b: object) -> bool:
     return a == b
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+# INTERPOOL_STRESS=1 turns this into a longer fuzzing run of the codec.
+FUZZ_EXAMPLES = 5000 if os.environ.get("INTERPOOL_STRESS", "") not in ("", "0") else 300
+
+
+@settings(max_examples=FUZZ_EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
 @given(values)
 def test_codec_roundtrip_preserves_values_and_types(value: object) -> None:
     assert same(roundtrip(value), value)
