@@ -50,8 +50,8 @@ lint: setup ## cargo fmt --check, clippy, ruff, mypy and stubtest
 	cargo fmt --all -- --check
 	PYO3_PYTHON=$$(.venvs/$(DEV)/bin/python -c 'import sys; print(sys.executable)') \
 	  cargo clippy --workspace --all-targets --quiet -- -D warnings
-	.venvs/$(DEV)/bin/ruff check python tests benchmarks
-	.venvs/$(DEV)/bin/ruff format --check python tests benchmarks
+	.venvs/$(DEV)/bin/ruff check python tests benchmarks examples
+	.venvs/$(DEV)/bin/ruff format --check python tests benchmarks examples
 	.venvs/$(DEV)/bin/mypy python/interpool
 	.venvs/$(DEV)/bin/python -m mypy.stubtest interpool
 
@@ -74,8 +74,8 @@ test: test-rust sanitize lint check-py312 test-python ## Set up, then cargo test
 .PHONY: fmt
 fmt: setup ## Format Rust and Python sources
 	cargo fmt --all
-	.venvs/$(DEV)/bin/ruff format python tests benchmarks
-	.venvs/$(DEV)/bin/ruff check --fix python tests benchmarks
+	.venvs/$(DEV)/bin/ruff format python tests benchmarks examples
+	.venvs/$(DEV)/bin/ruff check --fix python tests benchmarks examples
 
 .PHONY: clean
 clean: ## Remove build outputs and venvs (the CPython cache in ~/.cache/interpool stays)

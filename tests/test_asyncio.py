@@ -43,3 +43,50 @@ def test_event_loop_stays_responsive_while_tasks_run() -> None:
         return ticks
 
     assert asyncio.run(main()) >= 10
+
+
+def test_native_run_and_amap() -> None:
+    import interpool
+
+    async def main() -> tuple[int, list[int], list[int]]:
+        with interpool.InterpreterPoolExecutor(2) as pool:
+            one = await pool.run(tasks.add3, 1, 2, c=3)
+            ordered = [r async for r in pool.amap(tasks.square, range(20))]
+            chunked = [r async for r in pool.amap(tasks.add2, range(30), range(30), chunksize=7)]
+            return one, ordered, chunked
+
+    one, ordered, chunked = asyncio.run(main())
+    assert one == 6
+    assert ordered == [i * i for i in range(20)]
+    assert chunked == [2 * i for i in range(30)]
+
+
+def test_amap_with_buffersize_stops_early_and_cancels_the_rest() -> None:
+    import interpool
+
+    async def main() -> tuple[list[int], dict[str, int]]:
+        with interpool.InterpreterPoolExecutor(1) as pool:
+            got = []
+            async for r in pool.amap(tasks.sleep_then, [0.01] * 1000, range(1000), buffersize=3):
+                got.append(r)
+                if len(got) == 5:
+                    break
+            await asyncio.sleep(0.05)
+            return got, pool.stats()
+
+    got, stats = asyncio.run(main())
+    assert got == [0, 1, 2, 3, 4]
+    assert stats["submitted"] <= 5 + 3, "buffersize bounds how far amap runs ahead"
+
+
+def test_awaiting_run_propagates_exceptions() -> None:
+    import interpool
+
+    async def main() -> None:
+        with interpool.InterpreterPoolExecutor(1) as pool:
+            await pool.run(tasks.fail, "async failure")
+
+    import pytest
+
+    with pytest.raises(ValueError, match="async failure"):
+        asyncio.run(main())

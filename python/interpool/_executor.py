@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
@@ -93,6 +93,10 @@ def _check_int(name: str, value: object) -> None:
 def _describe(fn: object) -> str:
     name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
     return f"{getattr(fn, '__module__', '?')}.{name}()"
+
+
+def _as_results(value: Any, chunksize: int) -> list[Any]:
+    return value if chunksize > 1 else [value]
 
 
 def _result_or_cancel(future: Future[Any], timeout: float | None) -> Any:
@@ -387,6 +391,49 @@ class InterpreterPoolExecutor(Executor):
                     future.cancel()
 
         return result_iterator()
+
+    async def run(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+        """``await pool.run(fn, *args, **kwargs)``: run the call in a worker and wait for it
+        without blocking the event loop (``asyncio.wrap_future`` over :meth:`submit`).
+        Cancelling the awaiting task cancels the call if it has not started."""
+        import asyncio
+
+        return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
+
+    async def amap(
+        self,
+        fn: Callable[..., _T],
+        *iterables: Iterable[Any],
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> AsyncIterator[_T]:
+        """``async for result in pool.amap(fn, items)``: like :meth:`map`, in order, without
+        blocking the event loop. ``buffersize`` bounds how many tasks run ahead of the
+        consumer; leaving the loop early cancels the tasks not yet started."""
+        import asyncio
+
+        if not isinstance(chunksize, int) or isinstance(chunksize, bool) or chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")
+        if buffersize is not None and (not isinstance(buffersize, int) or buffersize < 1):
+            raise ValueError("buffersize must be None or > 0")
+        calls = zip(*iterables, strict=False)
+        items: Iterator[Any] = iter(lambda: tuple(itertools.islice(calls, chunksize)), ()) if chunksize > 1 else calls
+        pending: collections.deque[asyncio.Future[Any]] = collections.deque()
+        try:
+            for item in items:
+                if chunksize > 1:
+                    pending.append(asyncio.wrap_future(self.submit(_worker.run_chunk, fn, item)))
+                else:
+                    pending.append(asyncio.wrap_future(self.submit(fn, *item)))
+                if buffersize is not None and len(pending) >= buffersize:
+                    for result in _as_results(await pending.popleft(), chunksize):
+                        yield result
+            while pending:
+                for result in _as_results(await pending.popleft(), chunksize):
+                    yield result
+        finally:
+            for future in pending:
+                future.cancel()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._shutdown = True

@@ -60,8 +60,9 @@ def test_concurrent_submitters_cancels_and_recycling() -> None:
             t.start()
         for _ in range(n // 10):  # cancel at random while submissions race
             with lock:
-                if futures:
-                    futures[rng.choice(list(futures))].cancel()
+                victim = futures.get(rng.randrange(n))
+            if victim is not None:
+                victim.cancel()
         for t in threads:
             t.join()
     results, cancelled = check_exactly_once(futures, drain(ran))
