@@ -33,6 +33,19 @@ bench: setup ## Set up, then run the benchmark suite (all executors side by side
 bench-queue: setup ## Queue and buffer benchmarks against the stdlib's concurrent.interpreters queue
 	.venvs/$(DEV)/bin/python benchmarks/bench_queue.py
 
+.PHONY: wheels
+wheels: ## Build a release wheel for every Python of the matrix into dist/
+	@set -e; for t in $(MATRIX); do \
+	  venv=$$(scripts/setup.sh $$t); \
+	  $$venv/bin/maturin build --release --quiet --interpreter $$venv/bin/python --out dist; \
+	done; ls -1 dist/*.whl
+
+.PHONY: test-wheel
+test-wheel: setup ## Build a wheel, install it into a clean venv, run a smoke test there
+	@rm -rf dist/wheel-test && .venvs/$(DEV)/bin/maturin build --release --quiet \
+	  --interpreter .venvs/$(DEV)/bin/python --out dist/wheel-test
+	scripts/test-wheel.sh $$(cat .venvs/$(DEV)/.interpool-stamp | cut -d' ' -f1) dist/wheel-test/*.whl
+
 .PHONY: test-rust
 test-rust: ## cargo test (the pool engine; no Python needed)
 	cargo test -p interpool-core --quiet
@@ -69,7 +82,7 @@ test-python: ## pytest on every Python of the matrix ($(MATRIX))
 	done
 
 .PHONY: test
-test: test-rust sanitize lint check-py312 test-python ## Set up, then cargo tests, lints and pytest on the whole matrix
+test: test-rust sanitize lint check-py312 test-wheel test-python ## Set up, then cargo tests, lints and pytest on the whole matrix
 
 .PHONY: fmt
 fmt: setup ## Format Rust and Python sources
