@@ -26,7 +26,7 @@ use interpool_core::SharedMemory;
 use pyo3_ffi as ffi;
 
 use crate::module::{ModuleState, entry};
-use crate::py::{self, Attached, Owned, PyResult};
+use crate::py::{self, Attached, Owned, PyResult, method_def};
 
 pub type Lease = Arc<dyn SharedMemory>;
 
@@ -281,7 +281,7 @@ unsafe extern "C" fn buffer_dealloc(slf: *mut ffi::PyObject) {
                     .push(pinned);
             }
         }
-        crate::pool_type::dealloc_tail(slf, tp);
+        py::dealloc_tail(slf, tp);
     }
 }
 
@@ -358,14 +358,13 @@ unsafe extern "C" fn buffer_reduce(
 }
 
 static mut METHODS: [ffi::PyMethodDef; 2] = [
-    ffi::PyMethodDef {
-        ml_name: c"__reduce__".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer {
-            PyCFunction: buffer_reduce,
-        },
-        ml_flags: ffi::METH_NOARGS,
-        ml_doc: c"SharedBuffers are shared, not pickled.".as_ptr(),
-    },
+    method_def!(
+        c"__reduce__",
+        PyCFunction,
+        buffer_reduce,
+        ffi::METH_NOARGS,
+        c"SharedBuffers are shared, not pickled."
+    ),
     ffi::PyMethodDef::zeroed(),
 ];
 
@@ -385,13 +384,7 @@ static mut GETSET: [ffi::PyGetSetDef; 3] = [
             .as_ptr(),
         closure: ptr::null_mut(),
     },
-    ffi::PyGetSetDef {
-        name: ptr::null(),
-        get: None,
-        set: None,
-        doc: ptr::null(),
-        closure: ptr::null_mut(),
-    },
+    py::GETSET_END,
 ];
 
 static mut SLOTS: [ffi::PyType_Slot; 8] = [

@@ -14,7 +14,7 @@ use pyo3_ffi as ffi;
 
 use crate::buffer::{self, Deferred};
 use crate::pool_type::{POOL_SPEC, TICKET_SPEC};
-use crate::py::{self, Attached, Owned, PyResult};
+use crate::py::{self, Attached, Owned, PyResult, method_def};
 use crate::value::{self, PACKED_SPEC};
 
 /// Per-module (so per-interpreter) state. The object fields are strong references owned by
@@ -231,54 +231,43 @@ unsafe extern "C" fn configure(
     }
 }
 
-macro_rules! function {
-    ($name:literal, $kind:ident, $f:expr, $flags:expr, $doc:literal) => {
-        ffi::PyMethodDef {
-            ml_name: $name.as_ptr(),
-            ml_meth: ffi::PyMethodDefPointer { $kind: $f },
-            ml_flags: $flags,
-            ml_doc: $doc.as_ptr(),
-        }
-    };
-}
-
 static mut METHODS: [ffi::PyMethodDef; 7] = [
-    function!(
+    method_def!(
         c"interpreter_id",
         PyCFunction,
         interpreter_id,
         ffi::METH_NOARGS,
         c"interpreter_id() -> int: id of the calling interpreter"
     ),
-    function!(
+    method_def!(
         c"pack",
         PyCFunction,
         value::pack_function,
         ffi::METH_O,
         c"pack(obj) -> Packed: convert obj for crossing interpreters"
     ),
-    function!(
+    method_def!(
         c"roundtrip",
         PyCFunction,
         value::roundtrip_function,
         ffi::METH_O,
         c"roundtrip(obj) -> object: pack and unpack (tests, benchmarks)"
     ),
-    function!(
+    method_def!(
         c"_configure",
         PyCFunctionFast,
         configure,
         ffi::METH_FASTCALL,
         c"_configure(dumps, loads)"
     ),
-    function!(
+    method_def!(
         c"_queue_from_id",
         PyCFunctionFast,
         crate::queue_type::queue_from_id,
         ffi::METH_FASTCALL,
         c"_queue_from_id(pid, key) -> Queue: unpickle a Queue"
     ),
-    function!(
+    method_def!(
         c"_python_fork",
         PyCFunction,
         python_fork,

@@ -13,7 +13,7 @@ use interpool_core::{Event, Pool, PoolConfig, Stats, SubmitError, Ticket};
 use pyo3_ffi as ffi;
 
 use crate::module::{ModuleState, entry};
-use crate::py::{self, Attached, Owned, PyErrSet, PyResult};
+use crate::py::{self, Attached, Owned, PyErrSet, PyResult, method_def};
 use crate::worker::PyFactory;
 
 /// Reply status for a task whose reply could not be unpacked in the owner interpreter.
@@ -117,7 +117,7 @@ unsafe extern "C" fn pool_dealloc(slf: *mut ffi::PyObject) {
     unsafe {
         let tp = ffi::Py_TYPE(slf);
         ptr::drop_in_place(&raw mut (*slf.cast::<PoolObject>()).pool);
-        dealloc_tail(slf, tp);
+        py::dealloc_tail(slf, tp);
     }
 }
 
@@ -126,21 +126,7 @@ unsafe extern "C" fn ticket_dealloc(slf: *mut ffi::PyObject) {
     unsafe {
         let tp = ffi::Py_TYPE(slf);
         ptr::drop_in_place(&raw mut (*slf.cast::<TicketObject>()).ticket);
-        dealloc_tail(slf, tp);
-    }
-}
-
-/// Free the object's memory and drop the instance's reference to its heap type.
-///
-/// # Safety
-/// `slf` is being deallocated and its Rust fields were already dropped; `tp` is its type.
-pub unsafe fn dealloc_tail(slf: *mut ffi::PyObject, tp: *mut ffi::PyTypeObject) {
-    // SAFETY: heap types always provide tp_free; instances own a reference to their type.
-    unsafe {
-        let free = ffi::PyType_GetSlot(tp, ffi::Py_tp_free);
-        let free: ffi::freefunc = std::mem::transmute::<*mut c_void, ffi::freefunc>(free);
-        free(slf.cast::<c_void>());
-        ffi::Py_DECREF(tp.cast::<ffi::PyObject>());
+        py::dealloc_tail(slf, tp);
     }
 }
 
@@ -398,38 +384,49 @@ unsafe extern "C" fn ticket_id(
     unsafe { entry(|py| py::uint(py, ticket_ref(slf).id())) }
 }
 
-macro_rules! fastcall {
-    ($name:literal, $f:expr, $doc:literal) => {
-        ffi::PyMethodDef {
-            ml_name: $name.as_ptr(),
-            ml_meth: ffi::PyMethodDefPointer {
-                PyCFunctionFast: $f,
-            },
-            ml_flags: ffi::METH_FASTCALL,
-            ml_doc: $doc.as_ptr(),
-        }
-    };
-}
-
 static mut POOL_METHODS: [ffi::PyMethodDef; 7] = [
-    fastcall!(
+    method_def!(
         c"submit",
+        PyCFunctionFast,
         pool_submit,
+        ffi::METH_FASTCALL,
         c"submit(id: int, task: Packed) -> Ticket"
     ),
-    fastcall!(
+    method_def!(
         c"shutdown",
+        PyCFunctionFast,
         pool_shutdown,
+        ffi::METH_FASTCALL,
         c"shutdown(cancel_pending: bool) -> list[int]"
     ),
-    fastcall!(
+    method_def!(
         c"next_events",
+        PyCFunctionFast,
         pool_next_events,
+        ffi::METH_FASTCALL,
         c"next_events(max: int) -> list | None"
     ),
-    fastcall!(c"join", pool_join, c"join(timeout: float | None) -> bool"),
-    fastcall!(c"stats", pool_stats, c"stats() -> dict[str, int]"),
-    fastcall!(c"broken", pool_broken, c"broken() -> str | None"),
+    method_def!(
+        c"join",
+        PyCFunctionFast,
+        pool_join,
+        ffi::METH_FASTCALL,
+        c"join(timeout: float | None) -> bool"
+    ),
+    method_def!(
+        c"stats",
+        PyCFunctionFast,
+        pool_stats,
+        ffi::METH_FASTCALL,
+        c"stats() -> dict[str, int]"
+    ),
+    method_def!(
+        c"broken",
+        PyCFunctionFast,
+        pool_broken,
+        ffi::METH_FASTCALL,
+        c"broken() -> str | None"
+    ),
     ffi::PyMethodDef::zeroed(),
 ];
 
@@ -465,12 +462,20 @@ pub static mut POOL_SPEC: ffi::PyType_Spec = ffi::PyType_Spec {
 };
 
 static mut TICKET_METHODS: [ffi::PyMethodDef; 3] = [
-    fastcall!(
+    method_def!(
         c"cancel",
+        PyCFunctionFast,
         ticket_cancel,
+        ffi::METH_FASTCALL,
         c"cancel() -> bool: cancel the task unless it started"
     ),
-    fastcall!(c"started", ticket_started, c"started() -> bool"),
+    method_def!(
+        c"started",
+        PyCFunctionFast,
+        ticket_started,
+        ffi::METH_FASTCALL,
+        c"started() -> bool"
+    ),
     ffi::PyMethodDef::zeroed(),
 ];
 
@@ -482,13 +487,7 @@ static mut TICKET_GETSET: [ffi::PyGetSetDef; 2] = [
         doc: c"task id, unique within its pool".as_ptr(),
         closure: ptr::null_mut(),
     },
-    ffi::PyGetSetDef {
-        name: ptr::null(),
-        get: None,
-        set: None,
-        doc: ptr::null(),
-        closure: ptr::null_mut(),
-    },
+    py::GETSET_END,
 ];
 
 static mut TICKET_SLOTS: [ffi::PyType_Slot; 4] = [

@@ -316,3 +316,41 @@ pub fn take_error_text(py: Attached) -> String {
     unsafe { ffi::PyErr_Clear() };
     described.unwrap_or_else(|| "exception (repr failed)".to_owned())
 }
+
+/// One `PyMethodDef` entry: `method_def!(c"name", PyCFunctionFast, func, ffi::METH_FASTCALL, c"doc")`.
+macro_rules! method_def {
+    ($name:literal, $kind:ident, $f:expr, $flags:expr, $doc:literal) => {
+        pyo3_ffi::PyMethodDef {
+            ml_name: $name.as_ptr(),
+            ml_meth: pyo3_ffi::PyMethodDefPointer { $kind: $f },
+            ml_flags: $flags,
+            ml_doc: $doc.as_ptr(),
+        }
+    };
+}
+pub(crate) use method_def;
+
+/// The terminator of a `PyGetSetDef` table.
+pub const GETSET_END: ffi::PyGetSetDef = ffi::PyGetSetDef {
+    name: std::ptr::null(),
+    get: None,
+    set: None,
+    doc: std::ptr::null(),
+    closure: std::ptr::null_mut(),
+};
+
+/// The end of every `tp_dealloc` of our heap types: free the object's memory and drop the
+/// instance's reference to its type.
+///
+/// # Safety
+/// `slf` is being deallocated (attached) and its Rust fields were already dropped; `tp` is
+/// its heap type.
+pub unsafe fn dealloc_tail(slf: *mut ffi::PyObject, tp: *mut ffi::PyTypeObject) {
+    // SAFETY: heap types always provide tp_free; instances own a reference to their type.
+    unsafe {
+        let free = ffi::PyType_GetSlot(tp, ffi::Py_tp_free);
+        let free: ffi::freefunc = std::mem::transmute::<*mut std::ffi::c_void, ffi::freefunc>(free);
+        free(slf.cast::<std::ffi::c_void>());
+        ffi::Py_DECREF(tp.cast::<ffi::PyObject>());
+    }
+}

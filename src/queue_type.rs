@@ -18,7 +18,7 @@ use pyo3_ffi as ffi;
 
 use crate::args;
 use crate::module::{ModuleState, entry};
-use crate::py::{self, Attached, Owned, PyErrSet, PyResult};
+use crate::py::{self, Attached, Owned, PyErrSet, PyResult, method_def};
 use crate::value::Codec;
 
 const SIGNAL_SLICE: Duration = Duration::from_millis(100);
@@ -185,7 +185,7 @@ unsafe extern "C" fn queue_dealloc(slf: *mut ffi::PyObject) {
     unsafe {
         let tp = ffi::Py_TYPE(slf);
         ptr::drop_in_place(&raw mut (*slf.cast::<QueueObject>()).core);
-        crate::pool_type::dealloc_tail(slf, tp);
+        py::dealloc_tail(slf, tp);
     }
 }
 
@@ -418,30 +418,19 @@ unsafe extern "C" fn queue_closed(slf: *mut ffi::PyObject, _: *mut c_void) -> *m
     unsafe { entry(|py| Ok(py::bool_obj(py, core_ref(slf).is_closed()))) }
 }
 
-macro_rules! method {
-    ($name:literal, $kind:ident, $f:expr, $flags:expr, $doc:literal) => {
-        ffi::PyMethodDef {
-            ml_name: $name.as_ptr(),
-            ml_meth: ffi::PyMethodDefPointer { $kind: $f },
-            ml_flags: $flags,
-            ml_doc: $doc.as_ptr(),
-        }
-    };
-}
-
 static mut METHODS: [ffi::PyMethodDef; 10] = [
-    method!(c"put", PyCFunctionFastWithKeywords, queue_put, ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+    method_def!(c"put", PyCFunctionFastWithKeywords, queue_put, ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
         c"put($self, obj, block=True, timeout=None)\n--\n\nPut a copy of obj; block while full. Raises QueueFull or QueueClosed."),
-    method!(c"get", PyCFunctionFastWithKeywords, queue_get, ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+    method_def!(c"get", PyCFunctionFastWithKeywords, queue_get, ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
         c"get($self, block=True, timeout=None)\n--\n\nRemove and return an item; block while empty. Raises QueueEmpty or QueueClosed."),
-    method!(c"put_nowait", PyCFunction, queue_put_nowait, ffi::METH_O, c"put_nowait($self, obj, /)\n--\n\nput(obj, block=False)"),
-    method!(c"get_nowait", PyCFunction, queue_get_nowait, ffi::METH_NOARGS, c"get_nowait($self)\n--\n\nget(block=False)"),
-    method!(c"qsize", PyCFunction, queue_qsize, ffi::METH_NOARGS, c"qsize($self)\n--\n\nNumber of items queued."),
-    method!(c"empty", PyCFunction, queue_empty, ffi::METH_NOARGS, c"empty($self)\n--\n\nWhether no item is queued."),
-    method!(c"full", PyCFunction, queue_full, ffi::METH_NOARGS, c"full($self)\n--\n\nWhether a bounded queue is at maxsize."),
-    method!(c"close", PyCFunction, queue_close, ffi::METH_NOARGS,
+    method_def!(c"put_nowait", PyCFunction, queue_put_nowait, ffi::METH_O, c"put_nowait($self, obj, /)\n--\n\nput(obj, block=False)"),
+    method_def!(c"get_nowait", PyCFunction, queue_get_nowait, ffi::METH_NOARGS, c"get_nowait($self)\n--\n\nget(block=False)"),
+    method_def!(c"qsize", PyCFunction, queue_qsize, ffi::METH_NOARGS, c"qsize($self)\n--\n\nNumber of items queued."),
+    method_def!(c"empty", PyCFunction, queue_empty, ffi::METH_NOARGS, c"empty($self)\n--\n\nWhether no item is queued."),
+    method_def!(c"full", PyCFunction, queue_full, ffi::METH_NOARGS, c"full($self)\n--\n\nWhether a bounded queue is at maxsize."),
+    method_def!(c"close", PyCFunction, queue_close, ffi::METH_NOARGS,
         c"close($self)\n--\n\nRefuse further puts and wake every waiter; gets drain what is left."),
-    method!(c"__reduce__", PyCFunction, queue_reduce, ffi::METH_NOARGS, c"Pickle support (same process only)."),
+    method_def!(c"__reduce__", PyCFunction, queue_reduce, ffi::METH_NOARGS, c"Pickle support (same process only)."),
     ffi::PyMethodDef::zeroed(),
 ];
 
@@ -460,13 +449,7 @@ static mut GETSET: [ffi::PyGetSetDef; 3] = [
         doc: c"whether close() was called".as_ptr(),
         closure: ptr::null_mut(),
     },
-    ffi::PyGetSetDef {
-        name: ptr::null(),
-        get: None,
-        set: None,
-        doc: ptr::null(),
-        closure: ptr::null_mut(),
-    },
+    py::GETSET_END,
 ];
 
 static mut SLOTS: [ffi::PyType_Slot; 6] = [

@@ -15,7 +15,7 @@ use pyo3_ffi as ffi;
 
 use crate::buffer;
 use crate::module::ModuleState;
-use crate::py::{self, Attached, Owned, PyErrSet, PyResult};
+use crate::py::{self, Attached, Owned, PyErrSet, PyResult, method_def};
 use crate::queue_type;
 
 pub const MAX_DEPTH: usize = 200;
@@ -329,7 +329,7 @@ pub unsafe extern "C" fn packed_dealloc(slf: *mut ffi::PyObject) {
     unsafe {
         let tp = ffi::Py_TYPE(slf);
         ptr::drop_in_place(&raw mut (*slf.cast::<PackedObject>()).value);
-        crate::pool_type::dealloc_tail(slf, tp);
+        py::dealloc_tail(slf, tp);
     }
 }
 
@@ -381,14 +381,13 @@ pub unsafe extern "C" fn roundtrip_function(
 }
 
 static mut PACKED_METHODS: [ffi::PyMethodDef; 2] = [
-    ffi::PyMethodDef {
-        ml_name: c"unpack".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer {
-            PyCFunction: packed_unpack,
-        },
-        ml_flags: ffi::METH_NOARGS,
-        ml_doc: c"unpack($self)\n--\n\nBuild the object in this interpreter (once).".as_ptr(),
-    },
+    method_def!(
+        c"unpack",
+        PyCFunction,
+        packed_unpack,
+        ffi::METH_NOARGS,
+        c"unpack($self)\n--\n\nBuild the object in this interpreter (once)."
+    ),
     ffi::PyMethodDef::zeroed(),
 ];
 
