@@ -14,13 +14,15 @@ log() { echo "[setup.sh] $*" >&2; }
 
 py=$("$root/scripts/python.sh" "$tag")
 venv="$root/.venvs/$tag"
-want="$py $(sha256sum "$root/requirements-dev.txt" | cut -c1-16)"
+want="$py $(cat "$root/requirements-dev.txt" "$root/requirements-integrations.txt" | sha256sum | cut -c1-16)"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.interpool-stamp" 2>/dev/null)" != "$want" ]; then
     log "creating $venv from $py"
     rm -rf "$venv"
     "$py" -m venv "$venv"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >&2
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/requirements-dev.txt" >&2
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/requirements-integrations.txt" >&2 \
+        || log "optional integrations did not install for $tag; their tests will be skipped"
     echo "$want" >"$venv/.interpool-stamp"
 fi
 log "building interpool for $("$venv/bin/python" -c 'import sys; print(sys.version.split()[0], "free-threaded" if not sys._is_gil_enabled() else "")' 2>/dev/null || echo "$tag")"

@@ -1,0 +1,105 @@
+"""Run Dask distributed tasks on interpool workers (own-GIL subinterpreters).
+
+A dask.distributed ``Worker`` hands every task to its executor; with anything but a
+thread pool it submits ``distributed.worker._run_task_simple(task, data, delay)``. That
+function lives in ``distributed.worker``, which imports psutil, an extension module that
+cannot load in subinterpreters, so a plain ``InterpreterPoolExecutor`` fails every task.
+
+:class:`DaskExecutor` recognizes those calls: the task itself (``task(data)``, which only
+needs ``dask``) runs in a worker interpreter, and the bookkeeping record Dask expects
+(timings, size, errors) is built here, in the Dask worker's own interpreter. Other calls
+are passed through. Usage, with an in-process worker::
+
+    from distributed import Client, LocalCluster
+    from interpool.dask import DaskExecutor
+
+    with LocalCluster(n_workers=1, processes=False, executor=DaskExecutor(4)) as cluster:
+        with Client(cluster) as client:
+            print(client.gather(client.map(cpu_heavy, range(100))))
+
+What works: pure-Python task functions (and anything importable in a subinterpreter),
+including ``dask.bag`` pipelines; values travel like any interpool argument. What does not:
+tasks that use extension modules which cannot load in subinterpreters (numpy, pandas,
+psutil, ...: use ``python -m interpool check MODULE``), ``distributed.get_worker()`` and
+other worker state inside tasks, and coroutine tasks (Dask runs those on its event loop).
+With ``processes=True`` each Dask worker process needs its own ``DaskExecutor``, e.g.
+created by a worker plugin or preload.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Executor, Future
+from typing import Any
+
+from ._executor import InterpreterPoolExecutor
+
+
+def _call_task(task: Any, data: dict[str, Any]) -> Any:
+    """Runs in the worker interpreter: only dask's task object and its inputs are needed."""
+    return task(data)
+
+
+def _is_dask_run_task(fn: object) -> bool:
+    return (
+        getattr(fn, "__name__", None) == "_run_task_simple" and getattr(fn, "__module__", None) == "distributed.worker"
+    )
+
+
+class DaskExecutor(Executor):
+    """A ``concurrent.futures`` executor for ``distributed.Worker(executor=...)`` that runs
+    Dask tasks on an :class:`interpool.InterpreterPoolExecutor` (same arguments)."""
+
+    def __init__(self, max_workers: int | None = None, *args: Any, **kwargs: Any) -> None:
+        self.pool = InterpreterPoolExecutor(max_workers, *args, **kwargs)
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if not _is_dask_run_task(fn) or kwargs or len(args) != 3:
+            return self.pool.submit(fn, *args, **kwargs)
+        task, data, time_delay = args
+        outer: Future[Any] = Future()
+        outer.set_running_or_notify_cancel()
+        start = time.time()
+        inner = self.pool.submit(_call_task, task, data)
+
+        def finish(done: Future[Any]) -> None:
+            stop = time.time()
+            try:
+                msg = self._record(done)
+            except BaseException as exc:  # SystemExit/KeyboardInterrupt go to Dask, as there
+                outer.set_exception(exc)
+                return
+            msg["start"] = start + time_delay
+            msg["stop"] = stop + time_delay
+            msg["thread"] = threading.get_ident()
+            outer.set_result(msg)
+
+        inner.add_done_callback(finish)
+        return outer
+
+    @staticmethod
+    def _record(done: Future[Any]) -> dict[str, Any]:
+        """Dask's result record, as ``_run_task_simple`` would have built it."""
+        from dask.sizeof import sizeof
+        from distributed.core import error_message
+
+        exc = done.exception()
+        if exc is None:
+            result = done.result()
+            return {
+                "op": "task-finished",
+                "status": "OK",
+                "result": result,
+                "nbytes": sizeof(result),
+                "type": type(result) if result is not None else None,
+            }
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            raise exc
+        msg: dict[str, Any] = dict(error_message(exc))
+        msg["op"] = "task-erred"
+        msg["actual_exception"] = exc
+        return msg
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self.pool.shutdown(wait=wait, cancel_futures=cancel_futures)
