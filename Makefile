@@ -66,6 +66,7 @@ lint: setup ## cargo fmt --check, clippy, ruff, mypy and stubtest
 	.venvs/$(DEV)/bin/ruff check python tests benchmarks examples
 	.venvs/$(DEV)/bin/ruff format --check python tests benchmarks examples
 	.venvs/$(DEV)/bin/mypy python/interpool
+	.venvs/$(DEV)/bin/mypy --strict tests/typing
 	.venvs/$(DEV)/bin/python -m mypy.stubtest interpool
 
 .PHONY: check-py312
