@@ -39,10 +39,12 @@ def test_running_task_cannot_be_cancelled(tmp_path: Path) -> None:
         deadline = time.monotonic() + 10
         while pool.stats()["busy"] == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
+        assert running.running() and not running.done()
         assert not running.cancel()
         assert not running.cancelled()
         tasks.touch(gate)
         assert running.result(timeout=30) == gate
+        assert not running.running()
 
 
 @pytest.mark.timeout(120)

@@ -116,6 +116,11 @@ class _Future(Future[_T]):
 
     _ticket: Any = None
 
+    def running(self) -> bool:
+        # The state lives in Rust: a worker claimed the task and it has not finished yet.
+        ticket = self._ticket
+        return ticket is not None and ticket.started() and not self.done()
+
     def cancel(self) -> bool:
         with self._condition:
             state = self._state
