@@ -90,9 +90,12 @@ def _check_int(name: str, value: object) -> None:
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
 
 
-def _describe(fn: object) -> str:
-    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
-    return f"{getattr(fn, '__module__', '?')}.{name}()"
+def _batches(iterables: tuple[Iterable[Any], ...], chunksize: int) -> Iterator[tuple[Any, ...]]:
+    """The argument tuples of ``map``, or (``chunksize > 1``) tuples of ``chunksize`` of them."""
+    calls = zip(*iterables, strict=False)
+    if chunksize == 1:
+        return calls
+    return iter(lambda: tuple(itertools.islice(calls, chunksize)), ())
 
 
 def _as_results(value: Any, chunksize: int) -> list[Any]:
@@ -321,7 +324,8 @@ class InterpreterPoolExecutor(Executor):
             future.set_exception(exc)
             return future
         except Exception as exc:
-            error = NotShareableError(f"cannot send the call to {_describe(fn)} to a worker interpreter: {exc}")
+            what = _pickling.describe(fn, call=True)
+            error = NotShareableError(f"cannot send the call to {what} to a worker interpreter: {exc}")
             error.__cause__ = exc
             future.set_exception(error)
             return future
@@ -359,12 +363,7 @@ class InterpreterPoolExecutor(Executor):
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
         end_time = None if timeout is None else timeout + time.monotonic()
-        calls = zip(*iterables, strict=False)
-        items: Iterator[Any]
-        if chunksize > 1:
-            items = iter(lambda: tuple(itertools.islice(calls, chunksize)), ())
-        else:
-            items = calls
+        items = _batches(iterables, chunksize)
 
         def submit_one(executor: InterpreterPoolExecutor, item: Any) -> Future[Any]:
             if chunksize > 1:
@@ -421,8 +420,7 @@ class InterpreterPoolExecutor(Executor):
             raise ValueError("chunksize must be >= 1.")
         if buffersize is not None and (not isinstance(buffersize, int) or buffersize < 1):
             raise ValueError("buffersize must be None or > 0")
-        calls = zip(*iterables, strict=False)
-        items: Iterator[Any] = iter(lambda: tuple(itertools.islice(calls, chunksize)), ()) if chunksize > 1 else calls
+        items = _batches(iterables, chunksize)
         pending: collections.deque[asyncio.Future[Any]] = collections.deque()
         try:
             for item in items:

@@ -65,8 +65,11 @@ def main_module_source() -> tuple[str, str] | None:
     return None
 
 
-def _describe(obj: object) -> str:
-    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
+def describe(obj: object, call: bool = False) -> str:
+    """``module.qualname`` of a function or class (of its type otherwise), for messages;
+    with ``call``, written as a call: ``module.qualname()``."""
+    name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+    return f"{getattr(obj, '__module__', '?')}.{name}{'()' if call else ''}"
 
 
 class _Pickler(pickle.Pickler):
@@ -89,7 +92,7 @@ class _Pickler(pickle.Pickler):
             from ._errors import NotShareableError
 
             raise NotShareableError(
-                f"{_describe(obj)} is a lambda or a nested function/class, which cannot be sent to a "
+                f"{describe(obj)} is a lambda or a nested function/class, which cannot be sent to a "
                 "worker interpreter by reference: install cloudpickle (pip install cloudpickle) to send "
                 "it by value, or define it at module level"
             )

@@ -163,15 +163,10 @@ def run(task: Any) -> Any:
         from ._errors import NotShareableError
 
         error = NotShareableError(
-            f"the result of {_describe(fn)} cannot be sent back from the worker interpreter: "
+            f"the result of {_pickling.describe(fn, call=True)} cannot be sent back from the worker interpreter: "
             f"{type(result).__module__}.{type(result).__qualname__} object is not picklable ({exc})"
         )
         return _interpool.pack(encode_exception(error))
-
-
-def _describe(fn: object) -> str:
-    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
-    return f"{getattr(fn, '__module__', '?')}.{name}()"
 
 
 def bootstrap(config: bytes, index: int) -> Callable[[Any], Any] | str:
