@@ -1,11 +1,12 @@
 """``interpool.InterpreterPoolExecutor``: a ``concurrent.futures`` executor whose workers are
 long-lived own-GIL subinterpreters driven by the Rust pool in ``interpool._interpool``.
 
-Data flow: ``submit`` pickles ``(fn, args, kwargs)`` and queues the bytes in Rust; a worker
-thread attaches its interpreter, runs the task, and sends reply bytes back; one dispatcher
-thread per pool (in the owner's interpreter) turns replies into future results. Worker
-threads never touch the owner's interpreter, so nothing here needs the owner's GIL except
-completing futures.
+Data flow: ``submit`` converts ``(fn, args, kwargs)`` into a Rust ``Value`` (natively; the
+function and any non-native leaf are pickled) and queues it; a worker thread attaches its
+interpreter, rebuilds the call there, runs it and sends a ``Value`` reply back; one
+dispatcher thread per pool (in the owner's interpreter) turns replies into future results.
+Worker threads never touch the owner's interpreter: no Python object crosses, and nothing
+needs the owner's GIL except completing futures.
 """
 
 from __future__ import annotations
