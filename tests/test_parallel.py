@@ -20,7 +20,7 @@ def test_two_workers_run_four_cpu_tasks_in_parallel() -> None:
     best_seq = best_par = float("inf")
     with InterpreterPoolExecutor(2) as pool:
         pool.submit(tasks.square, 1).result()  # workers ready: time the work, not start-up
-        for _ in range(8):  # shared machines are noisy: compare the best times
+        for _ in range(10):  # shared machines are noisy: compare the best times
             t0 = time.perf_counter()
             sequential = [tasks.spin(N) for _ in range(4)]
             t1 = time.perf_counter()
@@ -31,7 +31,9 @@ def test_two_workers_run_four_cpu_tasks_in_parallel() -> None:
             if best_seq / best_par >= 1.7:
                 break
     speedup = best_seq / best_par
-    assert speedup >= 1.7, f"speed-up of 2 workers over sequential was only {speedup:.2f}x"
+    # Generous on purpose: on this project's shared 2-vCPU VMs the same run measures 1.6x to
+    # 2.0x (figures in the issue notes); anything sharing one GIL stays at or below 1.0x.
+    assert speedup >= 1.4, f"speed-up of 2 workers over sequential was only {speedup:.2f}x"
 
 
 def test_tasks_run_on_distinct_threads_and_interpreters() -> None:
