@@ -71,3 +71,25 @@ def test_racing_cancels_account_for_every_task_exactly_once() -> None:
                 assert f.result(timeout=30) == i
         ran = sum(1 for c in cancelled if not c)
     assert pool.stats()["completed"] == ran
+
+
+def test_cancelled_futures_count_as_done_for_wait_and_as_completed(tmp_path: Path) -> None:
+    """wait()/as_completed() only see CANCELLED_AND_NOTIFIED futures: interpool notifies at
+    once, since a cancelled task never reaches a worker."""
+    import concurrent.futures as cf
+
+    gate = str(tmp_path / "gate")
+    with interpool.InterpreterPoolExecutor(1) as pool:
+        blocker = pool.submit(tasks.wait_for_file, gate)
+        queued = [pool.submit(tasks.square, i) for i in range(4)]
+        deadline = time.monotonic() + 10
+        while not blocker.running() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert all(f.cancel() for f in queued)
+        t0 = time.monotonic()
+        done, not_done = cf.wait(queued, timeout=10)
+        assert len(done) == 4 and not not_done and time.monotonic() - t0 < 1
+        assert len(list(cf.as_completed(queued, timeout=10))) == 4
+        pool.shutdown(wait=False, cancel_futures=True)
+        tasks.touch(gate)
+        assert blocker.result(timeout=30) == gate

@@ -114,6 +114,19 @@ def _result_or_cancel(future: Future[Any], timeout: float | None) -> Any:
         del future
 
 
+def _cancel_and_notify(future: Future[Any]) -> bool:
+    """Cancel a future whose task will never run, and notify ``wait()``/``as_completed()``
+    at once: they only count a cancelled future as done once it is CANCELLED_AND_NOTIFIED,
+    which the stdlib pools reach when a worker dequeues it, but our workers skip cancelled
+    tasks in Rust without touching the future."""
+    if not Future.cancel(future):
+        return False
+    with future._condition:  # an RLock: re-entered below
+        if future._state == "CANCELLED":  # not yet notified
+            future.set_running_or_notify_cancel()  # -> CANCELLED_AND_NOTIFIED
+    return True
+
+
 class _Future(Future[_T]):
     """A ``concurrent.futures.Future`` whose ``cancel()`` also withdraws the queued task
     from the Rust queue, so a cancelled task never runs."""
@@ -135,7 +148,7 @@ class _Future(Future[_T]):
         ticket = self._ticket
         if ticket is not None and not ticket.cancel():
             return False  # a worker already started it
-        return super().cancel()
+        return _cancel_and_notify(self)
 
 
 def _decode_exception(info: tuple[bytes | None, str, str, str, str]) -> BaseException:
@@ -445,7 +458,7 @@ class InterpreterPoolExecutor(Executor):
         for task_id in rt.core.shutdown(cancel_futures):
             future = rt.pending.pop(task_id, None)
             if future is not None:
-                Future.cancel(future)
+                _cancel_and_notify(future)
         if wait:
             rt.join()
 
