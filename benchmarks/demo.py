@@ -64,7 +64,7 @@ def main() -> int:
     cores = os.cpu_count() or 1
     parser.add_argument("--workers", type=int, default=cores, help="pool size (default: cores)")
     parser.add_argument("--tasks", type=int, default=None, help="number of tasks (default: 4 x workers)")
-    parser.add_argument("--size", type=int, default=1_500_000, help="loop length per task")
+    parser.add_argument("--size", type=int, default=4_000_000, help="loop length per task")
     parser.add_argument("--repeat", type=int, default=3, help="runs per executor; the best is reported")
     args = parser.parse_args()
     tasks = args.tasks or 4 * args.workers
