@@ -65,18 +65,24 @@ def stdlib_side() -> Side | None:
     return Side("stdlib concurrent.interpreters queue", interpreters.create_queue, start)
 
 
-def ping_pong(side: Side, rounds: int) -> float:
+def round_trips(side: Side, worker: Callable[..., Any], messages: list[Any], expect: Callable[[Any], Any]) -> float:
+    """Median time to put each message to a worker interpreter and get its reply, which is
+    checked against ``expect(message)``."""
     inbox, outbox = side.make_queue(), side.make_queue()
-    join = side.start(workloads.echo, inbox, outbox, rounds)
+    join = side.start(worker, inbox, outbox, len(messages))
     times = []
-    for i in range(rounds):
+    for message in messages:
         t0 = time.perf_counter()
-        inbox.put(i)
+        inbox.put(message)
         got = outbox.get()
         times.append(time.perf_counter() - t0)
-        assert got == i, (got, i)
+        assert got == expect(message), (got, expect(message))
     join()
     return statistics.median(times)
+
+
+def ping_pong(side: Side, rounds: int) -> float:
+    return round_trips(side, workloads.echo, list(range(rounds)), lambda i: i)
 
 
 def one_way(side: Side, items: int) -> float:
@@ -95,17 +101,7 @@ def buffer_pass(side: Side, size: int, passes: int) -> float:
     data = bytearray(size)
     data[-1] = 7
     payload: Any = interpool.SharedBuffer(data) if side.name.startswith("interpool") else bytes(data)
-    inbox, outbox = side.make_queue(), side.make_queue()
-    join = side.start(workloads.take_buffers, inbox, outbox, passes)
-    times = []
-    for _ in range(passes):
-        t0 = time.perf_counter()
-        inbox.put(payload)
-        got = outbox.get()
-        times.append(time.perf_counter() - t0)
-        assert got == size + 7
-    join()
-    return statistics.median(times)
+    return round_trips(side, workloads.take_buffers, [payload] * passes, lambda _: size + 7)
 
 
 def main() -> int:
