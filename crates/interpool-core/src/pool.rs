@@ -229,11 +229,6 @@ impl<F: WorkerFactory> Pool<F> {
         cancelled
     }
 
-    /// Whether `shutdown` was called or the pool broke.
-    pub fn is_closed(&self) -> bool {
-        lock(&self.shared.sender).is_none()
-    }
-
     /// The message of the worker start failure that broke the pool, if any.
     pub fn broken(&self) -> Option<&str> {
         self.shared.broken.get().map(String::as_str)

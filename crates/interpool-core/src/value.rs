@@ -40,24 +40,6 @@ pub enum Value {
     Buffer(Arc<dyn SharedMemory>),
 }
 
-impl Value {
-    /// Bytes of payload carried (approximate; for statistics and tests).
-    pub fn payload_size(&self) -> usize {
-        match self {
-            Value::Str(s) | Value::BigInt(s) => s.len(),
-            Value::Bytes(b) | Value::ByteArray(b) | Value::Pickled(b) => b.len(),
-            Value::Tuple(v) | Value::List(v) | Value::Set(v) | Value::FrozenSet(v) => {
-                v.iter().map(Value::payload_size).sum()
-            }
-            Value::Dict(kv) => kv
-                .iter()
-                .map(|(k, v)| k.payload_size() + v.payload_size())
-                .sum(),
-            _ => 8,
-        }
-    }
-}
-
 impl std::fmt::Debug for Value {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
