@@ -1,114 +1,131 @@
-//! Argument parsing for `METH_FASTCALL | METH_KEYWORDS` methods: positional-or-keyword
-//! parameters matched by name, with CPython-style error messages.
+//! The one argument parser: positional-or-keyword parameters matched by name, with
+//! CPython's error messages, for vectorcall (`METH_FASTCALL | METH_KEYWORDS`) and
+//! `tp_new` (tuple + dict) alike.
+use std::time::Duration;
+
 use pyo3_ffi as ffi;
 
-use crate::py::{self, Attached, PyResult};
+use crate::py::{Borrowed, PyResult, Python};
 
-/// Match `args`/`kwnames` against `names`; the first `required` are mandatory. Returns a
-/// borrowed object (or null when absent) per name.
-///
-/// # Safety
-/// `args` holds `nargs` positional plus `len(kwnames)` keyword values (vectorcall layout),
-/// valid for the duration of the call; `kwnames` is null or a tuple of str.
-pub unsafe fn parse<const N: usize>(
-    py: Attached,
-    func: &str,
-    names: [&str; N],
-    required: usize,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<[*mut ffi::PyObject; N]> {
-    let mut out = [std::ptr::null_mut(); N];
-    // SAFETY: PyVectorcall_NARGS only masks the offset flag out of the count.
-    let npos =
-        usize::try_from(unsafe { ffi::PyVectorcall_NARGS(nargs.unsigned_abs()) }).unwrap_or(0);
-    if npos > N {
-        return Err(py::type_error(
-            py,
-            &format!("{func}() takes at most {N} positional arguments ({npos} given)"),
-        ));
-    }
-    for (i, slot) in out.iter_mut().enumerate().take(npos) {
-        // SAFETY: the first `npos` entries of `args` are positional arguments.
-        *slot = unsafe { *args.add(i) };
-    }
-    if !kwnames.is_null() {
-        // SAFETY: kwnames is a tuple (vectorcall contract).
-        let nkw = unsafe { ffi::PyTuple_Size(kwnames) };
-        for k in 0..nkw {
-            // SAFETY: k < len(kwnames); the item is a str owned by the tuple.
-            let key = unsafe { py::str_view(py, ffi::PyTuple_GET_ITEM(kwnames, k), "keyword")? };
-            let Some(pos) = names.iter().position(|n| *n == key) else {
-                return Err(py::type_error(
-                    py,
-                    &format!("{func}() got an unexpected keyword argument '{key}'"),
-                ));
-            };
-            if !out[pos].is_null() {
-                return Err(py::type_error(
-                    py,
-                    &format!("{func}() got multiple values for argument '{key}'"),
-                ));
+/// The arguments of one call, borrowed for the call.
+pub struct Args<'py> {
+    py: Python<'py>,
+    positional: Vec<Borrowed<'py, 'py>>,
+    keywords: Vec<(&'py str, Borrowed<'py, 'py>)>,
+}
+
+impl<'py> Args<'py> {
+    /// # Safety
+    /// Attached; `args` holds `nargs` positional values followed by one value per name in
+    /// `kwnames` (null or a tuple of str), all valid for `'py` (the vectorcall convention).
+    pub unsafe fn vectorcall(
+        py: Python<'py>,
+        args: *const *mut ffi::PyObject,
+        nargs: ffi::Py_ssize_t,
+        kwnames: *mut ffi::PyObject,
+    ) -> Self {
+        // SAFETY: PyVectorcall_NARGS only masks the offset flag out of the count.
+        let npos = unsafe { ffi::PyVectorcall_NARGS(nargs.unsigned_abs()) }.unsigned_abs();
+        // SAFETY: the first `npos` entries are valid objects (caller's contract).
+        let at = |i: usize| unsafe { py.borrow(*args.add(i)) };
+        let positional = (0..npos).map(at).collect();
+        let mut keywords = Vec::new();
+        if !kwnames.is_null() {
+            // SAFETY: kwnames is a tuple of str, alive for the call.
+            let names = unsafe { py.borrow(kwnames) };
+            // SAFETY: a tuple.
+            for k in 0..unsafe { ffi::PyTuple_GET_SIZE(kwnames) } {
+                // SAFETY: k is in range; the item is a str owned by the tuple.
+                let name = unsafe { py.borrow(ffi::PyTuple_GET_ITEM(names.as_ptr(), k)) };
+                keywords.push((name.as_str("keyword").unwrap_or("?"), at(npos + k.unsigned_abs())));
             }
-            // SAFETY: keyword values follow the positional ones in `args`.
-            out[pos] = unsafe { *args.add(npos + k.unsigned_abs()) };
+        }
+        Args { py, positional, keywords }
+    }
+
+    /// # Safety
+    /// Attached; `args` is a tuple and `kwargs` null or a dict, both alive for `'py`.
+    pub unsafe fn tuple(py: Python<'py>, args: *mut ffi::PyObject, kwargs: *mut ffi::PyObject) -> PyResult<Self> {
+        // SAFETY: a tuple (caller's contract); items are owned by it, alive for the call.
+        let n = unsafe { ffi::PyTuple_GET_SIZE(args) };
+        // SAFETY: as above, `i < n`.
+        let positional = (0..n).map(|i| unsafe { py.borrow(ffi::PyTuple_GET_ITEM(args, i)) }).collect();
+        let mut keywords = Vec::new();
+        if !kwargs.is_null() {
+            let mut pos: ffi::Py_ssize_t = 0;
+            let (mut key, mut value) = (std::ptr::null_mut(), std::ptr::null_mut());
+            // SAFETY: a dict (caller's contract), not modified while we iterate; PyDict_Next
+            // hands out borrowed references owned by the dict.
+            while unsafe { ffi::PyDict_Next(kwargs, &mut pos, &mut key, &mut value) } != 0 {
+                // SAFETY: as above.
+                let (key, value) = unsafe { (py.borrow(key), py.borrow(value)) };
+                keywords.push((key.as_str("keyword")?, value));
+            }
+        }
+        Ok(Args { py, positional, keywords })
+    }
+
+    /// Match the arguments against `names`, of which the first `required` are mandatory.
+    /// Returns one entry per name (`None`: not given).
+    pub fn parse<const N: usize>(
+        &self,
+        func: &str,
+        names: [&str; N],
+        required: usize,
+    ) -> PyResult<[Option<Borrowed<'py, 'py>>; N]> {
+        let py = self.py;
+        let mut out = [None; N];
+        if self.positional.len() > N {
+            let given = self.positional.len();
+            return Err(py.type_error(&format!("{func}() takes at most {N} arguments ({given} given)")));
+        }
+        for (slot, arg) in out.iter_mut().zip(&self.positional) {
+            *slot = Some(*arg);
+        }
+        for &(key, value) in &self.keywords {
+            let Some(pos) = names.iter().position(|n| *n == key) else {
+                return Err(py.type_error(&format!("{func}() got an unexpected keyword argument '{key}'")));
+            };
+            if out[pos].replace(value).is_some() {
+                return Err(py.type_error(&format!("{func}() got multiple values for argument '{key}'")));
+            }
+        }
+        if let Some((name, _)) = names.iter().zip(&out).take(required).find(|(_, v)| v.is_none()) {
+            return Err(py.type_error(&format!("{func}() missing required argument '{name}'")));
+        }
+        Ok(out)
+    }
+
+    /// Exactly `N` positional arguments and no keywords (private building blocks).
+    pub fn exactly<const N: usize>(&self, func: &str) -> PyResult<[Borrowed<'py, 'py>; N]> {
+        match <[Borrowed<'py, 'py>; N]>::try_from(self.positional.as_slice()) {
+            Ok(args) if self.keywords.is_empty() => Ok(args),
+            _ => Err(self.py.type_error(&format!(
+                "{func}() takes exactly {N} positional arguments ({} given)",
+                self.positional.len() + self.keywords.len()
+            ))),
         }
     }
-    if let Some(missing) = names
-        .iter()
-        .take(required)
-        .zip(out.iter())
-        .find(|(_, v)| v.is_null())
-    {
-        return Err(py::type_error(
-            py,
-            &format!("{func}() missing required argument '{}'", missing.0),
-        ));
-    }
-    Ok(out)
 }
 
-/// Interpret an optional argument as a truth value (absent: `default`).
-///
-/// # Safety
-/// `obj` is null or a valid reference.
-pub unsafe fn truthy(obj: *mut ffi::PyObject, default: bool) -> PyResult<bool> {
-    if obj.is_null() {
-        return Ok(default);
-    }
-    // SAFETY: valid object (caller); -1 means an exception is set.
-    match unsafe { ffi::PyObject_IsTrue(obj) } {
-        -1 => Err(py::PyErrSet),
-        v => Ok(v == 1),
-    }
+/// An optional truth value (absent: `default`).
+pub fn flag(arg: Option<Borrowed<'_, '_>>, default: bool) -> PyResult<bool> {
+    arg.map_or(Ok(default), Borrowed::is_true)
 }
 
-/// Parse a `timeout` argument: absent or None -> `None`; a non-negative number -> seconds.
-///
-/// # Safety
-/// `obj` is null or a valid reference.
-pub unsafe fn timeout(
-    py: Attached,
-    obj: *mut ffi::PyObject,
-) -> PyResult<Option<std::time::Duration>> {
-    // SAFETY: comparing against the None singleton.
-    if obj.is_null() || obj == unsafe { ffi::Py_None() } {
+/// A timeout argument: absent or `None` -> `None`; otherwise a non-negative real number of
+/// seconds (`TypeError`/`ValueError` otherwise).
+pub fn timeout(arg: Option<Borrowed<'_, '_>>, what: &str) -> PyResult<Option<Duration>> {
+    let Some(arg) = arg.filter(|a| !a.is_none()) else {
         return Ok(None);
-    }
-    // SAFETY: valid object; PyFloat_AsDouble accepts any real number (or sets TypeError).
-    let secs = unsafe { ffi::PyFloat_AsDouble(obj) };
-    // SAFETY: checking this thread's error indicator.
-    if secs == -1.0 && unsafe { !ffi::PyErr_Occurred().is_null() } {
-        return Err(py::PyErrSet);
-    }
+    };
+    let py = arg.py();
+    let Ok(secs) = arg.as_f64() else {
+        py.clear_exception();
+        return Err(py.type_error(&format!("'{what}' must be a number or None, not {}", arg.type_name())));
+    };
     if secs.is_nan() || secs < 0.0 {
-        return Err(py::value_error(
-            py,
-            "'timeout' must be a non-negative number",
-        ));
+        return Err(py.value_error(&format!("'{what}' must be a non-negative number")));
     }
-    Ok(Some(
-        std::time::Duration::try_from_secs_f64(secs).unwrap_or(std::time::Duration::MAX),
-    ))
+    Ok(Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)))
 }

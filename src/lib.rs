@@ -1,23 +1,38 @@
 //! interpool's extension module, `interpool._interpool`.
 //!
 //! A raw `pyo3-ffi` multi-phase module (not `#[pymodule]`: it must load inside own-GIL
-//! subinterpreters; see `module.rs`). Unsafe code lives in the RAII layers `py.rs`
-//! (references, errors) and `subinterp.rs` (interpreter lifecycle), and in the C-API
-//! callbacks of `module.rs` and `pool_type.rs`. The pool engine itself is the safe,
-//! Python-free `interpool-core` crate.
+//! subinterpreters; see docs/design.md). Layers, each depending only on those above it:
+//!
+//! - `py` (tokens, references, errors), `pin` (memory lent to other interpreters),
+//!   `globals` (functions by reference), `fork_guard`: the RAII layer over the C API.
+//! - `state` (per-interpreter module state), `object` (Rust payloads in Python objects),
+//!   `args` (the argument parser), `trampoline` (the one way CPython enters Rust).
+//! - `codec` (objects <-> Values), `protocol` (the owner/worker wire protocol), `interp`
+//!   (one subinterpreter's lifecycle), `worker` (a pool's workers).
+//! - the classes: `pool` (Pool, Ticket), `queue` (Queue), `buffer` (SharedBuffer); and
+//!   `module`, which assembles the module definition.
+//!
+//! Unsafe code is confined to small blocks, mostly in the first two layers; the pool engine
+//! itself is the safe, Python-free `interpool-core` crate.
 
 #[cfg(not(Py_3_12))]
 compile_error!("interpool needs CPython >= 3.12 (own-GIL subinterpreters, PEP 684)");
 
 mod args;
 mod buffer;
+mod codec;
 mod fork_guard;
+mod globals;
+mod interp;
 mod module;
-mod pool_type;
+mod object;
+mod pin;
+mod pool;
+mod protocol;
 mod py;
-mod queue_type;
-mod subinterp;
-mod value;
+mod queue;
+mod state;
+mod trampoline;
 mod worker;
 
 /// Module entry point: multi-phase initialization.

@@ -1,356 +1,523 @@
-//! Small RAII layer over the raw C API for objects of the *current* interpreter.
+//! The RAII layer over the raw C API: every call interpool makes into CPython for generic
+//! objects goes through this module, and the types here carry the rules of
+//! `docs/design.md` ("Objects and interpreters"):
 //!
-//! Rules this module encodes (see `shared/design/subinterpreters.md`, sections 1 and 4):
-//! - An [`Owned`] is a strong reference to an object of the interpreter the thread is
-//!   attached to. It is `!Send`, so it cannot leave its thread; on worker threads, where the
-//!   interpreter is sometimes detached, long-lived references are kept as [`Stashed`], which
-//!   can only be released with an [`Attached`] token.
-//! - [`Attached`] is a zero-sized proof that the calling thread holds an attached thread
-//!   state. Entry points called by CPython create it with [`Attached::assume`].
-use std::ffi::{CStr, c_char};
+//! - [`Python<'py>`] proves that this thread is attached to an interpreter for `'py`. Entry
+//!   points get one from the trampoline (`trampoline.rs`); worker threads borrow one from
+//!   their `SubInterpreter` (`interp.rs`), so a token cannot outlive the
+//!   attachment it proves (detaching needs the handle mutably).
+//! - [`Borrowed<'a, 'py>`] is a reference valid for `'a` (the lender's lifetime), [`Owned<'py>`]
+//!   a strong reference released on drop, which its lifetime keeps inside the attachment.
+//!   Neither is `Send`: an object never leaves the interpreter (thread) it belongs to.
+//! - [`Stashed`] keeps a strong reference across detach/attach cycles of a worker thread; it
+//!   remembers its interpreter and refuses to be used from another one.
+//! - [`PyErr`] marks "a Python exception is set in this thread"; functions that return it
+//!   have set one.
+use std::ffi::{CStr, c_int};
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 
 use pyo3_ffi as ffi;
 
-/// Proof that the current thread is attached to some interpreter (holds its GIL).
+/// Proof that the current thread is attached to an interpreter (holds its GIL) for `'py`.
 #[derive(Clone, Copy)]
-pub struct Attached(PhantomData<*mut ()>);
-
-impl Attached {
-    /// # Safety
-    /// The calling thread must have an attached thread state for as long as the token (and
-    /// copies of it) are used: e.g. inside a C-API callback invoked by CPython.
-    pub unsafe fn assume() -> Self {
-        Attached(PhantomData)
-    }
-
-    /// Run `f` with the thread detached (the interpreter's GIL released), then re-attach.
-    /// `f` must not touch Python; the `Send` bound keeps `Owned` references out of it.
-    pub fn detached<T, F: FnOnce() -> T + Send>(self, f: F) -> T {
-        // SAFETY: `self` proves a thread state is attached; saving it detaches this thread,
-        // and the guard below restores exactly that thread state, even if `f` unwinds.
-        let saved = unsafe { ffi::PyEval_SaveThread() };
-        struct Restore(*mut ffi::PyThreadState);
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                // SAFETY: re-attaches the thread state saved above, on the same thread.
-                unsafe { ffi::PyEval_RestoreThread(self.0) }
-            }
-        }
-        let _restore = Restore(saved);
-        f()
-    }
-}
+pub struct Python<'py>(PhantomData<(&'py (), *mut ())>);
 
 /// Marker: a Python exception is set in the current thread state.
 #[derive(Debug)]
-pub struct PyErrSet;
+pub struct PyErr(());
 
-pub type PyResult<T> = Result<T, PyErrSet>;
+pub type PyResult<T> = Result<T, PyErr>;
 
-/// Set `exc` with `msg` and return the marker.
-pub fn raise(_py: Attached, exc: *mut ffi::PyObject, msg: &str) -> PyErrSet {
-    let len = isize::try_from(msg.len()).unwrap_or(isize::MAX);
-    // SAFETY: attached (token); `msg` is valid UTF-8 of `len` bytes for the duration of the
-    // call, and `exc` is one of CPython's exception type objects.
-    unsafe {
-        let text = ffi::PyUnicode_FromStringAndSize(msg.as_ptr().cast::<c_char>(), len);
-        if !text.is_null() {
-            ffi::PyErr_SetObject(exc, text);
-            ffi::Py_DECREF(text);
+impl PyErr {
+    /// The marker for an exception that a C-API call has just set.
+    pub(crate) fn fetched() -> Self {
+        PyErr(())
+    }
+}
+
+impl<'py> Python<'py> {
+    /// # Safety
+    /// The calling thread must stay attached to an interpreter for all of `'py`.
+    pub(crate) unsafe fn assume() -> Self {
+        Python(PhantomData)
+    }
+
+    /// Run `f` with the thread detached (the interpreter's GIL released), then re-attach.
+    /// `f` cannot touch Python: the `Send` bound keeps every reference type out of it.
+    pub fn detached<T, F: FnOnce() -> T + Send>(self, f: F) -> T {
+        struct Restore(*mut ffi::PyThreadState);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                // SAFETY: re-attaches the thread state saved below, on the same thread.
+                unsafe { ffi::PyEval_RestoreThread(self.0) }
+            }
+        }
+        // SAFETY: `self` proves a thread state is attached; saving detaches it, and `Restore`
+        // re-attaches exactly that thread state, even if `f` unwinds.
+        let _restore = Restore(unsafe { ffi::PyEval_SaveThread() });
+        f()
+    }
+
+    /// Wrap a new reference returned by the C API (null: an exception is set).
+    ///
+    /// # Safety
+    /// `ptr` is null or a strong reference owned by the caller, to an object of the
+    /// interpreter this thread is attached to.
+    pub unsafe fn own(self, ptr: *mut ffi::PyObject) -> PyResult<Owned<'py>> {
+        NonNull::new(ptr).map(|ptr| Owned(ptr, PhantomData)).ok_or_else(PyErr::fetched)
+    }
+
+    /// Borrow an object for `'a`.
+    ///
+    /// # Safety
+    /// `ptr` is a valid object of the attached interpreter that stays alive for `'a`.
+    pub unsafe fn borrow<'a>(self, ptr: *mut ffi::PyObject) -> Borrowed<'a, 'py> {
+        // SAFETY: non-null by the caller's contract.
+        Borrowed(unsafe { NonNull::new_unchecked(ptr) }, PhantomData)
+    }
+
+    pub fn none(self) -> Owned<'py> {
+        // SAFETY: None is a valid object of every interpreter; we take a new reference.
+        unsafe { self.borrow(ffi::Py_None()) }.to_owned()
+    }
+
+    pub fn bool(self, v: bool) -> Owned<'py> {
+        // SAFETY: True and False are valid objects of every interpreter.
+        let obj = unsafe { self.borrow(if v { ffi::Py_True() } else { ffi::Py_False() }) };
+        obj.to_owned()
+    }
+
+    pub fn int(self, v: i64) -> PyResult<Owned<'py>> {
+        // SAFETY: attached; new reference or null with an exception.
+        unsafe { self.own(ffi::PyLong_FromLongLong(v)) }
+    }
+
+    pub fn uint(self, v: u64) -> PyResult<Owned<'py>> {
+        // SAFETY: attached; new reference or null with an exception.
+        unsafe { self.own(ffi::PyLong_FromUnsignedLongLong(v)) }
+    }
+
+    pub fn float(self, v: f64) -> PyResult<Owned<'py>> {
+        // SAFETY: attached; new reference or null with an exception.
+        unsafe { self.own(ffi::PyFloat_FromDouble(v)) }
+    }
+
+    pub fn str(self, s: &str) -> PyResult<Owned<'py>> {
+        let len = self.ssize(s.len())?;
+        // SAFETY: attached; `s` is valid UTF-8 of `len` bytes for the duration of the call.
+        unsafe { self.own(ffi::PyUnicode_FromStringAndSize(s.as_ptr().cast(), len)) }
+    }
+
+    pub fn bytes(self, data: &[u8]) -> PyResult<Owned<'py>> {
+        let len = self.ssize(data.len())?;
+        // SAFETY: attached; `data` is valid for `len` bytes for the duration of the call.
+        unsafe { self.own(ffi::PyBytes_FromStringAndSize(data.as_ptr().cast(), len)) }
+    }
+
+    /// A tuple of `items`.
+    pub fn tuple(self, items: Vec<Owned<'py>>) -> PyResult<Owned<'py>> {
+        // SAFETY: attached; new reference or null.
+        let tuple = unsafe { self.own(ffi::PyTuple_New(self.ssize(items.len())?))? };
+        for (i, item) in (0..).zip(items) {
+            // SAFETY: a fresh tuple of this length; SET_ITEM steals the reference.
+            unsafe { ffi::PyTuple_SET_ITEM(tuple.as_ptr(), i, item.into_ptr()) };
+        }
+        Ok(tuple)
+    }
+
+    /// A list of `items`.
+    pub fn list(self, items: Vec<Owned<'py>>) -> PyResult<Owned<'py>> {
+        // SAFETY: attached; new reference or null.
+        let list = unsafe { self.own(ffi::PyList_New(self.ssize(items.len())?))? };
+        for (i, item) in (0..).zip(items) {
+            // SAFETY: a fresh list of this length; SET_ITEM steals the reference.
+            unsafe { ffi::PyList_SET_ITEM(list.as_ptr(), i, item.into_ptr()) };
+        }
+        Ok(list)
+    }
+
+    pub fn dict(self) -> PyResult<Owned<'py>> {
+        // SAFETY: attached; new reference or null.
+        unsafe { self.own(ffi::PyDict_New()) }
+    }
+
+    /// `import name` (a `sys.modules` hit when already imported).
+    pub fn import(self, name: &CStr) -> PyResult<Owned<'py>> {
+        // SAFETY: attached; `name` is NUL-terminated.
+        unsafe { self.own(ffi::PyImport_ImportModule(name.as_ptr())) }
+    }
+
+    /// `import name` for a `str` object.
+    pub fn import_object(self, name: Borrowed<'_, 'py>) -> PyResult<Owned<'py>> {
+        // SAFETY: attached; `name` is a valid object (CPython checks that it is a str).
+        unsafe { self.own(ffi::PyImport_Import(name.as_ptr())) }
+    }
+
+    /// Run pending signal handlers (Ctrl-C raises KeyboardInterrupt here).
+    pub fn check_signals(self) -> PyResult<()> {
+        // SAFETY: attached.
+        match unsafe { ffi::PyErr_CheckSignals() } {
+            0 => Ok(()),
+            _ => Err(PyErr::fetched()),
         }
     }
-    PyErrSet
-}
 
-pub fn type_error(py: Attached, msg: &str) -> PyErrSet {
-    // SAFETY: reading an immutable global exception type pointer.
-    raise(py, unsafe { ffi::PyExc_TypeError }, msg)
-}
-
-pub fn value_error(py: Attached, msg: &str) -> PyErrSet {
-    // SAFETY: reading an immutable global exception type pointer.
-    raise(py, unsafe { ffi::PyExc_ValueError }, msg)
-}
-
-pub fn runtime_error(py: Attached, msg: &str) -> PyErrSet {
-    // SAFETY: reading an immutable global exception type pointer.
-    raise(py, unsafe { ffi::PyExc_RuntimeError }, msg)
-}
-
-/// A strong reference to an object of the current interpreter; DECREF on drop.
-pub struct Owned(NonNull<ffi::PyObject>);
-
-impl Owned {
-    /// Take ownership of a new reference returned by the C API; null means an exception
-    /// is set.
-    ///
-    /// # Safety
-    /// `ptr` is null or a strong reference that the caller owns, to an object of the
-    /// interpreter this thread is attached to, and the `Owned` is dropped while attached to
-    /// that same interpreter.
-    pub unsafe fn from_new(_py: Attached, ptr: *mut ffi::PyObject) -> PyResult<Owned> {
-        NonNull::new(ptr).map(Owned).ok_or(PyErrSet)
+    pub fn error_occurred(self) -> bool {
+        // SAFETY: attached; reads this thread's error indicator.
+        !unsafe { ffi::PyErr_Occurred() }.is_null()
     }
 
-    /// Take a new strong reference to a borrowed object.
-    ///
-    /// # Safety
-    /// `ptr` is a valid borrowed reference of the current interpreter (see `from_new`).
-    pub unsafe fn from_borrowed(py: Attached, ptr: NonNull<ffi::PyObject>) -> Owned {
-        // SAFETY: `ptr` is valid (caller) and we are attached (token).
-        unsafe { ffi::Py_INCREF(ptr.as_ptr()) };
-        let _ = py;
-        Owned(ptr)
+    /// Take the exception that is set (clearing it).
+    pub fn take_exception(self) -> Option<Owned<'py>> {
+        // SAFETY: attached; returns the raised exception (new reference) or null.
+        unsafe { self.own(ffi::PyErr_GetRaisedException()) }.ok()
     }
 
+    /// Set `exc` as the current exception.
+    pub fn restore_exception(self, exc: Owned<'py>) -> PyErr {
+        // SAFETY: attached; steals the reference to an exception instance.
+        unsafe { ffi::PyErr_SetRaisedException(exc.into_ptr()) };
+        PyErr::fetched()
+    }
+
+    /// Forget the exception that is set, if any.
+    pub fn clear_exception(self) {
+        // SAFETY: attached.
+        unsafe { ffi::PyErr_Clear() }
+    }
+
+    /// Raise `exc_type(msg)`.
+    pub fn raise(self, exc_type: Borrowed<'_, 'py>, msg: &str) -> PyErr {
+        match self.str(msg) {
+            // SAFETY: attached; `exc_type` is an exception class, `text` a str.
+            Ok(text) => unsafe { ffi::PyErr_SetObject(exc_type.as_ptr(), text.as_ptr()) },
+            Err(err) => return err,
+        }
+        PyErr::fetched()
+    }
+
+    fn raise_builtin(self, exc_type: *mut ffi::PyObject, msg: &str) -> PyErr {
+        // SAFETY: the builtin exception classes are immortal objects of every interpreter.
+        self.raise(unsafe { self.borrow(exc_type) }, msg)
+    }
+
+    pub fn type_error(self, msg: &str) -> PyErr {
+        // SAFETY: reading an immutable global exception type pointer.
+        self.raise_builtin(unsafe { ffi::PyExc_TypeError }, msg)
+    }
+
+    pub fn value_error(self, msg: &str) -> PyErr {
+        // SAFETY: as above.
+        self.raise_builtin(unsafe { ffi::PyExc_ValueError }, msg)
+    }
+
+    pub fn runtime_error(self, msg: &str) -> PyErr {
+        // SAFETY: as above.
+        self.raise_builtin(unsafe { ffi::PyExc_RuntimeError }, msg)
+    }
+
+    pub fn overflow_error(self, msg: &str) -> PyErr {
+        // SAFETY: as above.
+        self.raise_builtin(unsafe { ffi::PyExc_OverflowError }, msg)
+    }
+
+    pub fn system_error(self, msg: &str) -> PyErr {
+        // SAFETY: as above.
+        self.raise_builtin(unsafe { ffi::PyExc_SystemError }, msg)
+    }
+
+    /// Raise `MemoryError` (what a failed allocation on behalf of Python must become).
+    pub fn memory_error(self) -> PyErr {
+        // SAFETY: attached; sets MemoryError and returns null.
+        unsafe { ffi::PyErr_NoMemory() };
+        PyErr::fetched()
+    }
+
+    /// `len` as a `Py_ssize_t`, or `OverflowError`.
+    pub fn ssize(self, len: usize) -> PyResult<ffi::Py_ssize_t> {
+        ffi::Py_ssize_t::try_from(len).map_err(|_| self.overflow_error("size does not fit in Py_ssize_t"))
+    }
+
+    /// The id of the interpreter this thread is attached to.
+    pub fn interpreter_id(self) -> i64 {
+        // SAFETY: attached, so there is a current interpreter.
+        unsafe { ffi::PyInterpreterState_GetID(ffi::PyInterpreterState_Get()) }
+    }
+
+    /// The interpreter this thread is attached to, as an opaque address (for identity checks).
+    pub fn interpreter(self) -> usize {
+        // SAFETY: attached, so there is a current interpreter.
+        unsafe { ffi::PyInterpreterState_Get() as usize }
+    }
+
+    pub fn is_main_interpreter(self) -> bool {
+        // SAFETY: reads runtime state; attached.
+        self.interpreter() == unsafe { ffi::PyInterpreterState_Main() } as usize
+    }
+}
+
+/// A reference to an object of the attached interpreter, valid for `'a`.
+#[derive(Clone, Copy)]
+pub struct Borrowed<'a, 'py>(NonNull<ffi::PyObject>, PhantomData<(&'a (), Python<'py>)>);
+
+impl<'a, 'py> Borrowed<'a, 'py> {
+    pub fn as_ptr(self) -> *mut ffi::PyObject {
+        self.0.as_ptr()
+    }
+
+    pub fn py(self) -> Python<'py> {
+        // SAFETY: a Borrowed exists only while its interpreter is attached.
+        unsafe { Python::assume() }
+    }
+
+    pub fn to_owned(self) -> Owned<'py> {
+        // SAFETY: valid object (type invariant), attached.
+        unsafe { ffi::Py_INCREF(self.as_ptr()) };
+        Owned(self.0, PhantomData)
+    }
+
+    /// The object's type.
+    pub fn type_ptr(self) -> *mut ffi::PyTypeObject {
+        // SAFETY: reading the type pointer of a valid object.
+        unsafe { ffi::Py_TYPE(self.as_ptr()) }
+    }
+
+    /// Whether the object's type is exactly `tp`.
+    pub fn is_exactly(self, tp: *mut ffi::PyTypeObject) -> bool {
+        self.type_ptr() == tp
+    }
+
+    pub fn is(self, other: Borrowed<'_, 'py>) -> bool {
+        self.0 == other.0
+    }
+
+    pub fn is_none(self) -> bool {
+        // SAFETY: comparing against the None singleton.
+        self.as_ptr() == unsafe { ffi::Py_None() }
+    }
+
+    /// Whether the object's type has all of `flags` (`Py_TPFLAGS_*_SUBCLASS` checks).
+    pub fn has_type_flags(self, flags: std::ffi::c_ulong) -> bool {
+        // SAFETY: reading the flags of a valid type object.
+        unsafe { ffi::PyType_GetFlags(self.type_ptr()) & flags == flags }
+    }
+
+    pub fn getattr(self, name: &CStr) -> PyResult<Owned<'py>> {
+        // SAFETY: attached; valid object and NUL-terminated name.
+        unsafe { self.py().own(ffi::PyObject_GetAttrString(self.as_ptr(), name.as_ptr())) }
+    }
+
+    /// `getattr(obj, name, None)`-like: `Ok(None)` when the attribute is missing.
+    pub fn getattr_opt(self, name: Borrowed<'_, 'py>) -> PyResult<Option<Owned<'py>>> {
+        let mut out = std::ptr::null_mut();
+        // SAFETY: attached; valid object and str; `out` receives a new reference or null.
+        match unsafe { ffi::compat::PyObject_GetOptionalAttr(self.as_ptr(), name.as_ptr(), &mut out) } {
+            // SAFETY: 1 means `out` is a new reference.
+            1 => Ok(Some(unsafe { self.py().own(out) }?)),
+            0 => Ok(None),
+            _ => Err(PyErr::fetched()),
+        }
+    }
+
+    pub fn call1(self, arg: Borrowed<'_, 'py>) -> PyResult<Owned<'py>> {
+        // SAFETY: attached; valid callable and argument; new reference or null.
+        unsafe { self.py().own(ffi::PyObject_CallOneArg(self.as_ptr(), arg.as_ptr())) }
+    }
+
+    /// `self(*args, **kwargs)`; `args` must be a tuple, `kwargs` a dict or absent.
+    pub fn call(self, args: Borrowed<'_, 'py>, kwargs: Option<Borrowed<'_, 'py>>) -> PyResult<Owned<'py>> {
+        let kwargs = kwargs.map_or(std::ptr::null_mut(), Borrowed::as_ptr);
+        // SAFETY: attached; CPython checks the types of args and kwargs.
+        unsafe { self.py().own(ffi::PyObject_Call(self.as_ptr(), args.as_ptr(), kwargs)) }
+    }
+
+    /// `self(*args)` with a slice of arguments (vectorcall).
+    pub fn call_args(self, args: &[Borrowed<'_, 'py>]) -> PyResult<Owned<'py>> {
+        // `Borrowed` is a transparent pointer: the slice has the vectorcall layout.
+        let ptrs: Vec<*mut ffi::PyObject> = args.iter().map(|a| a.as_ptr()).collect();
+        // SAFETY: attached; `ptrs` holds `len` valid objects for the duration of the call.
+        unsafe {
+            self.py().own(ffi::PyObject_Vectorcall(self.as_ptr(), ptrs.as_ptr(), ptrs.len(), std::ptr::null_mut()))
+        }
+    }
+
+    /// `isinstance(self, cls)`.
+    pub fn is_instance(self, cls: Borrowed<'_, 'py>) -> PyResult<bool> {
+        // SAFETY: attached; valid objects; -1 means an exception is set.
+        match unsafe { ffi::PyObject_IsInstance(self.as_ptr(), cls.as_ptr()) } {
+            -1 => Err(PyErr::fetched()),
+            v => Ok(v == 1),
+        }
+    }
+
+    pub fn is_true(self) -> PyResult<bool> {
+        // SAFETY: attached; valid object; -1 means an exception is set.
+        match unsafe { ffi::PyObject_IsTrue(self.as_ptr()) } {
+            -1 => Err(PyErr::fetched()),
+            v => Ok(v == 1),
+        }
+    }
+
+    /// The contents of a `str` as UTF-8 (CPython caches the encoding in the object).
+    pub fn as_str(self, what: &str) -> PyResult<&'a str> {
+        // SAFETY: valid object.
+        if unsafe { ffi::PyUnicode_Check(self.as_ptr()) } == 0 {
+            return Err(self.py().type_error(&format!("{what} must be str")));
+        }
+        let mut len: ffi::Py_ssize_t = 0;
+        // SAFETY: a str; returns its cached UTF-8 (owned by the object) or null.
+        let data = unsafe { ffi::PyUnicode_AsUTF8AndSize(self.as_ptr(), &mut len) };
+        if data.is_null() {
+            return Err(PyErr::fetched());
+        }
+        // SAFETY: CPython guarantees valid UTF-8 of `len` bytes, alive as long as the object
+        // (`'a`) and immutable.
+        Ok(unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(data.cast(), len.unsigned_abs())) })
+    }
+
+    /// The contents of a `bytes` object (immutable, alive for `'a`).
+    pub fn as_bytes(self, what: &str) -> PyResult<&'a [u8]> {
+        if !self.is_exactly(&raw mut ffi::PyBytes_Type) && !self.has_type_flags(ffi::Py_TPFLAGS_BYTES_SUBCLASS) {
+            return Err(self.py().type_error(&format!("{what} must be bytes")));
+        }
+        // SAFETY: a bytes object: its buffer is immutable, `GET_SIZE` bytes long, owned by
+        // the object, which lives for `'a`.
+        Ok(unsafe { slice(ffi::PyBytes_AS_STRING(self.as_ptr()).cast(), ffi::PyBytes_Size(self.as_ptr())) })
+    }
+
+    /// An int argument as `i64` (`TypeError` for non-ints, `OverflowError` when out of range).
+    pub fn as_i64(self, what: &str) -> PyResult<i64> {
+        if !self.has_type_flags(ffi::Py_TPFLAGS_LONG_SUBCLASS) {
+            return Err(self.py().type_error(&format!("{what} must be int")));
+        }
+        // SAFETY: an int; -1 with an exception set means overflow.
+        let v = unsafe { ffi::PyLong_AsLongLong(self.as_ptr()) };
+        if v == -1 && self.py().error_occurred() {
+            return Err(PyErr::fetched());
+        }
+        Ok(v)
+    }
+
+    /// A real number as `f64` (`TypeError` for anything else).
+    pub fn as_f64(self) -> PyResult<f64> {
+        // SAFETY: attached; valid object; -1.0 with an exception set means failure.
+        let v = unsafe { ffi::PyFloat_AsDouble(self.as_ptr()) };
+        if v == -1.0 && self.py().error_occurred() {
+            return Err(PyErr::fetched());
+        }
+        Ok(v)
+    }
+
+    /// `str(obj)` as a Rust string, never failing (for messages).
+    pub fn describe(self) -> String {
+        // SAFETY: attached; valid object; new reference or null.
+        let text = unsafe { self.py().own(ffi::PyObject_Str(self.as_ptr())) };
+        let described = text.ok().and_then(|t| t.borrowed().as_str("str()").ok().map(str::to_owned));
+        self.py().clear_exception();
+        described.unwrap_or_else(|| "<str() failed>".to_owned())
+    }
+
+    /// The name of the object's type (`tp_name`), for messages.
+    pub fn type_name(self) -> String {
+        // SAFETY: every type has a NUL-terminated `tp_name` that lives as long as the type.
+        unsafe { CStr::from_ptr((*self.type_ptr()).tp_name) }.to_string_lossy().into_owned()
+    }
+}
+
+/// A slice over `len` bytes at `ptr` (empty when `len <= 0`, whatever `ptr` is).
+///
+/// # Safety
+/// When `len > 0`, `ptr` points to `len` readable bytes that stay valid and unchanged for `'a`.
+pub unsafe fn slice<'a>(ptr: *const u8, len: ffi::Py_ssize_t) -> &'a [u8] {
+    match usize::try_from(len) {
+        // SAFETY: the caller's contract.
+        Ok(n) if n > 0 => unsafe { std::slice::from_raw_parts(ptr, n) },
+        _ => &[],
+    }
+}
+
+/// A strong reference to an object of the attached interpreter; released on drop.
+pub struct Owned<'py>(NonNull<ffi::PyObject>, PhantomData<Python<'py>>);
+
+impl<'py> Owned<'py> {
     pub fn as_ptr(&self) -> *mut ffi::PyObject {
         self.0.as_ptr()
     }
 
-    /// Hand the reference to the caller (e.g. as a C-API return value).
+    pub fn borrowed(&self) -> Borrowed<'_, 'py> {
+        Borrowed(self.0, PhantomData)
+    }
+
+    /// Hand the reference over (e.g. as a C-API return value or to a stealing call).
     pub fn into_ptr(self) -> *mut ffi::PyObject {
         let ptr = self.0.as_ptr();
         std::mem::forget(self);
         ptr
     }
 
-    /// Keep the reference across detach/attach cycles of the same thread.
+    /// Keep the reference beyond this attachment (see [`Stashed`]).
     pub fn stash(self) -> Stashed {
-        let ptr = self.0;
-        std::mem::forget(self);
-        Stashed(ptr)
+        // SAFETY: attached (the lifetime proves it).
+        let interp = unsafe { ffi::PyInterpreterState_Get() } as usize;
+        Stashed { ptr: NonNull::new(self.into_ptr()).expect("non-null"), interp }
     }
 }
 
-impl Drop for Owned {
+impl Drop for Owned<'_> {
     fn drop(&mut self) {
-        // SAFETY: `Owned` is only constructed for objects of the attached interpreter and is
-        // `!Send`; the constructors' contracts require dropping it while attached there.
+        // SAFETY: the lifetime keeps the drop inside the attachment the reference was made
+        // in, and `Owned` is `!Send`, so this is the object's interpreter.
         unsafe { ffi::Py_DECREF(self.0.as_ptr()) }
     }
 }
 
-/// A strong reference kept while its interpreter may be detached. It has no destructor:
-/// it must be given back with [`Stashed::release`] while attached (forgetting it leaks,
-/// which is safe; dropping it while detached would not be).
-pub struct Stashed(NonNull<ffi::PyObject>);
+/// A strong reference kept while its interpreter may be detached (by a worker thread
+/// between tasks). It must be given back with [`Stashed::release`] while attached;
+/// forgetting it leaks the object, which is safe.
+pub struct Stashed {
+    ptr: NonNull<ffi::PyObject>,
+    interp: usize,
+}
 
 impl Stashed {
-    /// Borrow the object; only meaningful while attached to its interpreter.
-    pub fn as_ptr(&self, _py: Attached) -> *mut ffi::PyObject {
-        self.0.as_ptr()
+    /// Borrow the object; panics if `py` is attached to another interpreter.
+    pub fn bind<'a, 'py>(&'a self, py: Python<'py>) -> Borrowed<'a, 'py> {
+        assert_eq!(py.interpreter(), self.interp, "Stashed object used from another interpreter");
+        Borrowed(self.ptr, PhantomData)
     }
 
-    /// # Safety
-    /// The thread must be attached to the interpreter the object belongs to.
-    pub unsafe fn release(self, _py: Attached) {
-        // SAFETY: attached to the owning interpreter (caller's contract).
-        unsafe { ffi::Py_DECREF(self.0.as_ptr()) }
-    }
-}
-
-/// New `bytes` object with a copy of `data`.
-pub fn bytes(py: Attached, data: &[u8]) -> PyResult<Owned> {
-    let len = isize::try_from(data.len()).map_err(|_| value_error(py, "payload too large"))?;
-    // SAFETY: attached; `data` is valid for `len` bytes during the call.
-    unsafe {
-        Owned::from_new(
-            py,
-            ffi::PyBytes_FromStringAndSize(data.as_ptr().cast::<c_char>(), len),
-        )
+    /// Release the reference; panics if `py` is attached to another interpreter.
+    pub fn release(self, py: Python<'_>) {
+        assert_eq!(py.interpreter(), self.interp, "Stashed object released from another interpreter");
+        // SAFETY: the stashed strong reference, released while attached to its interpreter.
+        unsafe { ffi::Py_DECREF(self.ptr.as_ptr()) }
     }
 }
 
-/// Borrow the contents of a `bytes` object. `what` names the argument in the error.
+/// `tp_free` of a heap type, then the instance's reference to its type (the end of every
+/// `tp_dealloc` of our types).
 ///
 /// # Safety
-/// `obj` is a valid reference of the current interpreter that outlives the returned slice
-/// (bytes are immutable, so the contents cannot change meanwhile).
-pub unsafe fn bytes_view<'a>(
-    py: Attached,
-    obj: *mut ffi::PyObject,
-    what: &str,
-) -> PyResult<&'a [u8]> {
-    // SAFETY: `obj` is valid (caller's contract) and we are attached.
-    if unsafe { ffi::PyBytes_Check(obj) } == 0 {
-        return Err(type_error(py, &format!("{what} must be bytes")));
-    }
-    let mut data: *mut c_char = std::ptr::null_mut();
-    let mut len: ffi::Py_ssize_t = 0;
-    // SAFETY: `obj` is a bytes object; CPython fills in its buffer pointer and length.
-    if unsafe { ffi::PyBytes_AsStringAndSize(obj, &mut data, &mut len) } < 0 {
-        return Err(PyErrSet);
-    }
-    // SAFETY: the buffer is owned by `obj`, immutable, `len` bytes long, and lives as long
-    // as `obj` does (caller's contract ties `'a` to it).
-    Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len.unsigned_abs()) })
-}
-
-/// Borrow a `str` argument as UTF-8.
-///
-/// # Safety
-/// As for [`bytes_view`].
-pub unsafe fn str_view<'a>(py: Attached, obj: *mut ffi::PyObject, what: &str) -> PyResult<&'a str> {
-    // SAFETY: `obj` is valid (caller's contract) and we are attached.
-    if unsafe { ffi::PyUnicode_Check(obj) } == 0 {
-        return Err(type_error(py, &format!("{what} must be str")));
-    }
-    let mut len: ffi::Py_ssize_t = 0;
-    // SAFETY: `obj` is a str; CPython returns its cached UTF-8 form, owned by `obj`.
-    let data = unsafe { ffi::PyUnicode_AsUTF8AndSize(obj, &mut len) };
-    if data.is_null() {
-        return Err(PyErrSet);
-    }
-    // SAFETY: CPython guarantees the buffer is valid UTF-8 of `len` bytes, owned by `obj`.
-    Ok(unsafe {
-        std::str::from_utf8_unchecked(std::slice::from_raw_parts(
-            data.cast::<u8>(),
-            len.unsigned_abs(),
-        ))
-    })
-}
-
-/// Read a Python int as `i64`, with `what` naming the argument in errors.
-///
-/// # Safety
-/// `obj` is a valid reference of the current interpreter.
-pub unsafe fn int_arg(py: Attached, obj: *mut ffi::PyObject, what: &str) -> PyResult<i64> {
-    // SAFETY: `obj` is valid (caller's contract) and we are attached.
-    if unsafe { ffi::PyLong_Check(obj) } == 0 {
-        return Err(type_error(py, &format!("{what} must be int")));
-    }
-    // SAFETY: as above; on overflow CPython sets OverflowError and returns -1.
-    let v = unsafe { ffi::PyLong_AsLongLong(obj) };
-    // SAFETY: checking this thread's error indicator.
-    if v == -1 && unsafe { !ffi::PyErr_Occurred().is_null() } {
-        return Err(PyErrSet);
-    }
-    Ok(v)
-}
-
-pub fn int(py: Attached, v: i64) -> PyResult<Owned> {
-    // SAFETY: attached; returns a new reference or null with an exception.
-    unsafe { Owned::from_new(py, ffi::PyLong_FromLongLong(v)) }
-}
-
-pub fn uint(py: Attached, v: u64) -> PyResult<Owned> {
-    // SAFETY: attached; returns a new reference or null with an exception.
-    unsafe { Owned::from_new(py, ffi::PyLong_FromUnsignedLongLong(v)) }
-}
-
-pub fn string(py: Attached, s: &str) -> PyResult<Owned> {
-    let len = isize::try_from(s.len()).unwrap_or(isize::MAX);
-    // SAFETY: attached; `s` is valid UTF-8 of `len` bytes during the call.
+/// `obj` is an instance of the heap type `tp` whose refcount reached zero and whose Rust
+/// fields were already dropped; attached.
+pub unsafe fn free_instance(obj: *mut ffi::PyObject, tp: *mut ffi::PyTypeObject) {
+    // SAFETY: heap types always have a tp_free slot with the `freefunc` signature.
+    let free: ffi::freefunc = unsafe { std::mem::transmute(ffi::PyType_GetSlot(tp, ffi::Py_tp_free)) };
+    // SAFETY: `obj` was allocated by this type's tp_alloc; instances own a reference to
+    // their heap type, released last.
     unsafe {
-        Owned::from_new(
-            py,
-            ffi::PyUnicode_FromStringAndSize(s.as_ptr().cast::<c_char>(), len),
-        )
+        free(obj.cast());
+        ffi::Py_DECREF(tp.cast());
     }
 }
 
-pub fn bool_obj(py: Attached, v: bool) -> Owned {
-    // SAFETY: True/False are valid objects of every interpreter; we take a new reference.
-    unsafe {
-        let obj = if v { ffi::Py_True() } else { ffi::Py_False() };
-        Owned::from_borrowed(py, NonNull::new_unchecked(obj))
-    }
+/// A C-API status (`0` or more: success, `-1`: an exception is set) as a result.
+pub fn check(status: c_int) -> PyResult<()> {
+    if status < 0 { Err(PyErr::fetched()) } else { Ok(()) }
 }
 
-pub fn none(py: Attached) -> Owned {
-    // SAFETY: Py_None is a valid object of every interpreter; we take a new reference.
-    unsafe { Owned::from_borrowed(py, NonNull::new_unchecked(ffi::Py_None())) }
-}
-
-/// A new list from owned items.
-pub fn list(py: Attached, items: Vec<Owned>) -> PyResult<Owned> {
-    let n = isize::try_from(items.len()).map_err(|_| value_error(py, "list too long"))?;
-    // SAFETY: attached; returns a new reference or null.
-    let list = unsafe { Owned::from_new(py, ffi::PyList_New(n))? };
-    for (i, item) in (0isize..).zip(items) {
-        // SAFETY: `list` is a fresh list of length `n`; SET_ITEM steals the reference,
-        // which `into_ptr` hands over.
-        unsafe { ffi::PyList_SET_ITEM(list.as_ptr(), i, item.into_ptr()) };
-    }
-    Ok(list)
-}
-
-/// A new tuple from owned items.
-pub fn tuple(py: Attached, items: Vec<Owned>) -> PyResult<Owned> {
-    let n = isize::try_from(items.len()).map_err(|_| value_error(py, "tuple too long"))?;
-    // SAFETY: attached; returns a new reference or null.
-    let tuple = unsafe { Owned::from_new(py, ffi::PyTuple_New(n))? };
-    for (i, item) in (0isize..).zip(items) {
-        // SAFETY: fresh tuple of length `n`; SET_ITEM steals the reference.
-        unsafe { ffi::PyTuple_SET_ITEM(tuple.as_ptr(), i, item.into_ptr()) };
-    }
-    Ok(tuple)
-}
-
-/// `d[key] = value` for a dict.
-pub fn dict_set(py: Attached, dict: &Owned, key: &CStr, value: Owned) -> PyResult<()> {
-    let _ = py;
-    // SAFETY: attached; `dict` is a dict and `key` a NUL-terminated string; the call
-    // takes its own reference to `value`, which we then drop.
-    if unsafe { ffi::PyDict_SetItemString(dict.as_ptr(), key.as_ptr(), value.as_ptr()) } < 0 {
-        return Err(PyErrSet);
-    }
-    Ok(())
-}
-
-/// Take the current exception and describe it as `"TypeName: message"`.
-pub fn take_error_text(py: Attached) -> String {
-    // SAFETY: attached; returns the raised exception (new reference) or null, and clears it.
-    let Ok(exc) = (unsafe { Owned::from_new(py, ffi::PyErr_GetRaisedException()) }) else {
-        return "unknown error (no exception was set)".to_owned();
-    };
-    // SAFETY: attached; `exc` is a valid exception object; repr returns a new reference.
-    let text = unsafe { Owned::from_new(py, ffi::PyObject_Repr(exc.as_ptr())) };
-    let described = text
-        .ok()
-        // SAFETY: `t` is a str we own for the duration of the borrow.
-        .and_then(|t| unsafe { str_view(py, t.as_ptr(), "repr").ok().map(str::to_owned) });
-    // SAFETY: attached; clears anything the failed repr may have raised.
-    unsafe { ffi::PyErr_Clear() };
-    described.unwrap_or_else(|| "exception (repr failed)".to_owned())
-}
-
-/// One `PyMethodDef` entry: `method_def!(c"name", PyCFunctionFast, func, ffi::METH_FASTCALL, c"doc")`.
-macro_rules! method_def {
-    ($name:literal, $kind:ident, $f:expr, $flags:expr, $doc:literal) => {
-        pyo3_ffi::PyMethodDef {
-            ml_name: $name.as_ptr(),
-            ml_meth: pyo3_ffi::PyMethodDefPointer { $kind: $f },
-            ml_flags: $flags,
-            ml_doc: $doc.as_ptr(),
-        }
-    };
-}
-pub(crate) use method_def;
-
-/// The terminator of a `PyGetSetDef` table.
-pub const GETSET_END: ffi::PyGetSetDef = ffi::PyGetSetDef {
-    name: std::ptr::null(),
-    get: None,
-    set: None,
-    doc: std::ptr::null(),
-    closure: std::ptr::null_mut(),
-};
-
-/// The end of every `tp_dealloc` of our heap types: free the object's memory and drop the
-/// instance's reference to its type.
-///
-/// # Safety
-/// `slf` is being deallocated (attached) and its Rust fields were already dropped; `tp` is
-/// its heap type.
-pub unsafe fn dealloc_tail(slf: *mut ffi::PyObject, tp: *mut ffi::PyTypeObject) {
-    // SAFETY: heap types always provide tp_free; instances own a reference to their type.
-    unsafe {
-        let free = ffi::PyType_GetSlot(tp, ffi::Py_tp_free);
-        let free: ffi::freefunc = std::mem::transmute::<*mut std::ffi::c_void, ffi::freefunc>(free);
-        free(slf.cast::<std::ffi::c_void>());
-        ffi::Py_DECREF(tp.cast::<ffi::PyObject>());
-    }
+/// A NUL-terminated copy of `s` for the C API (`ValueError` if `s` contains NUL).
+pub fn cstring(py: Python<'_>, s: &str, what: &str) -> PyResult<std::ffi::CString> {
+    std::ffi::CString::new(s).map_err(|_| py.value_error(&format!("{what} must not contain NUL characters")))
 }

@@ -1,105 +1,118 @@
-//! The Python worker: an own-GIL subinterpreter running interpool's task loop.
+//! A worker: an own-GIL subinterpreter that runs tasks for a pool.
 //!
-//! Protocol with `interpool/_worker.py` (all Rust data crosses, never an object):
-//! - `start`: run the pool's bootstrap source in a fresh namespace of the new interpreter;
-//!   it must bind `__interpool_bootstrap__`, which is called with `(config: bytes, index:
-//!   int)` and returns either the task runner (a callable) or a `str` describing why the
-//!   worker cannot start (a failing initializer), which breaks the pool.
-//! - `run`: `runner(task: Packed) -> Packed`: the task's [`Value`] is handed over in a
-//!   `Packed` of the worker's interpreter, and the reply must be a `Packed` `(status,
-//!   payload)` tuple; bit [`REPLACE_FLAG`] of `status` asks for the interpreter to be replaced.
+//! Start-up (once per interpreter, on the worker's thread):
+//! 1. run the pool's bootstrap source (it puts the owner's `sys.path` in place and binds
+//!    `__interpool_bootstrap__`, which is `interpool._worker.bootstrap`);
+//! 2. decode the pool's settings and call `bootstrap(settings, index)`, which returns the
+//!    worker's *hooks* (the `_worker` module) or a message that refuses the start;
+//! 3. decode the initializer, if any, and call `hooks.initialize(initializer)`.
+//!
+//! Each task is decoded, called and encoded here, in Rust: the only Python code that runs is
+//! the task itself. Python hooks are called only when something fails: `hooks.describe(exc)`
+//! turns an exception into the payload of a `Raised`/`NotStarted` reply, and
+//! `hooks.unsendable_result(fn, exc)` explains a result that cannot be sent back.
 use std::ffi::CString;
+use std::time::Duration;
 
 use interpool_core::{Value, WorkerFactory};
 use pyo3_ffi as ffi;
 
-use crate::module::ModuleState;
-use crate::py::{self, Attached, Owned, PyResult, Stashed};
-use crate::subinterp::SubInterpreter;
-use crate::value;
+use crate::codec::{self, Decoder};
+use crate::interp::SubInterpreter;
+use crate::protocol::{Reply, Status};
+use crate::py::{Borrowed, Owned, PyResult, Python, Stashed};
+use crate::state::{ModuleRef, State};
 
-/// Status bit in a reply: replace this worker's interpreter after this task.
-pub const REPLACE_FLAG: u8 = 0x80;
-/// Status of a reply built here because the runner itself failed (an interpool bug or an
-/// interpreter in a broken state): the payload is a message.
-pub const STATUS_INTERNAL_ERROR: u8 = 0x7f;
+/// How long an ending worker waits for memory it lent to come back.
+const SETTLE: Duration = Duration::from_secs(10);
 
+/// What every worker of a pool starts from (immutable, shared by the worker threads).
 pub struct PyFactory {
     bootstrap: CString,
-    config: Vec<u8>,
+    settings: Value,
+    initializer: Option<Value>,
 }
 
+// SAFETY: the Values inside are only read (decoded into each worker's own objects) and hold
+// only Rust data and thread-safe handles.
+unsafe impl Sync for PyFactory {}
+
 impl PyFactory {
-    pub fn new(bootstrap: &str, config: Vec<u8>) -> Result<Self, String> {
-        let bootstrap = CString::new(bootstrap).map_err(|_| "bootstrap source contains NUL")?;
-        Ok(Self { bootstrap, config })
+    pub fn new(bootstrap: CString, settings: Value, initializer: Option<Value>) -> Self {
+        PyFactory { bootstrap, settings, initializer }
     }
 }
 
 pub struct PyWorker {
     interp: SubInterpreter,
-    runner: Option<Stashed>,
-    /// The worker's `interpool._interpool` module (its state has the Packed type).
-    module: Option<Stashed>,
+    /// The worker's `interpool._interpool` module (its state) and `interpool._worker` hooks.
+    module: Stashed,
+    hooks: Stashed,
     replace: bool,
 }
 
+/// Run the bootstrap source and return `__interpool_bootstrap__`.
+fn bootstrap_function<'py>(py: Python<'py>, source: &CString) -> PyResult<Owned<'py>> {
+    let globals = py.dict()?;
+    // SAFETY: attached; NUL-terminated source; `globals` is a dict (CPython adds
+    // `__builtins__`); returns a new reference or null with an exception.
+    let ran =
+        unsafe { py.own(ffi::PyRun_String(source.as_ptr(), ffi::Py_file_input, globals.as_ptr(), globals.as_ptr())) };
+    drop(ran?);
+    let name = py.str("__interpool_bootstrap__")?;
+    let mut found = std::ptr::null_mut();
+    // SAFETY: attached; a dict and a str; `found` receives a new reference or null.
+    crate::py::check(unsafe { ffi::compat::PyDict_GetItemRef(globals.as_ptr(), name.as_ptr(), &mut found) })?;
+    // SAFETY: a new reference, or null when missing (then `own` reports the error below).
+    unsafe { py.own(found) }
+        .map_err(|_| py.runtime_error("the bootstrap source did not define __interpool_bootstrap__"))
+}
+
+/// The text of the exception that is set (for messages that leave the interpreter).
+fn error_text(py: Python<'_>) -> String {
+    match py.take_exception() {
+        Some(exc) => format!("{}: {}", exc.borrowed().type_name(), exc.borrowed().describe()),
+        None => "unknown error (no exception was set)".to_owned(),
+    }
+}
+
 impl PyFactory {
-    /// Run the bootstrap in the attached new interpreter; `Ok(Err(msg))` is a refusal.
-    fn bootstrap(&self, py: Attached, index: usize) -> PyResult<Result<(Owned, Owned), String>> {
-        // SAFETY: attached to the new interpreter; every object below belongs to it.
-        let globals = unsafe { Owned::from_new(py, ffi::PyDict_New())? };
-        // SAFETY: attached; source is NUL-terminated, globals is a dict (CPython adds
-        // `__builtins__`); returns a new reference or null with an exception set.
-        let _ = unsafe {
-            Owned::from_new(
-                py,
-                ffi::PyRun_String(
-                    self.bootstrap.as_ptr(),
-                    ffi::Py_file_input,
-                    globals.as_ptr(),
-                    globals.as_ptr(),
-                ),
-            )?
-        };
-        // SAFETY: attached; borrowed lookup in our dict, or null (no exception) if missing.
-        let func = unsafe {
-            ffi::PyDict_GetItemString(globals.as_ptr(), c"__interpool_bootstrap__".as_ptr())
-        };
-        let Some(func) = std::ptr::NonNull::new(func) else {
-            return Ok(Err(
-                "bootstrap source did not define __interpool_bootstrap__".into(),
-            ));
-        };
-        // SAFETY: `func` is a borrowed reference kept alive by `globals`.
-        let func = unsafe { Owned::from_borrowed(py, func) };
-        let config = py::bytes(py, &self.config)?;
-        let index = py::uint(py, index as u64)?;
-        let args = py::tuple(py, vec![config, index])?;
-        // SAFETY: attached; calling a callable with a tuple of args, new reference or null.
-        let result =
-            unsafe { Owned::from_new(py, ffi::PyObject_CallObject(func.as_ptr(), args.as_ptr()))? };
-        // SAFETY: `result` is a valid object we own.
-        if unsafe { ffi::PyUnicode_Check(result.as_ptr()) } != 0 {
-            // SAFETY: `result` is a str that outlives the borrow.
-            let msg = unsafe { py::str_view(py, result.as_ptr(), "bootstrap reply")? };
-            return Ok(Err(msg.to_owned()));
+    /// Steps 1-3 of start-up in the new, attached interpreter. `Ok(Err(msg))` refuses it.
+    fn prepare<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Result<(Owned<'py>, Owned<'py>), String>> {
+        let bootstrap = bootstrap_function(py, &self.bootstrap)?;
+        let module = py.import(c"interpool._interpool")?;
+        // SAFETY: the module object just imported, alive while we hold it.
+        let state = unsafe { ModuleRef::assume(module.borrowed()) }.state();
+        let settings = codec::decode(py, state, &self.settings)?;
+        let index = py.uint(index as u64)?;
+        let hooks = bootstrap.borrowed().call_args(&[settings.borrowed(), index.borrowed()])?;
+        if let Ok(refusal) = hooks.borrowed().as_str("refusal") {
+            return Ok(Err(refusal.to_owned()));
         }
-        // SAFETY: attached; imports (or finds) the extension in this interpreter.
-        let module = unsafe {
-            Owned::from_new(
-                py,
-                ffi::PyImport_ImportModule(c"interpool._interpool".as_ptr()),
-            )?
-        };
-        Ok(Ok((result, module)))
+        py.clear_exception();
+        if let Some(initializer) = &self.initializer {
+            let initialize = hooks.borrowed().getattr(c"initialize")?;
+            let refusal = match codec::decode(py, state, initializer) {
+                Ok(init) => initialize.borrowed().call1(init.borrowed())?,
+                // Loading the initializer failed (e.g. an import): that refuses the start too.
+                Err(_) => {
+                    let exc = py.take_exception().unwrap_or_else(|| py.none());
+                    hooks.borrowed().getattr(c"format_failure")?.borrowed().call1(exc.borrowed())?
+                }
+            };
+            if let Ok(text) = refusal.borrowed().as_str("refusal") {
+                return Ok(Err(text.to_owned()));
+            }
+            py.clear_exception();
+        }
+        Ok(Ok((module, hooks)))
     }
 }
 
 impl WorkerFactory for PyFactory {
     type Worker = PyWorker;
     type Input = Value;
-    type Output = Value;
+    type Output = Reply;
 
     fn start(&self, index: usize) -> Result<PyWorker, String> {
         // SAFETY: worker threads have no thread state: they are fresh, or their previous
@@ -107,23 +120,15 @@ impl WorkerFactory for PyFactory {
         // registers a `threading._register_atexit` hook).
         let mut interp = unsafe { SubInterpreter::create()? };
         let py = interp.attach();
-        let outcome = match self.bootstrap(py, index) {
-            Ok(Ok((runner, module))) => Ok((runner.stash(), module.stash())),
+        let outcome = match self.prepare(py, index) {
+            Ok(Ok((module, hooks))) => Ok((module.stash(), hooks.stash())),
             Ok(Err(message)) => Err(message),
-            Err(py::PyErrSet) => Err(format!(
-                "worker interpreter failed to start: {}",
-                py::take_error_text(py)
-            )),
+            Err(_) => Err(format!("worker interpreter failed to start: {}", error_text(py))),
         };
         match outcome {
-            Ok((runner, module)) => {
+            Ok((module, hooks)) => {
                 interp.detach();
-                Ok(PyWorker {
-                    interp,
-                    runner: Some(runner),
-                    module: Some(module),
-                    replace: false,
-                })
+                Ok(PyWorker { interp, module, hooks, replace: false })
             }
             Err(message) => {
                 interp.end();
@@ -132,43 +137,36 @@ impl WorkerFactory for PyFactory {
         }
     }
 
-    fn run(&self, worker: &mut PyWorker, input: Value) -> Value {
+    fn run(&self, worker: &mut PyWorker, task: Value) -> Reply {
         let py = worker.interp.attach();
-        let reply = match (worker.runner.as_ref(), worker.module.as_ref()) {
-            (Some(runner), Some(module)) => {
-                call_runner(py, runner.as_ptr(py), module.as_ptr(py), input)
-            }
-            _ => Err("worker has no runner".to_owned()),
-        };
+        let module = worker.module.bind(py);
+        // SAFETY: the worker's own `interpool._interpool` module, alive while stashed.
+        let state = unsafe { ModuleRef::assume(module) }.state();
+        state.pins.drain(py);
+        let hooks = worker.hooks.bind(py);
+        let (reply, replace) = run_task(py, state, hooks, &task).unwrap_or_else(|_| {
+            let message = format!("interpool's worker machinery failed: {}", error_text(py));
+            let payload = py.str(&message).and_then(|text| codec::encode(py, state, text.borrowed()));
+            py.clear_exception();
+            (Reply { status: Status::WorkerFailed, payload: payload.unwrap_or_default() }, true)
+        });
+        worker.replace |= replace;
         worker.interp.detach();
-        match reply {
-            Ok(value) => {
-                if let Value::Tuple(items) = &value
-                    && let Some(Value::Int(status)) = items.first()
-                {
-                    worker.replace |= status & i64::from(REPLACE_FLAG) != 0;
-                }
-                value
-            }
-            Err(text) => {
-                worker.replace = true;
-                Value::Tuple(vec![
-                    Value::Int(i64::from(STATUS_INTERNAL_ERROR)),
-                    Value::Str(text),
-                ])
-            }
-        }
+        reply
     }
 
     fn stop(&self, mut worker: PyWorker) {
         let py = worker.interp.attach();
-        for stashed in [worker.runner.take(), worker.module.take()]
-            .into_iter()
-            .flatten()
         {
-            // SAFETY: attached to the interpreter these objects belong to.
-            unsafe { stashed.release(py) };
+            let module = worker.module.bind(py);
+            // SAFETY: the worker's own module, alive while stashed.
+            let state = unsafe { ModuleRef::assume(module) }.state();
+            if !state.pins.settle(py, SETTLE) {
+                eprintln!("interpool: a worker interpreter ends while memory it lent is still in use");
+            }
         }
+        worker.hooks.release(py);
+        worker.module.release(py);
         worker.interp.end();
     }
 
@@ -177,30 +175,43 @@ impl WorkerFactory for PyFactory {
     }
 }
 
-/// Hand the task to the runner in a `Packed` and take the reply's value out.
-fn call_runner(
-    py: Attached,
-    runner: *mut ffi::PyObject,
-    module: *mut ffi::PyObject,
-    input: Value,
-) -> Result<Value, String> {
-    // SAFETY: attached to the worker; `module` is its interpool._interpool module.
-    let state = unsafe { &*ffi::PyModule_GetState(module).cast::<ModuleState>() };
-    let attempt = || -> PyResult<Option<Value>> {
-        let task = value::new_packed(py, state, input)?;
-        // SAFETY: attached; `runner` is a live callable of this interpreter (stashed by the
-        // worker); new reference or null.
-        let reply =
-            unsafe { Owned::from_new(py, ffi::PyObject_CallOneArg(runner, task.as_ptr()))? };
-        // SAFETY: `reply` is a valid object of this interpreter.
-        Ok(unsafe { value::take_packed(state, reply.as_ptr()) })
+/// Decode, call, encode; also whether the interpreter must be replaced afterwards. `Err`
+/// means the worker's own machinery failed (not the task).
+fn run_task(py: Python<'_>, state: &State, hooks: Borrowed<'_, '_>, task: &Value) -> PyResult<(Reply, bool)> {
+    let mut decoder = Decoder::new(py, state, task);
+    let call = (|| Ok::<_, crate::py::PyErr>((decoder.next()?, decoder.next()?, decoder.next()?)))();
+    let (func, args, kwargs) = match call {
+        Ok(call) => call,
+        Err(_) => return failure(py, state, hooks, Status::NotStarted),
     };
-    match attempt() {
-        Ok(Some(value)) => Ok(value),
-        Ok(None) => Err("interpool worker runner did not return a Packed value".to_owned()),
-        Err(py::PyErrSet) => Err(format!(
-            "interpool worker runner failed: {}",
-            py::take_error_text(py)
-        )),
+    let result = match func.borrowed().call(args.borrowed(), Some(kwargs.borrowed())) {
+        Ok(result) => result,
+        Err(_) => return failure(py, state, hooks, Status::Raised),
+    };
+    drop((args, kwargs));
+    match codec::encode(py, state, result.borrowed()) {
+        Ok(payload) => Ok((Reply { status: Status::Returned, payload }, false)),
+        Err(_) => {
+            let exc = py.take_exception().unwrap_or_else(|| py.none());
+            let explain = hooks.getattr(c"unsendable_result")?;
+            let described = explain.borrowed().call_args(&[func.borrowed(), exc.borrowed()])?;
+            let payload = codec::encode(py, state, described.borrowed())?;
+            Ok((Reply { status: Status::Raised, payload }, is_memory_error(exc.borrowed())?))
+        }
     }
+}
+
+fn is_memory_error(exc: Borrowed<'_, '_>) -> PyResult<bool> {
+    // SAFETY: reading an immutable global exception type pointer (an immortal class).
+    let memory_error = unsafe { exc.py().borrow(ffi::PyExc_MemoryError) };
+    exc.is_instance(memory_error)
+}
+
+/// The reply for the exception that is set; a `MemoryError` also replaces the interpreter
+/// (its heap may be in a bad state).
+fn failure(py: Python<'_>, state: &State, hooks: Borrowed<'_, '_>, status: Status) -> PyResult<(Reply, bool)> {
+    let exc = py.take_exception().unwrap_or_else(|| py.none());
+    let described = hooks.getattr(c"describe")?.borrowed().call1(exc.borrowed())?;
+    let payload = codec::encode(py, state, described.borrowed())?;
+    Ok((Reply { status, payload }, is_memory_error(exc.borrowed())?))
 }

@@ -37,6 +37,12 @@ def whoami() -> dict[str, object]:
     }
 
 
+def is_imported(module: str) -> bool:
+    import sys
+
+    return module in sys.modules
+
+
 def sleep_then(seconds: float, value: object) -> object:
     time.sleep(seconds)
     return value
@@ -303,7 +309,8 @@ GARBAGE = bytearray()
 
 
 def break_worker() -> None:
-    """Leave this interpreter unable to run tasks: interpool's runner loses its codec."""
+    """Leave this interpreter unable to report failures (interpool's hook is gone), then fail."""
     import interpool._worker as w
 
-    w._interpool = None  # type: ignore[assignment]
+    w.describe = None  # type: ignore[assignment]
+    raise RuntimeError("the task fails after breaking its worker")

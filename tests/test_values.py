@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import interpool
-from interpool._interpool import pack, roundtrip
+from interpool._interpool import roundtrip
 
 import tasks
 
@@ -127,7 +127,7 @@ def test_subclasses_and_other_objects_are_pickled_with_their_type() -> None:
     assert type(roundtrip(MyInt(3))) is MyInt
 
 
-def test_cycles_are_pickled_whole_so_the_shape_survives() -> None:
+def test_cycles_keep_their_shape() -> None:
     a: list[object] = [1]
     a.append(a)
     out = roundtrip(a)
@@ -136,9 +136,20 @@ def test_cycles_are_pickled_whole_so_the_shape_survives() -> None:
     d["self"] = [d]
     out_d = roundtrip(d)
     assert out_d["self"][0] is out_d
+    t = ([],)
+    t[0].append(t)  # a cycle through a tuple: the whole value is pickled instead
+    out_t = roundtrip(t)
+    assert type(out_t) is tuple and out_t[0][0] is out_t
 
 
-def test_deep_nesting_falls_back_to_pickle() -> None:
+def test_shared_sub_objects_arrive_shared() -> None:
+    shared = [1, 2]
+    pair = roundtrip([shared, shared, (shared,)])
+    assert pair[0] is pair[1] is pair[2][0]
+    assert pair == [[1, 2], [1, 2], ([1, 2],)]
+
+
+def test_deep_nesting_is_native() -> None:
     value: object = 0
     for _ in range(1000):
         value = [value]
@@ -163,15 +174,10 @@ def test_extreme_nesting_round_trips_or_raises_recursion_error_never_crashes() -
 def test_unpicklable_leaf_names_the_type() -> None:
     import threading
 
-    with pytest.raises(TypeError, match="lock"):
-        pack([1, {"k": threading.Lock()}])
-
-
-def test_packed_is_single_use() -> None:
-    p = pack([1, 2])
-    assert p.unpack() == [1, 2]
-    with pytest.raises(RuntimeError, match="already unpacked"):
-        p.unpack()
+    with pytest.raises(interpool.NotShareableError, match="lock") as info:
+        roundtrip([1, {"k": threading.Lock()}])
+    assert isinstance(info.value, TypeError)
+    assert isinstance(info.value.__cause__, TypeError), "the pickling error is the cause"
 
 
 def test_lists_and_dicts_are_converted_natively_not_pickled(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,7 +191,7 @@ def test_lists_and_dicts_are_converted_natively_not_pickled(monkeypatch: pytest.
         calls.append(obj)
         return real(obj)
 
-    interpool._interpool._configure(counting, _pickling.loads)
+    interpool._interpool._configure(dumps=counting, loads=_pickling.loads)
     try:
         value = {"a": [1, 2.5, "x", b"y", (None, True)], "b": {1, 2}, 3: bytearray(b"z")}
         assert roundtrip(value) == value
@@ -193,4 +199,4 @@ def test_lists_and_dicts_are_converted_natively_not_pickled(monkeypatch: pytest.
         roundtrip([1, complex(1, 2)])
         assert calls == [complex(1, 2)]
     finally:
-        interpool._interpool._configure(real, _pickling.loads)
+        interpool._interpool._configure(dumps=real, loads=_pickling.loads)

@@ -9,7 +9,10 @@ a worker pays only for what it uses, which keeps pool start-up fast and workers 
 
 from __future__ import annotations
 
+from . import _setup
 from ._interpool import Queue, SharedBuffer
+
+_setup.configure()  # pickler, exception classes, fork hooks: once per interpreter
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs workers ~7 ms at start-up
 

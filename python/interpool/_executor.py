@@ -1,12 +1,13 @@
 """``interpool.InterpreterPoolExecutor``: a ``concurrent.futures`` executor whose workers are
 long-lived own-GIL subinterpreters driven by the Rust pool in ``interpool._interpool``.
 
-Data flow: ``submit`` converts ``(fn, args, kwargs)`` into a Rust ``Value`` (natively; the
-function and any non-native leaf are pickled) and queues it; a worker thread attaches its
-interpreter, rebuilds the call there, runs it and sends a ``Value`` reply back; one
-dispatcher thread per pool (in the owner's interpreter) turns replies into future results.
-Worker threads never touch the owner's interpreter: no Python object crosses, and nothing
-needs the owner's GIL except completing futures.
+Data flow (drawn in docs/design.md): ``submit`` hands ``(fn, args, kwargs)`` to Rust, which
+encodes them into one ``Value`` (natively; functions by reference; only what has no native
+form is pickled) and queues it; a worker thread attaches its interpreter, rebuilds the call
+there, runs it and sends a ``Value`` reply back; one dispatcher thread per pool (in the
+owner's interpreter) turns replies into future results. Worker threads never touch the
+owner's interpreter: no Python object crosses, and nothing needs the owner's GIL except
+completing futures.
 """
 
 from __future__ import annotations
@@ -23,19 +24,22 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
-from . import _interpool, _pickling, _worker
+from . import _interpool, _main, _worker
 from ._errors import BrokenInterpreterPool, ExecutionFailed, NotShareableError
-from ._worker import REPLACE_FLAG, STATUS_EXCEPTION, STATUS_INTERNAL, STATUS_RESULT
+from ._interpool import (
+    STATUS_NOT_STARTED,
+    STATUS_RAISED,
+    STATUS_RETURNED,
+    STATUS_UNREADABLE,
+    STATUS_WORKER_FAILED,
+)
 
 _T = TypeVar("_T")
 
-_PROTOCOL = pickle.HIGHEST_PROTOCOL
 _DISPATCH_BATCH = 256
-# Status set by Rust when a reply cannot be unpacked here (src/pool_type.rs).
-STATUS_UNPACK_FAILED = -1
 
 # Pools of this interpreter whose threads may still run; joined at exit.
-_live: set[_Runtime] = set()
+_live: set[_PoolState] = set()
 _live_lock = threading.Lock()
 _exiting = False
 _forked = False
@@ -47,16 +51,16 @@ def _python_exit() -> None:
 
     Registered with ``threading._register_atexit``, like ``concurrent.futures.thread``: it
     runs before non-daemon threads are joined and before ``atexit``, while ending worker
-    interpreters is still safe (shared/design/subinterpreters.md, section 3).
+    interpreters is still safe (docs/design.md, "Exit").
     """
     global _exiting
     _exiting = True
     with _live_lock:
-        runtimes = list(_live)
-    for rt in runtimes:  # close them all first, so they wind down in parallel
-        rt.core.shutdown(False)
-    for rt in runtimes:
-        rt.join()
+        states = list(_live)
+    for state in states:  # close them all first, so they wind down in parallel
+        state.pool.shutdown(False)
+    for state in states:
+        state.join()
 
 
 threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
@@ -152,6 +156,8 @@ class _Future(Future[_T]):
 
 
 def _decode_exception(info: tuple[bytes | None, str, str, str, str]) -> BaseException:
+    """The exception a worker described (``_worker.describe``), with the remote traceback as
+    its ``__cause__``."""
     exc_bytes, type_module, type_name, msg, formatted = info
     failure = ExecutionFailed(type_module, type_name, msg, formatted)
     if exc_bytes is not None:
@@ -164,13 +170,13 @@ def _decode_exception(info: tuple[bytes | None, str, str, str, str]) -> BaseExce
     return failure
 
 
-class _Runtime:
-    """Owner-side state of one pool: the Rust core, the futures it will complete, and the
+class _PoolState:
+    """Owner-side state of one pool: the Rust pool, the futures it will complete, and the
     dispatcher thread. Kept apart from the executor so that an executor dropped without
     ``shutdown()`` can be garbage collected while its queued tasks still finish."""
 
-    def __init__(self, core: Any, name: str) -> None:
-        self.core = core
+    def __init__(self, pool: Any, name: str) -> None:
+        self.pool = pool
         self.pending: dict[int, _Future[Any]] = {}
         self.broken: str | None = None
         self.ids = itertools.count(1)
@@ -185,31 +191,28 @@ class _Runtime:
 
     def _dispatch(self) -> None:
         try:
-            while (events := self.core.next_events(_DISPATCH_BATCH)) is not None:
-                for first, second in events:
-                    if isinstance(first, int):
-                        self._complete(first, second)
+            while (events := self.pool.next_events(_DISPATCH_BATCH)) is not None:
+                for task_id, status_or_message, payload in events:
+                    if task_id is None:
+                        self._break(status_or_message, payload)
                     else:
-                        self._break(first, second)
+                        self._complete(task_id, status_or_message, payload)
         finally:
             with _live_lock:
                 _live.discard(self)
 
-    def _complete(self, task_id: int, reply: tuple[int, Any]) -> None:
+    def _complete(self, task_id: int, status: int, payload: Any) -> None:
         future = self.pending.pop(task_id, None)
         if future is None:
             return
         try:
-            status, payload = reply
-            if status == STATUS_UNPACK_FAILED:
-                future.set_exception(payload)
-                return
-            status &= ~REPLACE_FLAG
-            if status == STATUS_RESULT:
+            if status == STATUS_RETURNED:
                 future.set_result(payload)
-            elif status == STATUS_EXCEPTION:
+            elif status in (STATUS_RAISED, STATUS_NOT_STARTED):
                 future.set_exception(_decode_exception(payload))
-            elif status == STATUS_INTERNAL:
+            elif status == STATUS_UNREADABLE:
+                future.set_exception(payload)
+            elif status == STATUS_WORKER_FAILED:
                 future.set_exception(ExecutionFailed("interpool", "InternalError", payload, payload))
             else:
                 future.set_exception(RuntimeError(f"interpool: unknown reply status {status}"))
@@ -229,23 +232,25 @@ class _Runtime:
                 future.set_exception(BrokenInterpreterPool(error_text))
 
     def join(self) -> None:
-        """Wait for the workers (after ``core.shutdown``) and the dispatcher to finish."""
-        self.core.join(None)
+        """Wait for the workers (after ``pool.shutdown``) and the dispatcher to finish."""
+        self.pool.join(None)
         if self.thread.is_alive() and self.thread is not threading.current_thread():
             self.thread.join()
 
     def close(self) -> None:
         """The executor was garbage collected without ``shutdown()``: stop taking tasks;
         queued ones still run and their futures complete."""
-        self.core.shutdown(False)
+        self.pool.shutdown(False)
 
 
 class InterpreterPoolExecutor(Executor):
     """Runs calls in parallel on a pool of own-GIL subinterpreters.
 
     A drop-in replacement for :class:`concurrent.futures.InterpreterPoolExecutor` (3.14):
-    the same constructor, ``submit``, ``map``, ``shutdown`` and exceptions. Callables and
-    arguments are sent by pickle, so they must be importable (module-level) in the workers.
+    the same constructor, ``submit``, ``map``, ``shutdown`` and exceptions. Arguments and
+    results are converted natively where they are built-in values, and pickled otherwise;
+    module-level functions go by reference, and lambdas, closures and ``__main__`` functions
+    by value when cloudpickle is installed (see ``_pickling.py``).
     """
 
     def __init__(
@@ -279,7 +284,7 @@ class InterpreterPoolExecutor(Executor):
             raise ValueError("max_tasks_per_worker must be greater than 0")
         if _exiting:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
-        if _worker.loading_main():
+        if _main.loading_main():
             raise RuntimeError(
                 "an InterpreterPoolExecutor was created while a worker interpreter was importing the main "
                 "script as __mp_main__ (to find a function defined there): the script creates its pool at "
@@ -293,32 +298,30 @@ class InterpreterPoolExecutor(Executor):
         self._max_workers = max_workers
         self._thread_name_prefix = thread_name_prefix or f"InterpreterPoolExecutor-{next(_pool_counter)}"
         self._shutdown = False
-        init_payload = None
-        if initializer is not None:
-            try:
-                init_payload = _pickling.dumps((initializer, tuple(initargs)))
-            except Exception as exc:
-                raise NotShareableError(
-                    f"the initializer and initargs cannot be sent to the worker interpreters: {exc}"
-                ) from exc
-        settings = {"main": _pickling.main_module_source(), "initializer": init_payload}
-        config = pickle.dumps(settings, _PROTOCOL)
-        core = _interpool.Pool(
-            max_workers,
-            self._thread_name_prefix,
-            _bootstrap_source(),
-            config,
-            max_tasks_per_worker or 0,
-        )
-        self._runtime = _Runtime(core, self._thread_name_prefix)
-        self._runtime.start()
-        self._finalizer = weakref.finalize(self, _Runtime.close, self._runtime)
+        settings = {"main": _main.main_source()}
+        init = None if initializer is None else (initializer, tuple(initargs))
+        try:
+            pool = _interpool.Pool(
+                max_workers,
+                self._thread_name_prefix,
+                _bootstrap_source(),
+                settings,
+                init,
+                max_tasks_per_worker or 0,
+            )
+        except NotShareableError as exc:
+            raise NotShareableError(
+                f"the initializer and initargs cannot be sent to the worker interpreters: {exc}"
+            ) from exc
+        self._state = _PoolState(pool, self._thread_name_prefix)
+        self._state.start()
+        self._finalizer = weakref.finalize(self, _PoolState.close, self._state)
         self._finalizer.atexit = False
 
     def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
-        rt = self._runtime
-        if rt.broken is not None:
-            raise BrokenInterpreterPool(rt.broken)
+        state = self._state
+        if state.broken is not None:
+            raise BrokenInterpreterPool(state.broken)
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
         if _exiting:
@@ -332,25 +335,26 @@ class InterpreterPoolExecutor(Executor):
         elif not callable(fn):
             raise TypeError(f"submit() needs a callable or a script string, not {type(fn).__name__}")
         future: _Future[_T] = _Future()
+        task_id = next(state.ids)
+        state.pending[task_id] = future
         try:
-            task = _interpool.pack((fn, args, kwargs))
+            future._ticket = state.pool.submit(task_id, fn, args, kwargs)
         except NotShareableError as exc:
-            future.set_exception(exc)
-            return future
-        except Exception as exc:
-            what = _pickling.describe(fn, call=True)
-            error = NotShareableError(f"cannot send the call to {what} to a worker interpreter: {exc}")
+            del state.pending[task_id]
+            from ._pickling import describe
+
+            error = NotShareableError(
+                f"cannot send the call to {describe(fn, call=True)} to a worker interpreter: {exc}"
+            )
             error.__cause__ = exc
             future.set_exception(error)
-            return future
-        task_id = next(rt.ids)
-        rt.pending[task_id] = future
-        try:
-            future._ticket = rt.core.submit(task_id, task)
         except RuntimeError:
-            del rt.pending[task_id]
-            if rt.core.broken() is not None:
-                raise BrokenInterpreterPool(rt.core.broken()) from None
+            del state.pending[task_id]
+            if state.pool.broken() is not None:
+                raise BrokenInterpreterPool(state.pool.broken()) from None
+            raise
+        except BaseException:
+            del state.pending[task_id]
             raise
         return future
 
@@ -454,15 +458,15 @@ class InterpreterPoolExecutor(Executor):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._shutdown = True
-        rt = self._runtime
-        for task_id in rt.core.shutdown(cancel_futures):
-            future = rt.pending.pop(task_id, None)
+        state = self._state
+        for task_id in state.pool.shutdown(cancel_futures):
+            future = state.pending.pop(task_id, None)
             if future is not None:
                 _cancel_and_notify(future)
         if wait:
-            rt.join()
+            state.join()
 
     def stats(self) -> dict[str, int]:
         """Counters: ``threads``, ``workers`` (interpreters ready), ``busy``, ``queued``,
         ``submitted``, ``completed``, ``recycled``."""
-        return dict(self._runtime.core.stats())
+        return dict(self._state.pool.stats())

@@ -1,18 +1,18 @@
-"""How callables and values are pickled on their way to a worker interpreter.
+"""How objects without a native form are pickled on their way to another interpreter.
 
-Standard pickle sends functions and classes *by reference* (module + name), which the
-worker can only resolve if it can import them. Three kinds of object cannot be found that
-way, and get special treatment here:
+The Rust codec sends built-in values natively and module-level functions and classes by
+reference (module + name) without pickle; everything else comes here. Standard pickle also
+sends functions and classes by reference, which the receiver can resolve only if it can
+import them. Two kinds of object cannot be found that way and get special treatment:
 
 * lambdas and nested functions/classes (``<lambda>`` / ``<locals>`` in ``__qualname__``),
 * functions and classes defined in the running script's ``__main__``.
 
-With cloudpickle installed (``pip install cloudpickle``) all of them are sent *by value*.
-Without it, ``__main__`` objects are sent by reference to ``__mp_main__``, which the worker
-creates by running the main script once under that name, as multiprocessing's spawn does
-(an ``if __name__ == "__main__":`` guard keeps the entry point from running again); lambdas
-and closures then fail with a :class:`NotShareableError` that says to install cloudpickle.
-Set ``INTERPOOL_CLOUDPICKLE=0`` to disable cloudpickle even when it is installed.
+With cloudpickle installed (``pip install cloudpickle``) both are sent *by value*. Without
+it, ``__main__`` objects are sent by reference to ``__mp_main__``, which the worker creates
+by running the main script once under that name (see ``_main.py``); lambdas and closures
+then fail with a :class:`NotShareableError` that says to install cloudpickle. Set
+``INTERPOOL_CLOUDPICKLE=0`` to disable cloudpickle even when it is installed.
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ import importlib
 import io
 import os
 import pickle
-import sys
 import types
 
-from . import _interpool
+from . import _main
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs workers ~7 ms at start-up
 
@@ -49,20 +48,6 @@ def cloudpickle() -> Any:
             except ImportError:  # optional dependency
                 pass
     return _cloudpickle
-
-
-def main_module_source() -> tuple[str, str] | None:
-    """How a worker can re-create ``__main__`` as ``__mp_main__``: ``("path", file)`` for a
-    script, ``("module", name)`` for ``python -m``, ``None`` when there is nothing to run
-    (interactive session, ``python -c``)."""
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if spec is not None and getattr(spec, "name", None) and spec.name != "__main__":
-        return ("module", spec.name.removesuffix(".__main__"))
-    path = getattr(main, "__file__", None)
-    if isinstance(path, str) and os.path.exists(path):
-        return ("path", os.path.abspath(path))
-    return None
 
 
 def describe(obj: object, call: bool = False) -> str:
@@ -96,14 +81,12 @@ class _Pickler(pickle.Pickler):
                 "worker interpreter by reference: install cloudpickle (pip install cloudpickle) to send "
                 "it by value, or define it at module level"
             )
-        from . import _worker  # lazily: only needed without cloudpickle
-
-        return (_worker.from_main, (qualname,))
+        return (_main.from_main, (qualname,))
 
 
-# Functions and classes sent by reference pickle to their (module, name) only, so their
-# pickles can be reused: this is the hot path of every submit(). Keyed by the object itself
-# (identity hash); bounded. By-value pickles are never cached (closures capture state).
+# Functions and classes pickled by reference pickle to their (module, name) only, so their
+# pickles can be reused. Keyed by the object itself (identity hash); bounded. By-value
+# pickles are never cached (closures capture state).
 _CACHEABLE: tuple[type, ...] = (types.FunctionType, types.BuiltinFunctionType, type)
 _ref_cache: dict[Any, bytes] = {}
 _REF_CACHE_MAX = 4096
@@ -151,17 +134,3 @@ def loads(data: bytes) -> Any:
             _loads_cache.clear()
         _loads_cache[data] = obj
     return obj
-
-
-# Values without a native form cross interpreters through these (in every interpreter
-# that imports interpool, including the workers).
-_interpool._configure(dumps, loads)
-
-# Tell the Rust fork guard when a fork comes from Python (src/fork_guard.rs): a child
-# forked while worker interpreters live cannot survive (CPython gh-139759) and exits
-# with a clear message instead of crashing.
-os.register_at_fork(
-    before=lambda: _interpool._python_fork(True),
-    after_in_parent=lambda: _interpool._python_fork(False),
-    after_in_child=lambda: _interpool._python_fork(False),
-)

@@ -1,41 +1,29 @@
-"""Runs inside every worker interpreter: decodes tasks, runs them, encodes replies.
+"""The Python side of a worker interpreter: start-up, and the hooks Rust calls on failure.
 
-The Rust worker loop calls :func:`bootstrap` once per interpreter and then the returned
-runner once per task; no Python object ever crosses between interpreters.
+Rust (``src/worker.rs``) runs every task itself: it decodes the call, calls the function and
+encodes the result, so no Python code of interpool runs per task. This module provides:
 
-Tasks and replies cross as ``Packed`` values (converted natively by Rust; only objects
-without a native form are pickled). A task is ``(fn, args, kwargs)``; a reply is
-``(status, payload)``:
-
-* ``STATUS_RESULT``: the return value;
-* ``STATUS_EXCEPTION``: ``(pickled exception or None, module, qualname, str, traceback)``.
-
-Bit ``REPLACE_FLAG`` of the status asks Rust to replace this interpreter after the task
-(kept in sync with ``src/worker.rs``).
+* :func:`bootstrap`, called once per interpreter, and :func:`initialize` for the pool's
+  initializer; a ``str`` result refuses the worker's start (which breaks the pool);
+* :func:`describe`, which turns an exception into what the owner re-raises, and
+  :func:`unsendable_result`, for a result that cannot be sent back;
+* :func:`exec_script` and :func:`run_chunk`, the functions behind script tasks and batched
+  ``map`` calls.
 """
 
 from __future__ import annotations
 
 import sys
-import types
 
-from . import _interpool, _pickling
+from . import _main
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs workers ~7 ms at start-up
 
 if TYPE_CHECKING:  # keep typing and traceback out of worker start-up
     from collections.abc import Callable, Iterable
+    from types import ModuleType
     from typing import Any
 
-STATUS_RESULT = 0
-STATUS_EXCEPTION = 1
-STATUS_INTERNAL = 0x7F
-REPLACE_FLAG = 0x80
-
-# Set by bootstrap(): how to re-create the owner's __main__ here (see _pickling.py).
-_main_source: tuple[str, str] | None = None
-# True while the owner's main script runs here as __mp_main__ (see loading_main()).
-_loading_main = False
 # True in worker interpreters (set by bootstrap()).
 _in_worker = False
 
@@ -47,53 +35,32 @@ def in_worker() -> bool:
     return _in_worker
 
 
-def loading_main() -> bool:
-    """Whether this interpreter is running the owner's main script as ``__mp_main__``.
-
-    A script without an ``if __name__ == "__main__":`` guard would create a pool again at
-    that point, and every worker would do the same (CPython gh-136659); the executor refuses
-    instead, with an error that says to add the guard."""
-    return _loading_main
-
-
-def from_main(qualname: str) -> Any:
-    """Resolve a function or class of the owner's ``__main__`` (sent by reference)."""
-    module = sys.modules.get("__mp_main__") or _load_main()
-    obj: Any = module
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
+def bootstrap(settings: dict[str, Any], index: int) -> ModuleType:
+    """Prepare this interpreter (``settings`` come from the owner); return the hooks."""
+    global _in_worker
+    _in_worker = True
+    _main.set_source(settings.get("main"))
+    return sys.modules[__name__]
 
 
-def _load_main() -> types.ModuleType:
-    global _loading_main
-    import runpy
-
-    if _main_source is None:
-        raise RuntimeError(
-            "this task uses a function or class defined in __main__, but the main program has no "
-            "script file to re-run in the worker (interactive session or python -c): install "
-            "cloudpickle (pip install cloudpickle) to send it by value, or move it to a module"
-        )
-    kind, where = _main_source
-    module = types.ModuleType("__mp_main__")
-    sys.modules["__mp_main__"] = module
-    _loading_main = True
+def initialize(init: tuple[Callable[..., object] | str, tuple[Any, ...]]) -> str | None:
+    """Run the pool's initializer; a ``str`` (the traceback) refuses the worker's start."""
     try:
-        if kind == "path":
-            namespace = runpy.run_path(where, run_name="__mp_main__")
+        fn, initargs = init
+        if isinstance(fn, str):
+            exec_script(fn)
         else:
-            namespace = runpy.run_module(where, run_name="__mp_main__", alter_sys=False)
+            fn(*initargs)
     except BaseException as exc:
-        del sys.modules["__mp_main__"]
-        raise RuntimeError(
-            f"interpool could not re-create __main__ in a worker interpreter by running {where} as "
-            f"__mp_main__: {type(exc).__name__}: {exc}"
-        ) from exc
-    finally:
-        _loading_main = False
-    module.__dict__.update(namespace)
-    return module
+        return format_failure(exc)
+    return None
+
+
+def format_failure(exc: BaseException) -> str:
+    """The traceback text of a start-up failure."""
+    import traceback
+
+    return "".join(traceback.format_exception(_explain(exc)))
 
 
 def exec_script(source: str) -> None:
@@ -127,10 +94,12 @@ def _explain(exc: BaseException) -> BaseException:
     return exc
 
 
-def encode_exception(exc: BaseException) -> tuple[int, tuple[bytes | None, str, str, str, str]]:
-    """Describe ``exc`` so the owner can re-raise the original type with the remote
-    traceback attached, or at least its type name, message and traceback text."""
+def describe(exc: BaseException) -> tuple[bytes | None, str, str, str, str]:
+    """What the owner needs to re-raise ``exc``: the pickled exception (``None`` if it cannot
+    be pickled), its type's module and qualified name, its message and the traceback text."""
     import traceback
+
+    from . import _pickling
 
     exc = _explain(exc)
     formatted = "".join(traceback.format_exception(exc))
@@ -143,52 +112,16 @@ def encode_exception(exc: BaseException) -> tuple[int, tuple[bytes | None, str, 
         text = str(exc)
     except Exception:
         text = f"<str() of {kind.__qualname__} failed>"
-    return (STATUS_EXCEPTION, (exc_bytes, kind.__module__, kind.__qualname__, text, formatted))
+    return (exc_bytes, kind.__module__, kind.__qualname__, text, formatted)
 
 
-def run(task: Any) -> Any:
-    """Run one task, handed over as a ``Packed`` ``(fn, args, kwargs)``; reply likewise."""
-    fn: Any = None
-    try:
-        fn, args, kwargs = task.unpack()
-        result = fn(*args, **kwargs)
-    except BaseException as exc:  # SystemExit & co. fail the task, not the worker
-        status, info = encode_exception(exc)
-        if isinstance(exc, MemoryError):
-            status |= REPLACE_FLAG  # the interpreter's heap may be in a bad state: start afresh
-        return _interpool.pack((status, info))
-    try:
-        return _interpool.pack((STATUS_RESULT, result))
-    except BaseException as exc:
-        from ._errors import NotShareableError
+def unsendable_result(fn: object, exc: BaseException) -> tuple[bytes | None, str, str, str, str]:
+    """``describe`` of the error for a result that cannot be sent back (``exc`` says why)."""
+    from . import _pickling
+    from ._errors import NotShareableError
 
-        error = NotShareableError(
-            f"the result of {_pickling.describe(fn, call=True)} cannot be sent back from the worker interpreter: "
-            f"{type(result).__module__}.{type(result).__qualname__} object is not picklable ({exc})"
-        )
-        return _interpool.pack(encode_exception(error))
-
-
-def bootstrap(config: bytes, index: int) -> Callable[[Any], Any] | str:
-    """Prepare this interpreter; return the task runner, or a ``str`` that explains why
-    the worker cannot start (which breaks the pool)."""
-    global _main_source, _in_worker
-    _in_worker = True
-    try:
-        import pickle
-
-        settings: dict[str, Any] = pickle.loads(config)
-        _main_source = settings.get("main")
-        # Pickled separately: it may refer to __main__, which needs _main_source first.
-        initializer = settings.get("initializer")
-        if initializer is not None:
-            fn, initargs = pickle.loads(initializer)
-            if isinstance(fn, str):
-                exec_script(fn)
-            else:
-                fn(*initargs)
-    except BaseException as exc:
-        import traceback
-
-        return "".join(traceback.format_exception(_explain(exc)))
-    return run
+    error = NotShareableError(
+        f"the result of {_pickling.describe(fn, call=True)} cannot be sent back from the worker interpreter: {exc}"
+    )
+    error.__cause__ = exc
+    return describe(error)

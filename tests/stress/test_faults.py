@@ -78,7 +78,7 @@ def test_objects_left_behind_are_freed_with_the_interpreter() -> None:
 def test_unusable_worker_is_replaced() -> None:
     with interpool.InterpreterPoolExecutor(1) as pool:
         before = pool.submit(tasks.interpreter_id).result(timeout=60)
-        with pytest.raises(interpool.ExecutionFailed, match="runner failed"):
+        with pytest.raises(interpool.ExecutionFailed, match="machinery failed"):
             pool.submit(tasks.break_worker).result(timeout=60)
         after = pool.submit(tasks.interpreter_id).result(timeout=60)
         assert after != before

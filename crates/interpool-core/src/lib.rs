@@ -20,4 +20,4 @@ mod value;
 pub use pool::{Event, Pool, PoolConfig, Stats, SubmitError, WorkerFactory};
 pub use queue::{GetError, PutError, Queue, Wait};
 pub use task::Ticket;
-pub use value::{SharedMemory, Value};
+pub use value::{Handle, SharedMemory, Value};

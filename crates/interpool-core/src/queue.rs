@@ -57,12 +57,7 @@ impl<T> Queue<T> {
     /// `maxsize == 0` means unbounded.
     pub fn new(maxsize: usize) -> Self {
         Self {
-            state: Mutex::new(State {
-                items: VecDeque::new(),
-                closed: false,
-                getters_waiting: 0,
-                putters_waiting: 0,
-            }),
+            state: Mutex::new(State { items: VecDeque::new(), closed: false, getters_waiting: 0, putters_waiting: 0 }),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
             maxsize,
@@ -101,11 +96,7 @@ impl<T> Queue<T> {
             *waiters(&mut guard) += 1;
             guard = match timeout {
                 None => cv.wait(guard).unwrap_or_else(PoisonError::into_inner),
-                Some(t) => {
-                    cv.wait_timeout(guard, t)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
+                Some(t) => cv.wait_timeout(guard, t).unwrap_or_else(PoisonError::into_inner).0,
             };
             *waiters(&mut guard) -= 1;
         }
@@ -225,11 +216,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         q.close();
         assert_eq!(blocked_put.join().unwrap(), Err(PutError::Closed(8)));
-        assert_eq!(
-            q.get(Wait::Forever),
-            Ok(7),
-            "items put before close are still delivered"
-        );
+        assert_eq!(q.get(Wait::Forever), Ok(7), "items put before close are still delivered");
         assert_eq!(q.get(Wait::Forever), Err(GetError::Closed));
     }
 
@@ -264,10 +251,7 @@ mod tests {
             h.join().unwrap();
         }
         q.close();
-        let mut all: Vec<u64> = consumers
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect();
+        let mut all: Vec<u64> = consumers.into_iter().flat_map(|h| h.join().unwrap()).collect();
         all.sort_unstable();
         assert_eq!(all, (0..producers * per).collect::<Vec<_>>());
     }

@@ -19,10 +19,7 @@ pub struct Ticket {
 
 impl Ticket {
     pub(crate) fn new(id: u64) -> Self {
-        Self {
-            id,
-            state: Arc::new(AtomicU8::new(QUEUED)),
-        }
+        Self { id, state: Arc::new(AtomicU8::new(QUEUED)) }
     }
 
     /// The task's id, unique within its pool.
@@ -33,10 +30,7 @@ impl Ticket {
     /// Cancel the task if no worker has started it. Returns `true` if it is (now or
     /// already) cancelled: it will never run and no [`crate::Event::Done`] is sent for it.
     pub fn cancel(&self) -> bool {
-        match self
-            .state
-            .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-        {
+        match self.state.compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => true,
             Err(now) => now == CANCELLED,
         }
@@ -50,16 +44,12 @@ impl Ticket {
     /// Pool side: give up a queued task because the pool broke. `false` if it already
     /// started or was cancelled.
     pub(crate) fn abandon(&self) -> bool {
-        self.state
-            .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        self.state.compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// Worker side: claim the task. `false` means it was cancelled and must be skipped.
     pub(crate) fn start(&self) -> bool {
-        self.state
-            .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        self.state.compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 }
 
@@ -79,10 +69,7 @@ mod tests {
         assert!(!t.cancel());
         let t = Ticket::new(3);
         assert!(t.abandon());
-        assert!(
-            !t.cancel(),
-            "an abandoned task is reported as broken, not cancelled"
-        );
+        assert!(!t.cancel(), "an abandoned task is reported as broken, not cancelled");
         assert!(!t.start());
     }
 

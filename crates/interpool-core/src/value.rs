@@ -1,8 +1,9 @@
 //! Values that cross interpreters: plain Rust data, never a Python object.
 //!
-//! The extension converts Python objects to and from this tree natively; anything
-//! without a native form travels as a pickle (`Pickled`). Queues and shared buffers
-//! travel as shared handles, so both sides see the same queue or memory.
+//! A [`Value`] is one flat message: the bytes the extension's codec wrote (its format is
+//! the codec's business, see the extension's `codec/format.rs`) plus the *handles* those
+//! bytes refer to by index: queues and shared memory, which cross as shared references so
+//! that both sides see the same queue or bytes.
 use std::sync::Arc;
 
 use crate::queue::Queue;
@@ -18,49 +19,22 @@ pub trait SharedMemory: Send + Sync {
     fn readonly(&self) -> bool;
 }
 
-pub enum Value {
-    None,
-    Bool(bool),
-    Int(i64),
-    /// An int outside `i64`, as Python's hex literal (`"-0x1f"`): exact, and not subject to
-    /// the decimal digit limit of `int(str)`.
-    BigInt(String),
-    Float(f64),
-    Str(String),
-    Bytes(Vec<u8>),
-    ByteArray(Vec<u8>),
-    Tuple(Vec<Value>),
-    List(Vec<Value>),
-    Dict(Vec<(Value, Value)>),
-    Set(Vec<Value>),
-    FrozenSet(Vec<Value>),
-    /// The fallback: a pickle, loaded with the receiver's unpickler.
-    Pickled(Vec<u8>),
+/// Something a [`Value`] refers to instead of containing it.
+#[derive(Clone)]
+pub enum Handle {
     Queue(Arc<Queue<Value>>),
-    Buffer(Arc<dyn SharedMemory>),
+    Memory(Arc<dyn SharedMemory>),
+}
+
+/// One encoded value (or several, written one after another).
+#[derive(Default)]
+pub struct Value {
+    pub bytes: Vec<u8>,
+    pub handles: Vec<Handle>,
 }
 
 impl std::fmt::Debug for Value {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Value::None => write!(f, "None"),
-            Value::Bool(b) => write!(f, "{b}"),
-            Value::Int(i) => write!(f, "{i}"),
-            Value::BigInt(s) => write!(f, "{s}"),
-            Value::Float(x) => write!(f, "{x}"),
-            Value::Str(s) => write!(f, "{s:?}"),
-            Value::Bytes(b) => write!(f, "bytes[{}]", b.len()),
-            Value::ByteArray(b) => write!(f, "bytearray[{}]", b.len()),
-            Value::Tuple(v) => f.debug_tuple("").field(v).finish(),
-            Value::List(v) => f.debug_list().entries(v).finish(),
-            Value::Dict(kv) => f
-                .debug_map()
-                .entries(kv.iter().map(|(k, v)| (k, v)))
-                .finish(),
-            Value::Set(v) | Value::FrozenSet(v) => f.debug_set().entries(v).finish(),
-            Value::Pickled(b) => write!(f, "pickled[{}]", b.len()),
-            Value::Queue(_) => write!(f, "Queue"),
-            Value::Buffer(m) => write!(f, "Buffer[{}]", m.len()),
-        }
+        write!(f, "Value({} bytes, {} handles)", self.bytes.len(), self.handles.len())
     }
 }

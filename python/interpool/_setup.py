@@ -1,0 +1,57 @@
+"""Explicit set-up of the extension module in every interpreter that imports interpool.
+
+``interpool/__init__.py`` calls :func:`configure` once per interpreter (the main one and
+every worker). It installs, in the module state of ``interpool._interpool``:
+
+* the pickler for values without a native form (``_pickling.dumps``/``loads``), loaded on
+  first use, so that a worker that only ever sees native values never imports ``pickle``;
+* the resolver of interpool's exception classes (``_errors``), also loaded on first use;
+
+and, in the main interpreter, the fork hooks of the fork guard (``src/fork_guard.rs``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import _interpool
+
+TYPE_CHECKING = False  # not `from typing import`: typing costs workers ~7 ms at start-up
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+
+def _pickling() -> ModuleType:
+    """Import the pickling rules and hand their functions to Rust directly from now on."""
+    from . import _pickling
+
+    _interpool._configure(dumps=_pickling.dumps, loads=_pickling.loads)
+    return _pickling
+
+
+def _first_dumps(obj: object) -> bytes:
+    return _pickling().dumps(obj)  # type: ignore[no-any-return]
+
+
+def _first_loads(data: bytes) -> object:
+    return _pickling().loads(data)
+
+
+def _error_class(name: str) -> type[BaseException]:
+    from . import _errors
+
+    cls: type[BaseException] = getattr(_errors, name)
+    return cls
+
+
+def configure() -> None:
+    _interpool._configure(dumps=_first_dumps, loads=_first_loads, error_class=_error_class)
+    if _interpool.interpreter_id() == 0:
+        # A child forked while worker interpreters live cannot survive (CPython gh-139759):
+        # the Rust fork guard turns that into a clear exit, for forks made from Python.
+        os.register_at_fork(
+            before=lambda: _interpool._python_fork(True),
+            after_in_parent=lambda: _interpool._python_fork(False),
+            after_in_child=lambda: _interpool._python_fork(False),
+        )

@@ -1,0 +1,323 @@
+//! [`Value`] -> Python objects of the attached interpreter: the inverse of `encode.rs`, also
+//! without recursion.
+//!
+//! Containers are created at their final size and filled in place; lists and tuples are
+//! pre-filled with `None`, so no half-built object ever holds a null where Python code (the
+//! garbage collector, a `__setstate__` run by unpickling) could see it. Strings are rebuilt
+//! from their characters at the width they had, with no UTF-8 round trip.
+use interpool_core::{Handle, Value};
+use pyo3_ffi as ffi;
+
+use super::format::{self as f, Corrupt, Reader};
+use crate::py::{Owned, PyErr, PyResult, Python};
+use crate::state::{State, not_configured};
+
+/// A container being filled.
+enum Build<'py> {
+    /// Lists and tuples: slot `next` of `len` is filled next (`memo`: a tuple's memo slot).
+    Seq {
+        obj: Owned<'py>,
+        next: isize,
+        len: isize,
+        memo: Option<usize>,
+    },
+    Dict {
+        obj: Owned<'py>,
+        remaining: usize,
+        key: Option<Owned<'py>>,
+    },
+    Set {
+        obj: Owned<'py>,
+        remaining: usize,
+    },
+    /// Items collected in a list, made into a frozenset when complete.
+    FrozenSet {
+        items: Owned<'py>,
+        next: isize,
+        len: isize,
+        memo: usize,
+    },
+}
+
+pub struct Decoder<'v, 's, 'py> {
+    py: Python<'py>,
+    state: &'s State,
+    reader: Reader<'v>,
+    handles: &'v [Handle],
+    /// Memoized objects by number; `None` while a tuple or frozenset is being built.
+    memo: Vec<Option<Owned<'py>>>,
+    stack: Vec<Build<'py>>,
+}
+
+fn corrupt(py: Python<'_>) -> impl FnOnce(Corrupt) -> PyErr + '_ {
+    move |_| py.system_error("interpool: a value could not be decoded (corrupt data); please report it")
+}
+
+#[cfg(not(Py_LIMITED_API))]
+unsafe extern "C" {
+    /// A dict with room for `minused` items (exported by CPython 3.12-3.14).
+    fn _PyDict_NewPresized(minused: ffi::Py_ssize_t) -> *mut ffi::PyObject;
+}
+
+impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
+    pub fn new(py: Python<'py>, state: &'s State, value: &'v Value) -> Self {
+        Decoder {
+            py,
+            state,
+            reader: Reader::new(&value.bytes),
+            handles: &value.handles,
+            memo: Vec::new(),
+            stack: Vec::new(),
+        }
+    }
+
+    /// The next object written by the encoder.
+    pub fn next(&mut self) -> PyResult<Owned<'py>> {
+        loop {
+            let Some(mut obj) = self.item()? else {
+                continue; // a container was opened: read its first item
+            };
+            // Hand the finished object to the innermost open container, completing as many
+            // containers as it finishes.
+            loop {
+                let Some(top) = self.stack.last_mut() else {
+                    return Ok(obj);
+                };
+                if !add(top, obj)? {
+                    break;
+                }
+                let frame = self.stack.pop().expect("a frame");
+                obj = self.complete(frame)?;
+            }
+        }
+    }
+
+    /// A whole value: its one object.
+    pub fn single(mut self) -> PyResult<Owned<'py>> {
+        let obj = self.next()?;
+        if !self.reader.at_end() {
+            return Err(corrupt(self.py)(Corrupt));
+        }
+        Ok(obj)
+    }
+
+    /// Read one item: a finished object, or `None` when a non-empty container was opened.
+    fn item(&mut self) -> PyResult<Option<Owned<'py>>> {
+        let py = self.py;
+        let r = &mut self.reader;
+        let tag = r.byte().map_err(corrupt(py))?;
+        let obj = match tag {
+            f::NONE => py.none(),
+            f::TRUE => py.bool(true),
+            f::FALSE => py.bool(false),
+            f::INT => py.int(f::unzigzag(r.varint().map_err(corrupt(py))?))?,
+            f::BIGINT => big_int(py, r.blob().map_err(corrupt(py))?)?,
+            f::BIGHEX => {
+                let text = std::str::from_utf8(r.blob().map_err(corrupt(py))?).map_err(|_| corrupt(py)(Corrupt))?;
+                let text = crate::py::cstring(py, text, "int")?;
+                // SAFETY: attached; NUL-terminated hex literal; new reference or null.
+                unsafe { py.own(ffi::PyLong_FromString(text.as_ptr(), std::ptr::null_mut(), 0))? }
+            }
+            f::FLOAT => py.float(r.f64().map_err(corrupt(py))?)?,
+            f::STR1 | f::STR2 | f::STR4 => {
+                let width = match tag {
+                    f::STR1 => 1,
+                    f::STR2 => 2,
+                    _ => 4,
+                };
+                let chars = r.size().map_err(corrupt(py))?;
+                let data =
+                    r.take(chars.checked_mul(width).ok_or(Corrupt).map_err(corrupt(py))?).map_err(corrupt(py))?;
+                // SAFETY: attached; `data` holds `chars` characters of `width` bytes (as
+                // written from a str of that kind); new reference or null.
+                unsafe { py.own(ffi::PyUnicode_FromKindAndData(width as i32, data.as_ptr().cast(), py.ssize(chars)?))? }
+            }
+            f::BYTES => py.bytes(r.blob().map_err(corrupt(py))?)?,
+            f::BYTEARRAY => {
+                let data = r.blob().map_err(corrupt(py))?;
+                // SAFETY: attached; `data` is valid for its length; new reference or null.
+                unsafe { py.own(ffi::PyByteArray_FromStringAndSize(data.as_ptr().cast(), py.ssize(data.len())?))? }
+            }
+            f::TUPLE | f::LIST => return self.sequence(tag == f::LIST),
+            f::DICT => {
+                let n = r.size().map_err(corrupt(py))?;
+                // SAFETY: attached; new reference or null.
+                let obj = unsafe { py.own(_PyDict_NewPresized(py.ssize(n)?))? };
+                return Ok(self.opened(obj, n, |obj| Build::Dict { obj, remaining: n, key: None }));
+            }
+            f::SET => {
+                let n = r.size().map_err(corrupt(py))?;
+                // SAFETY: attached; an empty set; new reference or null.
+                let obj = unsafe { py.own(ffi::PySet_New(std::ptr::null_mut()))? };
+                return Ok(self.opened(obj, n, |obj| Build::Set { obj, remaining: n }));
+            }
+            f::FROZENSET => {
+                let n = r.size().map_err(corrupt(py))?;
+                let memo = self.memo.len();
+                self.memo.push(None);
+                let items = filled_list(py, n)?;
+                if n == 0 {
+                    return self.frozenset(items, memo).map(Some);
+                }
+                self.stack.push(Build::FrozenSet { items, next: 0, len: py.ssize(n)?, memo });
+                return Ok(None);
+            }
+            f::PICKLE => {
+                let data = py.bytes(r.blob().map_err(corrupt(py))?)?;
+                let loads = self.state.hooks.loads.get(py).ok_or_else(|| not_configured(py))?;
+                let obj = loads.borrowed().call1(data.borrowed())?;
+                self.memo.push(Some(obj.borrowed().to_owned()));
+                obj
+            }
+            f::GLOBAL => self.state.globals.resolve(py, r.blob().map_err(corrupt(py))?)?,
+            f::QUEUE | f::BUFFER => {
+                let index = r.size().map_err(corrupt(py))?;
+                match (tag, self.handles.get(index)) {
+                    (f::QUEUE, Some(Handle::Queue(queue))) => crate::queue::wrap(py, self.state, queue.clone())?,
+                    (f::BUFFER, Some(Handle::Memory(lease))) => crate::buffer::wrap(py, self.state, lease.clone())?,
+                    _ => return Err(corrupt(py)(Corrupt)),
+                }
+            }
+            f::MEMO => {
+                let index = r.size().map_err(corrupt(py))?;
+                match self.memo.get(index) {
+                    Some(Some(obj)) => obj.borrowed().to_owned(),
+                    _ => return Err(corrupt(py)(Corrupt)),
+                }
+            }
+            _ => return Err(corrupt(py)(Corrupt)),
+        };
+        Ok(Some(obj))
+    }
+
+    /// Memoize a new mutable container; push its frame unless it is empty.
+    fn opened(
+        &mut self,
+        obj: Owned<'py>,
+        n: usize,
+        build: impl FnOnce(Owned<'py>) -> Build<'py>,
+    ) -> Option<Owned<'py>> {
+        self.memo.push(Some(obj.borrowed().to_owned()));
+        if n == 0 {
+            return Some(obj);
+        }
+        self.stack.push(build(obj));
+        None
+    }
+
+    fn sequence(&mut self, list: bool) -> PyResult<Option<Owned<'py>>> {
+        let py = self.py;
+        let n = self.reader.size().map_err(corrupt(py))?;
+        let len = py.ssize(n)?;
+        let obj = if list { filled_list(py, n)? } else { filled_tuple(py, n)? };
+        if list {
+            return Ok(self.opened(obj, n, |obj| Build::Seq { obj, next: 0, len, memo: None }));
+        }
+        if n == 0 {
+            self.memo.push(Some(obj.borrowed().to_owned()));
+            return Ok(Some(obj));
+        }
+        self.memo.push(None);
+        self.stack.push(Build::Seq { obj, next: 0, len, memo: Some(self.memo.len() - 1) });
+        Ok(None)
+    }
+
+    fn frozenset(&mut self, items: Owned<'py>, memo: usize) -> PyResult<Owned<'py>> {
+        // SAFETY: attached; `items` is a list; new reference or null.
+        let obj = unsafe { self.py.own(ffi::PyFrozenSet_New(items.as_ptr()))? };
+        self.memo[memo] = Some(obj.borrowed().to_owned());
+        Ok(obj)
+    }
+
+    /// A frame received its last item: its object is finished.
+    fn complete(&mut self, frame: Build<'py>) -> PyResult<Owned<'py>> {
+        match frame {
+            Build::Seq { obj, memo, .. } => {
+                if let Some(memo) = memo {
+                    self.memo[memo] = Some(obj.borrowed().to_owned());
+                }
+                Ok(obj)
+            }
+            Build::Dict { obj, .. } | Build::Set { obj, .. } => Ok(obj),
+            Build::FrozenSet { items, memo, .. } => self.frozenset(items, memo),
+        }
+    }
+}
+
+/// Give `item` to the container being built; `true` when it is then complete.
+fn add<'py>(frame: &mut Build<'py>, item: Owned<'py>) -> PyResult<bool> {
+    match frame {
+        Build::Seq { obj, next, len, memo } => {
+            // SAFETY: a list or tuple of `len` items (pre-filled with None, which is
+            // immortal, so overwriting it needs no decref); SET_ITEM steals `item`.
+            unsafe {
+                if memo.is_some() {
+                    ffi::PyTuple_SET_ITEM(obj.as_ptr(), *next, item.into_ptr()); // tuples have a memo slot
+                } else {
+                    ffi::PyList_SET_ITEM(obj.as_ptr(), *next, item.into_ptr());
+                }
+            }
+            *next += 1;
+            Ok(*next == *len)
+        }
+        Build::FrozenSet { items, next, len, .. } => {
+            // SAFETY: a list of `len` items pre-filled with None; SET_ITEM steals `item`.
+            unsafe { ffi::PyList_SET_ITEM(items.as_ptr(), *next, item.into_ptr()) };
+            *next += 1;
+            Ok(*next == *len)
+        }
+        Build::Dict { obj, remaining, key } => {
+            let Some(k) = key.take() else {
+                *key = Some(item);
+                return Ok(false);
+            };
+            // SAFETY: attached; a dict; takes its own references.
+            crate::py::check(unsafe { ffi::PyDict_SetItem(obj.as_ptr(), k.as_ptr(), item.as_ptr()) })?;
+            *remaining -= 1;
+            Ok(*remaining == 0)
+        }
+        Build::Set { obj, remaining } => {
+            // SAFETY: attached; a set; takes its own reference.
+            crate::py::check(unsafe { ffi::PySet_Add(obj.as_ptr(), item.as_ptr()) })?;
+            *remaining -= 1;
+            Ok(*remaining == 0)
+        }
+    }
+}
+
+/// A list of `n` Nones.
+fn filled_list(py: Python<'_>, n: usize) -> PyResult<Owned<'_>> {
+    // SAFETY: attached; new reference or null.
+    let list = unsafe { py.own(ffi::PyList_New(py.ssize(n)?))? };
+    for i in 0..py.ssize(n)? {
+        // SAFETY: a fresh list of length n; None is immortal (no reference to give).
+        unsafe { ffi::PyList_SET_ITEM(list.as_ptr(), i, ffi::Py_None()) };
+    }
+    Ok(list)
+}
+
+/// A tuple of `n` Nones, filled in place before anyone else sees it.
+fn filled_tuple(py: Python<'_>, n: usize) -> PyResult<Owned<'_>> {
+    // SAFETY: attached; new reference or null.
+    let tuple = unsafe { py.own(ffi::PyTuple_New(py.ssize(n)?))? };
+    for i in 0..py.ssize(n)? {
+        // SAFETY: a fresh tuple of length n; None is immortal (no reference to give).
+        unsafe { ffi::PyTuple_SET_ITEM(tuple.as_ptr(), i, ffi::Py_None()) };
+    }
+    Ok(tuple)
+}
+
+fn big_int<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Owned<'py>> {
+    #[cfg(Py_3_13)]
+    {
+        // SAFETY: attached; `data` holds a little-endian two's complement int.
+        unsafe {
+            py.own(ffi::PyLong_FromNativeBytes(data.as_ptr().cast(), data.len(), ffi::Py_ASNATIVEBYTES_LITTLE_ENDIAN))
+        }
+    }
+    #[cfg(not(Py_3_13))]
+    {
+        let _ = data;
+        Err(py.system_error("interpool: BIGINT is not written on Python 3.12"))
+    }
+}

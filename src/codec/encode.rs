@@ -1,0 +1,433 @@
+//! Python objects -> [`Value`]: one pass over the object graph, without recursion.
+//!
+//! Exact built-in types are written natively; interpool's Queue and SharedBuffer become
+//! handles; functions and classes that can be found by name go by reference; anything else
+//! is pickled by the hook the package configured. Containers and pickled objects are
+//! memoized by identity, so a shared sub-object is written once and arrives shared (the cost
+//! is linear in the object graph, whatever its sharing), and cycles through lists, dicts and
+//! sets are kept. A cycle through a tuple or frozenset (which exists only once complete on
+//! the other side) makes the encoder pickle that whole value instead.
+//!
+//! The graph is walked with an explicit stack, so nesting depth is bounded only by memory.
+//! Every object on the stack is held by a strong reference: pickling a leaf runs Python code,
+//! which may mutate the containers being walked; a list or dict that changes size meanwhile
+//! raises `RuntimeError`, as in `pickle`.
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use interpool_core::{Handle, Value};
+use pyo3_ffi as ffi;
+
+use super::format::{self as f, Writer};
+use crate::buffer::BufferObject;
+use crate::object::Instance;
+use crate::py::{Borrowed, Owned, PyErr, PyResult, Python};
+use crate::queue::QueueObject;
+use crate::state::{ErrorClass, State, not_configured};
+
+/// Hashes object addresses (already unique; spread their low bits).
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = ((n as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+struct Memo {
+    index: u64,
+    /// A tuple or frozenset whose items are still being written.
+    unfinished: bool,
+}
+
+enum Fail {
+    Py(PyErr),
+    /// A cycle through a tuple or frozenset: pickle the whole value instead.
+    Cycle,
+}
+
+impl From<PyErr> for Fail {
+    fn from(e: PyErr) -> Self {
+        Fail::Py(e)
+    }
+}
+
+/// A container whose items are being written.
+enum Frame<'py> {
+    /// Tuples and lists (`list`: re-checked for size changes).
+    Seq {
+        obj: Owned<'py>,
+        next: isize,
+        len: isize,
+        list: bool,
+        key: Option<usize>,
+    },
+    Dict {
+        obj: Owned<'py>,
+        pos: isize,
+        len: isize,
+        value: Option<Owned<'py>>,
+    },
+    /// Sets and frozensets, through an iterator.
+    Iter {
+        iter: Owned<'py>,
+        key: Option<usize>,
+    },
+}
+
+pub struct Encoder<'s, 'py> {
+    py: Python<'py>,
+    state: &'s State,
+    out: Writer,
+    handles: Vec<Handle>,
+    memo: HashMap<usize, Memo, BuildHasherDefault<AddrHasher>>,
+    memo_count: u64,
+    /// Memoized objects, kept alive so that no other object can take their address.
+    keep: Vec<Owned<'py>>,
+    stack: Vec<Frame<'py>>,
+}
+
+fn oom(py: Python<'_>) -> impl FnOnce(std::collections::TryReserveError) -> Fail + '_ {
+    move |_| Fail::Py(py.memory_error())
+}
+
+impl<'s, 'py> Encoder<'s, 'py> {
+    pub fn new(py: Python<'py>, state: &'s State) -> Self {
+        Encoder {
+            py,
+            state,
+            out: Writer::default(),
+            handles: Vec::new(),
+            memo: HashMap::default(),
+            memo_count: 0,
+            keep: Vec::new(),
+            stack: Vec::new(),
+        }
+    }
+
+    /// Append one object.
+    pub fn push(&mut self, obj: Borrowed<'_, 'py>) -> PyResult<()> {
+        let mark = (self.out.buf.len(), self.handles.len(), self.keep.len(), self.memo_count);
+        match self.walk(obj) {
+            Ok(()) => Ok(()),
+            Err(Fail::Py(err)) => Err(err),
+            Err(Fail::Cycle) => {
+                // Undo this object's partial output, then pickle it whole.
+                self.stack.clear();
+                self.out.buf.truncate(mark.0);
+                self.handles.truncate(mark.1);
+                self.keep.truncate(mark.2);
+                self.memo.retain(|_, m| m.index < mark.3);
+                self.memo_count = mark.3;
+                self.pickle(obj).map_err(|fail| match fail {
+                    Fail::Py(err) => err,
+                    Fail::Cycle => unreachable!("pickling does not report cycles"),
+                })
+            }
+        }
+    }
+
+    pub fn finish(self) -> Value {
+        Value { bytes: self.out.buf, handles: self.handles }
+    }
+
+    fn walk(&mut self, obj: Borrowed<'_, 'py>) -> Result<(), Fail> {
+        self.item(obj)?;
+        while let Some(top) = self.stack.last_mut() {
+            match next_child(self.py, top)? {
+                Some(child) => self.item(child.borrowed())?,
+                None => {
+                    if let Some(Frame::Seq { key: Some(key), .. } | Frame::Iter { key: Some(key), .. }) =
+                        self.stack.pop()
+                        && let Some(memo) = self.memo.get_mut(&key)
+                    {
+                        memo.unfinished = false;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Write a scalar, or open a container (pushing a frame for its items).
+    fn item(&mut self, obj: Borrowed<'_, 'py>) -> Result<(), Fail> {
+        let py = self.py;
+        let out = &mut self.out;
+        let tp = obj.type_ptr();
+        if tp == &raw mut ffi::PyLong_Type {
+            return self.int(obj);
+        }
+        if tp == &raw mut ffi::PyUnicode_Type {
+            return self.str(obj);
+        }
+        if tp == &raw mut ffi::PyFloat_Type {
+            out.tag(f::FLOAT).map_err(oom(py))?;
+            return out.raw(&obj.as_f64()?.to_le_bytes()).map_err(oom(py));
+        }
+        if obj.is_none() {
+            return out.tag(f::NONE).map_err(oom(py));
+        }
+        if tp == &raw mut ffi::PyBool_Type {
+            // SAFETY: comparing against the True singleton.
+            let tag = if obj.as_ptr() == unsafe { ffi::Py_True() } { f::TRUE } else { f::FALSE };
+            return out.tag(tag).map_err(oom(py));
+        }
+        if tp == &raw mut ffi::PyBytes_Type {
+            return out.blob(f::BYTES, obj.as_bytes("bytes")?).map_err(oom(py));
+        }
+        if tp == &raw mut ffi::PyByteArray_Type {
+            // SAFETY: a bytearray: its buffer is `GET_SIZE` bytes, read while attached.
+            let data = unsafe {
+                crate::py::slice(
+                    ffi::PyByteArray_AS_STRING(obj.as_ptr()).cast(),
+                    ffi::PyByteArray_GET_SIZE(obj.as_ptr()),
+                )
+            };
+            return out.blob(f::BYTEARRAY, data).map_err(oom(py));
+        }
+        if tp == &raw mut ffi::PyTuple_Type {
+            // SAFETY: a tuple.
+            let len = unsafe { ffi::PyTuple_GET_SIZE(obj.as_ptr()) };
+            return self.open(obj, f::TUPLE, len, |obj, key| Frame::Seq { obj, next: 0, len, list: false, key });
+        }
+        if tp == &raw mut ffi::PyList_Type {
+            // SAFETY: a list.
+            let len = unsafe { ffi::PyList_GET_SIZE(obj.as_ptr()) };
+            return self.open(obj, f::LIST, len, |obj, key| Frame::Seq { obj, next: 0, len, list: true, key });
+        }
+        if tp == &raw mut ffi::PyDict_Type {
+            return self.dict(obj);
+        }
+        if tp == &raw mut ffi::PySet_Type || tp == &raw mut ffi::PyFrozenSet_Type {
+            // SAFETY: a set or frozenset.
+            let len = unsafe { ffi::PySet_Size(obj.as_ptr()) };
+            // SAFETY: attached; new reference or null.
+            let iter = unsafe { py.own(ffi::PyObject_GetIter(obj.as_ptr()))? };
+            let tag = if tp == &raw mut ffi::PySet_Type { f::SET } else { f::FROZENSET };
+            return self.open(obj, tag, len, |_, key| Frame::Iter { iter, key });
+        }
+        if let Some(queue) = Instance::<QueueObject>::downcast(obj, self.state) {
+            return self.handle(f::QUEUE, Handle::Queue(queue.get().shared()));
+        }
+        if let Some(buffer) = Instance::<BufferObject>::downcast(obj, self.state) {
+            return self.handle(f::BUFFER, Handle::Memory(buffer.get().lease()));
+        }
+        self.other(obj)
+    }
+
+    fn handle(&mut self, tag: u8, handle: Handle) -> Result<(), Fail> {
+        self.out.head(tag, self.handles.len() as u64).map_err(oom(self.py))?;
+        self.handles.push(handle);
+        Ok(())
+    }
+
+    /// `MEMO` if `obj` was seen before; otherwise give it the next memo number.
+    fn seen(&mut self, obj: Borrowed<'_, 'py>, unfinished: bool) -> Result<Option<usize>, Fail> {
+        let key = obj.as_ptr() as usize;
+        if let Some(memo) = self.memo.get(&key) {
+            if memo.unfinished {
+                return Err(Fail::Cycle);
+            }
+            let index = memo.index;
+            self.out.head(f::MEMO, index).map_err(oom(self.py))?;
+            return Ok(None);
+        }
+        self.memo.insert(key, Memo { index: self.memo_count, unfinished });
+        self.memo_count += 1;
+        self.keep.push(obj.to_owned());
+        Ok(Some(key))
+    }
+
+    /// Open a container: header, memo, and a frame for its items (if any).
+    fn open(
+        &mut self,
+        obj: Borrowed<'_, 'py>,
+        tag: u8,
+        len: isize,
+        frame: impl FnOnce(Owned<'py>, Option<usize>) -> Frame<'py>,
+    ) -> Result<(), Fail> {
+        let immutable = tag == f::TUPLE || tag == f::FROZENSET;
+        let Some(key) = self.seen(obj, immutable && len > 0)? else {
+            return Ok(());
+        };
+        self.out.head(tag, len.unsigned_abs() as u64).map_err(oom(self.py))?;
+        if len > 0 {
+            self.stack.push(frame(obj.to_owned(), immutable.then_some(key)));
+        }
+        Ok(())
+    }
+
+    fn dict(&mut self, obj: Borrowed<'_, 'py>) -> Result<(), Fail> {
+        // SAFETY: a dict.
+        let len = unsafe { ffi::PyDict_Size(obj.as_ptr()) };
+        // Free-threaded builds: other threads may mutate the dict while we walk it, so walk
+        // a private copy (taken atomically). With a GIL, only code we run could.
+        #[cfg(Py_GIL_DISABLED)]
+        // SAFETY: attached; new reference or null.
+        let walked = unsafe { self.py.own(ffi::PyDict_Copy(obj.as_ptr()))? };
+        #[cfg(not(Py_GIL_DISABLED))]
+        let walked = obj.to_owned();
+        self.open(obj, f::DICT, len, |_, _| Frame::Dict { obj: walked, pos: 0, len, value: None })
+    }
+
+    fn int(&mut self, obj: Borrowed<'_, 'py>) -> Result<(), Fail> {
+        let py = self.py;
+        let mut overflow = 0;
+        // SAFETY: an int; sets `overflow` instead of raising when out of range.
+        let v = unsafe { ffi::PyLong_AsLongLongAndOverflow(obj.as_ptr(), &mut overflow) };
+        if overflow == 0 {
+            if v == -1 && py.error_occurred() {
+                return Err(PyErr::fetched().into());
+            }
+            return self.out.head(f::INT, f::zigzag(v)).map_err(oom(py));
+        }
+        #[cfg(Py_3_13)]
+        {
+            let flags = ffi::Py_ASNATIVEBYTES_LITTLE_ENDIAN;
+            // SAFETY: an int; with no buffer, returns the number of bytes needed.
+            let needed = unsafe { ffi::PyLong_AsNativeBytes(obj.as_ptr(), std::ptr::null_mut(), 0, flags) };
+            let mut data = Vec::new();
+            data.try_reserve_exact(needed.unsigned_abs()).map_err(oom(py))?;
+            data.resize(needed.unsigned_abs(), 0);
+            // SAFETY: `data` has room for `needed` bytes.
+            let wrote = unsafe { ffi::PyLong_AsNativeBytes(obj.as_ptr(), data.as_mut_ptr().cast(), needed, flags) };
+            if wrote < 0 {
+                return Err(PyErr::fetched().into());
+            }
+            self.out.blob(f::BIGINT, &data).map_err(oom(py))
+        }
+        #[cfg(not(Py_3_13))]
+        {
+            // SAFETY: attached; an int; new reference (a str like "-0x1f") or null.
+            let hex = unsafe { py.own(ffi::PyNumber_ToBase(obj.as_ptr(), 16))? };
+            self.out.blob(f::BIGHEX, hex.borrowed().as_str("hex")?.as_bytes()).map_err(oom(py))
+        }
+    }
+
+    fn str(&mut self, obj: Borrowed<'_, 'py>) -> Result<(), Fail> {
+        // SAFETY: an exact str: its kind, length and data describe its characters, which are
+        // immutable and owned by the object (alive during this call).
+        let data = unsafe {
+            let (kind, len) = (ffi::PyUnicode_KIND(obj.as_ptr()), ffi::PyUnicode_GET_LENGTH(obj.as_ptr()));
+            let bytes = crate::py::slice(ffi::PyUnicode_DATA(obj.as_ptr()).cast(), len * kind as isize);
+            (kind, len, bytes)
+        };
+        let (kind, len, bytes) = data;
+        let tag = match kind {
+            1 => f::STR1,
+            2 => f::STR2,
+            _ => f::STR4,
+        };
+        self.out.head(tag, len.unsigned_abs() as u64).map_err(oom(self.py))?;
+        self.out.raw(bytes).map_err(oom(self.py))
+    }
+
+    /// Not a built-in value: by reference if possible, else pickled (memoized either way).
+    fn other(&mut self, obj: Borrowed<'_, 'py>) -> Result<(), Fail> {
+        if let Some(wire) = self.state.globals.name_of(obj)? {
+            return self.out.blob(f::GLOBAL, &wire).map_err(oom(self.py));
+        }
+        self.pickle(obj)
+    }
+
+    fn pickle(&mut self, obj: Borrowed<'_, 'py>) -> Result<(), Fail> {
+        let py = self.py;
+        if self.seen(obj, false)?.is_none() {
+            return Ok(());
+        }
+        let dumps = self.state.hooks.dumps.get(py).ok_or_else(|| not_configured(py))?;
+        let data = match dumps.borrowed().call1(obj) {
+            Ok(data) => data,
+            Err(_) => return Err(not_shareable(py, self.state, obj).into()),
+        };
+        self.out.blob(f::PICKLE, data.borrowed().as_bytes("dumps() result")?).map_err(oom(py))
+    }
+}
+
+/// The next item of a frame's container (for a dict: key, then value), or `None` when done.
+fn next_child<'py>(py: Python<'py>, frame: &mut Frame<'py>) -> PyResult<Option<Owned<'py>>> {
+    match frame {
+        Frame::Seq { obj, next, len, list, .. } => {
+            if *list {
+                // SAFETY: a list.
+                let now = unsafe { ffi::PyList_GET_SIZE(obj.as_ptr()) };
+                if now != *len {
+                    return Err(py.runtime_error("list changed size while it was being sent"));
+                }
+            }
+            if *next == *len {
+                return Ok(None);
+            }
+            let i = *next;
+            *next += 1;
+            if *list {
+                // SAFETY: attached; a list; a new reference, or null with IndexError.
+                return unsafe { py.own(ffi::compat::PyList_GetItemRef(obj.as_ptr(), i)) }.map(Some);
+            }
+            // SAFETY: a tuple and `i < len`; the item is owned by the (immutable) tuple.
+            Ok(Some(unsafe { py.borrow(ffi::PyTuple_GET_ITEM(obj.as_ptr(), i)) }.to_owned()))
+        }
+        Frame::Dict { obj, pos, len, value } => {
+            if let Some(value) = value.take() {
+                return Ok(Some(value));
+            }
+            // SAFETY: a dict.
+            if unsafe { ffi::PyDict_Size(obj.as_ptr()) } != *len {
+                return Err(py.runtime_error("dictionary changed size while it was being sent"));
+            }
+            let (mut k, mut v) = (std::ptr::null_mut(), std::ptr::null_mut());
+            // SAFETY: a dict whose size did not change; borrowed references owned by it.
+            if unsafe { ffi::PyDict_Next(obj.as_ptr(), pos, &mut k, &mut v) } == 0 {
+                return Ok(None);
+            }
+            // SAFETY: as above; strong references taken before any Python code runs.
+            let (k, v) = unsafe { (py.borrow(k).to_owned(), py.borrow(v).to_owned()) };
+            *value = Some(v);
+            Ok(Some(k))
+        }
+        Frame::Iter { iter, .. } => {
+            // SAFETY: attached; an iterator; new reference, or null when exhausted or failed.
+            match unsafe { py.own(ffi::PyIter_Next(iter.as_ptr())) } {
+                Ok(item) => Ok(Some(item)),
+                Err(err) if py.error_occurred() => Err(err),
+                Err(_) => Ok(None),
+            }
+        }
+    }
+}
+
+/// `NotShareableError` for `obj`, whose pickling just failed (the failure becomes its cause).
+/// A `MemoryError` stays a `MemoryError`.
+fn not_shareable(py: Python<'_>, state: &State, obj: Borrowed<'_, '_>) -> PyErr {
+    let Some(cause) = py.take_exception() else {
+        return py.runtime_error("pickling failed without an exception");
+    };
+    // SAFETY: reading an immutable global exception type pointer.
+    let memory_error = unsafe { py.borrow(ffi::PyExc_MemoryError) };
+    if cause.borrowed().type_ptr() == memory_error.as_ptr().cast() {
+        return py.restore_exception(cause);
+    }
+    let detail = cause.borrowed().describe();
+    let kind = cause.borrowed().type_name();
+    let msg = format!(
+        "{} object cannot be sent to another interpreter: it has no native form and pickling it failed \
+         ({kind}: {detail})",
+        obj.type_name()
+    );
+    let err = state.raise(py, ErrorClass::NotShareableError, &msg);
+    if let Some(exc) = py.take_exception() {
+        // SAFETY: attached; `exc` is an exception instance; steals the reference to `cause`.
+        unsafe { ffi::PyException_SetCause(exc.as_ptr(), cause.into_ptr()) };
+        return py.restore_exception(exc);
+    }
+    err
+}

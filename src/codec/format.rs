@@ -1,0 +1,184 @@
+//! The codec's wire format: one flat byte string per [`Value`](interpool_core::Value).
+//!
+//! Each item starts with a one-byte tag; lengths and counts are LEB128 varints; all fixed-size
+//! numbers are little-endian.
+//!
+//! | tag | payload | builds |
+//! |---|---|---|
+//! | `NONE`, `TRUE`, `FALSE` | - | the singletons |
+//! | `INT` | zigzag varint | `int` within i64 |
+//! | `BIGINT` | varint n, n bytes two's complement (3.13+) | any `int` |
+//! | `BIGHEX` | varint n, n ASCII bytes of `hex()` (3.12) | any `int` |
+//! | `FLOAT` | 8 bytes | `float` |
+//! | `STR1`/`STR2`/`STR4` | varint chars, chars x width bytes | `str` at its PEP 393 width |
+//! | `BYTES`, `BYTEARRAY` | varint n, n bytes | `bytes`, `bytearray` |
+//! | `TUPLE`, `LIST`, `SET`, `FROZENSET` | varint n, n items | containers (memoized) |
+//! | `DICT` | varint n, n (key, value) pairs | `dict` (memoized) |
+//! | `PICKLE` | varint n, n bytes | `loads(bytes)` (memoized) |
+//! | `GLOBAL` | varint n, `module\0qualname` | a function or class by reference |
+//! | `QUEUE`, `BUFFER` | varint handle index | the shared queue or memory |
+//! | `MEMO` | varint index | the n-th memoized object again |
+//!
+//! Memoized objects are numbered in the order their tags appear. A list, dict or set exists
+//! from its tag on, so `MEMO` may refer to one still being filled (cycles); a tuple or
+//! frozenset exists only once complete, so the encoder never refers to an unfinished one (it
+//! pickles such a value whole instead).
+use std::collections::TryReserveError;
+
+pub const NONE: u8 = 0;
+pub const TRUE: u8 = 1;
+pub const FALSE: u8 = 2;
+pub const INT: u8 = 3;
+pub const BIGINT: u8 = 4;
+pub const BIGHEX: u8 = 5;
+pub const FLOAT: u8 = 6;
+pub const STR1: u8 = 7;
+pub const STR2: u8 = 8;
+pub const STR4: u8 = 9;
+pub const BYTES: u8 = 10;
+pub const BYTEARRAY: u8 = 11;
+pub const TUPLE: u8 = 12;
+pub const LIST: u8 = 13;
+pub const DICT: u8 = 14;
+pub const SET: u8 = 15;
+pub const FROZENSET: u8 = 16;
+pub const PICKLE: u8 = 17;
+pub const GLOBAL: u8 = 18;
+pub const QUEUE: u8 = 19;
+pub const BUFFER: u8 = 20;
+pub const MEMO: u8 = 21;
+
+/// An append-only buffer whose growth is fallible: a value too large for memory becomes a
+/// `MemoryError`, never an abort.
+#[derive(Default)]
+pub struct Writer {
+    pub buf: Vec<u8>,
+}
+
+impl Writer {
+    pub fn reserve(&mut self, additional: usize) -> Result<(), TryReserveError> {
+        self.buf.try_reserve(additional)
+    }
+
+    pub fn tag(&mut self, tag: u8) -> Result<(), TryReserveError> {
+        self.reserve(1)?;
+        self.buf.push(tag);
+        Ok(())
+    }
+
+    pub fn varint(&mut self, mut v: u64) -> Result<(), TryReserveError> {
+        self.reserve(10)?;
+        while v >= 0x80 {
+            self.buf.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.buf.push(v as u8);
+        Ok(())
+    }
+
+    /// A tag followed by a varint.
+    pub fn head(&mut self, tag: u8, v: u64) -> Result<(), TryReserveError> {
+        self.tag(tag)?;
+        self.varint(v)
+    }
+
+    pub fn raw(&mut self, data: &[u8]) -> Result<(), TryReserveError> {
+        self.reserve(data.len())?;
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// A tag, the length, then the bytes.
+    pub fn blob(&mut self, tag: u8, data: &[u8]) -> Result<(), TryReserveError> {
+        self.head(tag, data.len() as u64)?;
+        self.raw(data)
+    }
+}
+
+pub fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+pub fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// The bytes of a value were not written by this codec (a bug, never user input).
+#[derive(Debug)]
+pub struct Corrupt;
+
+/// Reads what a [`Writer`] wrote.
+pub struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        Reader { data, pos: 0 }
+    }
+
+    pub fn at_end(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+
+    pub fn byte(&mut self) -> Result<u8, Corrupt> {
+        let b = *self.data.get(self.pos).ok_or(Corrupt)?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    pub fn varint(&mut self) -> Result<u64, Corrupt> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(Corrupt)
+    }
+
+    /// A varint used as a size.
+    pub fn size(&mut self) -> Result<usize, Corrupt> {
+        usize::try_from(self.varint()?).map_err(|_| Corrupt)
+    }
+
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], Corrupt> {
+        let end = self.pos.checked_add(n).ok_or(Corrupt)?;
+        let out = self.data.get(self.pos..end).ok_or(Corrupt)?;
+        self.pos = end;
+        Ok(out)
+    }
+
+    /// A length-prefixed byte string.
+    pub fn blob(&mut self) -> Result<&'a [u8], Corrupt> {
+        let n = self.size()?;
+        self.take(n)
+    }
+
+    pub fn f64(&mut self) -> Result<f64, Corrupt> {
+        Ok(f64::from_le_bytes(self.take(8)?.try_into().map_err(|_| Corrupt)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_and_zigzag_round_trip() {
+        let mut w = Writer::default();
+        let values = [0i64, 1, -1, 63, -64, 64, i64::MAX, i64::MIN, 1 << 40];
+        for v in values {
+            w.varint(zigzag(v)).unwrap();
+        }
+        let mut r = Reader::new(&w.buf);
+        for v in values {
+            assert_eq!(unzigzag(r.varint().unwrap()), v);
+        }
+        assert!(r.at_end());
+        assert!(r.byte().is_err(), "reading past the end is an error, not a panic");
+    }
+}

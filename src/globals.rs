@@ -1,0 +1,190 @@
+//! Functions and classes sent *by reference* (module + qualified name), without pickle.
+//!
+//! This is the hot path of every `submit()`: the function. An object qualifies when it is a
+//! plain function, a class, or a builtin function of a module, its `__module__` is not
+//! `__main__` (the Python pickling policy decides how those travel), its `__qualname__` is
+//! not local (`<locals>`, `<lambda>`), and `sys.modules[module]` reaches the very same object
+//! through that name. The sender checks this on every send (a cached path of `getattr`s),
+//! so a rebound name is noticed; the receiver imports the module and caches what the name
+//! resolved to.
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use pyo3_ffi as ffi;
+
+use crate::py::{Borrowed, Owned, PyResult, Python};
+
+/// How an object is reached from its module.
+struct Path {
+    /// The object itself (kept alive, so its address cannot be reused by another object).
+    object: usize,
+    module_name: usize,
+    parts: Vec<usize>,
+    /// `module\0qualname`, as written on the wire.
+    wire: Box<[u8]>,
+}
+
+/// The by-reference caches of one interpreter (in its module state).
+#[derive(Default)]
+pub struct Globals {
+    /// Sender side: object address -> its path (`None`: does not qualify).
+    by_object: Mutex<HashMap<usize, Option<Path>>>,
+    /// Receiver side: wire name -> the object it resolved to.
+    by_name: Mutex<HashMap<Box<[u8]>, usize>>,
+}
+
+const MAX_ENTRIES: usize = 4096;
+
+/// Python objects in the caches are strong references owned by the cache: released here.
+fn release(ptrs: impl IntoIterator<Item = usize>) {
+    for ptr in ptrs {
+        // SAFETY: callers hold the interpreter attached (`Globals::clear` is called from the
+        // module's clear/free, with a token) and own these references.
+        unsafe { ffi::Py_DECREF(ptr as *mut ffi::PyObject) };
+    }
+}
+
+impl Path {
+    fn refs(&self) -> impl Iterator<Item = usize> + '_ {
+        [self.object, self.module_name].into_iter().chain(self.parts.iter().copied())
+    }
+}
+
+impl Globals {
+    /// The wire name of `obj` if it can be sent by reference.
+    pub fn name_of(&self, obj: Borrowed<'_, '_>) -> PyResult<Option<Box<[u8]>>> {
+        let py = obj.py();
+        let key = obj.as_ptr() as usize;
+        // No lock is held while Python code runs (getattr may run any code, even re-enter).
+        let cached = self.lookup(py, key);
+        let (module_name, parts, wire) = match cached {
+            Some(Some(found)) => found,
+            Some(None) => return Ok(None),
+            None => {
+                let path = Self::path_of(obj)?;
+                let found = path.as_ref().map(|p| Self::view(py, p));
+                let mut stale: Vec<Path> = Vec::new();
+                {
+                    let mut cache = self.by_object.lock().unwrap_or_else(PoisonError::into_inner);
+                    if cache.len() >= MAX_ENTRIES {
+                        stale.extend(cache.drain().filter_map(|(_, p)| p));
+                    }
+                    stale.extend(cache.insert(key, path).flatten()); // another thread raced us
+                }
+                // Released without the lock: a decref may run arbitrary code.
+                release(stale.iter().flat_map(|p| p.refs().collect::<Vec<_>>()));
+                match found {
+                    Some(found) => found,
+                    None => return Ok(None),
+                }
+            }
+        };
+        // Check that the name still reaches this very object (names can be rebound).
+        let parts: Vec<_> = parts.iter().map(Owned::borrowed).collect();
+        let same = Self::resolve_loaded(module_name.borrowed(), &parts)?.is_some_and(|f| f.borrowed().is(obj));
+        Ok(same.then_some(wire))
+    }
+
+    /// The cached entry for `key`: `None` if absent, `Some(None)` if it does not qualify.
+    #[allow(clippy::type_complexity, reason = "a private cache entry view")]
+    fn lookup<'py>(&self, py: Python<'py>, key: usize) -> Option<Option<(Owned<'py>, Vec<Owned<'py>>, Box<[u8]>)>> {
+        let cache = self.by_object.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.get(&key).map(|entry| entry.as_ref().map(|p| Self::view(py, p)))
+    }
+
+    /// New references to a path's objects, usable after the cache lock is released.
+    fn view<'py>(py: Python<'py>, path: &Path) -> (Owned<'py>, Vec<Owned<'py>>, Box<[u8]>) {
+        // SAFETY: the cache (or the fresh path) holds strong references to these objects of
+        // this interpreter.
+        let own = |ptr: usize| unsafe { py.borrow(ptr as *mut ffi::PyObject) }.to_owned();
+        (own(path.module_name), path.parts.iter().map(|&p| own(p)).collect(), path.wire.clone())
+    }
+
+    /// Compute the path of `obj`, if it qualifies.
+    fn path_of(obj: Borrowed<'_, '_>) -> PyResult<Option<Path>> {
+        let py = obj.py();
+        // SAFETY: reading the types of valid objects.
+        let kind_ok = unsafe {
+            obj.is_exactly(&raw mut ffi::PyFunction_Type)
+                || ffi::PyType_Check(obj.as_ptr()) != 0
+                || (obj.is_exactly(&raw mut ffi::PyCFunction_Type)
+                    && ffi::PyModule_Check(ffi::PyCFunction_GET_SELF(obj.as_ptr())) != 0)
+        };
+        if !kind_ok {
+            return Ok(None);
+        }
+        let (Ok(module), Ok(qualname)) = (obj.getattr(c"__module__"), obj.getattr(c"__qualname__")) else {
+            py.clear_exception();
+            return Ok(None);
+        };
+        let (Ok(module_str), Ok(qual_str)) = (module.borrowed().as_str("module"), qualname.borrowed().as_str("name"))
+        else {
+            py.clear_exception();
+            return Ok(None);
+        };
+        if module_str == "__main__" || qual_str.contains('<') {
+            return Ok(None);
+        }
+        let parts = qual_str.split('.').map(|p| py.str(p)).collect::<PyResult<Vec<_>>>()?;
+        let borrowed: Vec<_> = parts.iter().map(Owned::borrowed).collect();
+        match Self::resolve_loaded(module.borrowed(), &borrowed)? {
+            Some(found) if found.borrowed().is(obj) => {}
+            _ => return Ok(None),
+        }
+        let wire = [module_str.as_bytes(), b"\0", qual_str.as_bytes()].concat().into_boxed_slice();
+        // The path owns a reference to the object and to each name.
+        Ok(Some(Path {
+            object: obj.to_owned().into_ptr() as usize,
+            module_name: module.into_ptr() as usize,
+            parts: parts.into_iter().map(|p| p.into_ptr() as usize).collect(),
+            wire,
+        }))
+    }
+
+    /// `sys.modules[module]` followed through `parts`, without importing (`None` if absent).
+    fn resolve_loaded<'py>(module: Borrowed<'_, 'py>, parts: &[Borrowed<'_, 'py>]) -> PyResult<Option<Owned<'py>>> {
+        let py = module.py();
+        // SAFETY: attached; a str; returns a new reference or null (absent or error).
+        let Ok(mut obj) = (unsafe { py.own(ffi::PyImport_GetModule(module.as_ptr())) }) else {
+            py.clear_exception();
+            return Ok(None);
+        };
+        for part in parts {
+            match obj.borrowed().getattr_opt(*part)? {
+                Some(next) => obj = next,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(obj))
+    }
+
+    /// The object a wire name refers to, importing its module if needed (receiver side).
+    pub fn resolve<'py>(&self, py: Python<'py>, wire: &[u8]) -> PyResult<Owned<'py>> {
+        if let Some(&ptr) = self.by_name.lock().unwrap_or_else(PoisonError::into_inner).get(wire) {
+            // SAFETY: the cache owns a strong reference to an object of this interpreter.
+            return Ok(unsafe { py.borrow(ptr as *mut ffi::PyObject) }.to_owned());
+        }
+        let text = std::str::from_utf8(wire).map_err(|_| py.system_error("corrupt global name"))?;
+        let (module, qualname) = text.split_once('\0').ok_or_else(|| py.system_error("corrupt global name"))?;
+        let mut obj = py.import_object(py.str(module)?.borrowed())?;
+        for part in qualname.split('.') {
+            obj = obj.borrowed().getattr(&crate::py::cstring(py, part, "name")?)?;
+        }
+        let stale: Vec<usize> = {
+            let mut cache = self.by_name.lock().unwrap_or_else(PoisonError::into_inner);
+            let stale = if cache.len() >= MAX_ENTRIES { cache.drain().map(|(_, p)| p).collect() } else { Vec::new() };
+            let new = obj.borrowed().to_owned().into_ptr() as usize;
+            stale.into_iter().chain(cache.insert(wire.into(), new)).collect()
+        };
+        release(stale);
+        Ok(obj)
+    }
+
+    /// Release every cached reference (attached to this interpreter: module clear/free).
+    pub fn clear(&self, _py: Python<'_>) {
+        let by_object = std::mem::take(&mut *self.by_object.lock().unwrap_or_else(PoisonError::into_inner));
+        release(by_object.into_values().flatten().flat_map(|p| p.refs().collect::<Vec<_>>()));
+        let by_name = std::mem::take(&mut *self.by_name.lock().unwrap_or_else(PoisonError::into_inner));
+        release(by_name.into_values());
+    }
+}

@@ -1,0 +1,218 @@
+//! `_interpool.Pool` and `_interpool.Ticket`: the pool engine (`interpool-core`) with
+//! [`PyFactory`] workers, as seen by the executor in `interpool/_executor.py`.
+//!
+//! These are private building blocks: positional arguments, types checked, user-facing
+//! validation and messages in the Python layer.
+use std::time::{Duration, Instant};
+
+use interpool_core::{Event, Pool, PoolConfig, Stats, SubmitError, Ticket};
+use pyo3_ffi as ffi;
+
+use crate::args::{self, Args};
+use crate::codec::{self, Encoder};
+use crate::object::{Instance, PyClass, new_object};
+use crate::protocol::{Reply, Status};
+use crate::py::{Borrowed, Owned, PyResult, Python};
+use crate::state::State;
+use crate::trampoline::{self, SLOTS_END, class_slots, getter, method, new_slot, table_slot, type_spec};
+use crate::worker::PyFactory;
+
+/// How long `join` waits with the GIL released before checking for signals (Ctrl-C).
+const JOIN_SLICE: Duration = Duration::from_millis(100);
+
+pub struct PoolObject {
+    engine: Pool<PyFactory>,
+}
+
+pub struct TicketObject {
+    ticket: Ticket,
+}
+
+impl PyClass for PoolObject {
+    fn type_object(state: &State) -> *mut ffi::PyTypeObject {
+        state.pool_type()
+    }
+}
+
+impl PyClass for TicketObject {
+    fn type_object(state: &State) -> *mut ffi::PyTypeObject {
+        state.ticket_type()
+    }
+}
+
+/// `Pool(workers, thread_name_prefix, bootstrap, settings, initializer, max_tasks_per_worker)`.
+fn pool_new<'py>(py: Python<'py>, state: &'py State, args: Args<'py>) -> PyResult<PoolObject> {
+    let [workers, prefix, bootstrap, settings, initializer, max_tasks] = args.exactly::<6>("Pool")?;
+    let workers = usize::try_from(workers.as_i64("workers")?)
+        .ok()
+        .filter(|w| (1..=4096).contains(w))
+        .ok_or_else(|| py.value_error("workers must be between 1 and 4096"))?;
+    let prefix = prefix.as_str("thread_name_prefix")?;
+    if prefix.contains('\0') {
+        return Err(py.value_error("thread_name_prefix must not contain NUL characters"));
+    }
+    let bootstrap = crate::py::cstring(py, bootstrap.as_str("bootstrap")?, "bootstrap")?;
+    let settings = codec::encode(py, state, settings)?;
+    let initializer = if initializer.is_none() { None } else { Some(codec::encode(py, state, initializer)?) };
+    let config = PoolConfig {
+        workers,
+        thread_name_prefix: prefix.to_owned(),
+        max_tasks_per_worker: u64::try_from(max_tasks.as_i64("max_tasks_per_worker")?).ok().filter(|&m| m > 0),
+    };
+    let engine = Pool::new(PyFactory::new(bootstrap, settings, initializer), config)
+        .map_err(|e| py.runtime_error(&format!("cannot start worker threads: {e}")))?;
+    Ok(PoolObject { engine })
+}
+
+/// `submit(id, fn, args, kwargs) -> Ticket`: encode the call and queue it, in one step.
+fn submit<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, args: Args<'py>) -> PyResult<Owned<'py>> {
+    let [id, func, call_args, call_kwargs] = args.exactly::<4>("submit")?;
+    let id = u64::try_from(id.as_i64("id")?).map_err(|_| py.value_error("id must be >= 0"))?;
+    let state = slf.state();
+    let mut task = Encoder::new(py, state);
+    task.push(func)?;
+    task.push(call_args)?;
+    task.push(call_kwargs)?;
+    let ticket = match slf.get().engine.submit(id, task.finish()) {
+        Ok(ticket) => ticket,
+        Err(SubmitError::Shutdown(_)) => return Err(py.runtime_error("cannot schedule new futures after shutdown")),
+        Err(SubmitError::Broken(msg, _)) => return Err(py.runtime_error(&format!("pool is broken: {msg}"))),
+    };
+    new_object(py, state, TicketObject { ticket })
+}
+
+/// `shutdown(cancel_pending) -> list[int]`: the ids of the tasks it cancelled.
+fn shutdown<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, cancel: Borrowed<'py, 'py>) -> PyResult<Owned<'py>> {
+    let ids = slf.get().engine.shutdown(cancel.is_true()?);
+    py.list(ids.into_iter().map(|id| py.uint(id)).collect::<PyResult<_>>()?)
+}
+
+/// The owner-side form of an event (see `protocol.rs`).
+fn event<'py>(py: Python<'py>, state: &State, event: Event<Reply>) -> PyResult<Owned<'py>> {
+    match event {
+        Event::Done { id, output: Reply { status, payload } } => {
+            // Decode here, so the dispatcher gets the reply ready to use; a failure is the
+            // task's alone.
+            let (status, payload) = match codec::decode(py, state, &payload) {
+                Ok(obj) => (status, obj),
+                Err(_) => (Status::Unreadable, py.take_exception().unwrap_or_else(|| py.none())),
+            };
+            py.tuple(vec![py.uint(id)?, py.uint(status as u64)?, payload])
+        }
+        Event::Broken { message, abandoned } => {
+            let ids = abandoned.into_iter().map(|id| py.uint(id)).collect::<PyResult<_>>()?;
+            py.tuple(vec![py.none(), py.str(&message)?, py.list(ids)?])
+        }
+    }
+}
+
+/// `next_events(max) -> list | None`: block (GIL released) until events arrive; `None` once
+/// every worker exited and every event was taken.
+fn next_events<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, max: Borrowed<'py, 'py>) -> PyResult<Owned<'py>> {
+    let max = usize::try_from(max.as_i64("max")?).unwrap_or(1);
+    let engine = &slf.get().engine;
+    let Some(batch) = py.detached(|| engine.next_events(max)) else {
+        return Ok(py.none());
+    };
+    let state = slf.state();
+    state.pins.drain(py);
+    py.list(batch.into_iter().map(|e| event(py, state, e)).collect::<PyResult<_>>()?)
+}
+
+/// `join(timeout) -> bool`: wait for every worker thread to exit (after `shutdown`), GIL
+/// released, interruptible by signals.
+fn join<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, timeout: Borrowed<'py, 'py>) -> PyResult<Owned<'py>> {
+    let deadline = args::timeout(Some(timeout), "timeout")?.map(|t| Instant::now() + t);
+    let engine = &slf.get().engine;
+    loop {
+        let slice = deadline.map_or(JOIN_SLICE, |d| d.saturating_duration_since(Instant::now()).min(JOIN_SLICE));
+        if py.detached(|| engine.join(Some(slice))) {
+            return Ok(py.bool(true));
+        }
+        py.check_signals()?;
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(py.bool(false));
+        }
+    }
+}
+
+/// `stats() -> dict[str, int]`
+fn stats<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>) -> PyResult<Owned<'py>> {
+    let Stats { threads, workers, busy, queued, submitted, completed, recycled } = slf.get().engine.stats();
+    let dict = py.dict()?;
+    for (name, value) in [
+        (c"threads", threads as u64),
+        (c"workers", workers as u64),
+        (c"busy", busy as u64),
+        (c"queued", queued as u64),
+        (c"submitted", submitted),
+        (c"completed", completed),
+        (c"recycled", recycled),
+    ] {
+        let value = py.uint(value)?;
+        // SAFETY: attached; a dict, a NUL-terminated key; takes its own reference.
+        crate::py::check(unsafe { ffi::PyDict_SetItemString(dict.as_ptr(), name.as_ptr(), value.as_ptr()) })?;
+    }
+    Ok(dict)
+}
+
+/// `broken() -> str | None`
+fn broken<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>) -> PyResult<Owned<'py>> {
+    slf.get().engine.broken().map_or_else(|| Ok(py.none()), |msg| py.str(msg))
+}
+
+/// `cancel() -> bool`: cancel the task unless a worker started it.
+fn cancel<'py>(py: Python<'py>, slf: Instance<'py, TicketObject>) -> PyResult<Owned<'py>> {
+    Ok(py.bool(slf.get().ticket.cancel()))
+}
+
+/// `started() -> bool`
+fn started<'py>(py: Python<'py>, slf: Instance<'py, TicketObject>) -> PyResult<Owned<'py>> {
+    Ok(py.bool(slf.get().ticket.started()))
+}
+
+/// `id` (getter)
+fn ticket_id<'py>(py: Python<'py>, slf: Instance<'py, TicketObject>) -> PyResult<Owned<'py>> {
+    py.uint(slf.get().ticket.id())
+}
+
+static mut POOL_METHODS: [ffi::PyMethodDef; 7] = [
+    method!(PoolObject, c"submit", args submit, c"submit(id, fn, args, kwargs, /) -> Ticket"),
+    method!(PoolObject, c"shutdown", o shutdown, c"shutdown(cancel_pending, /) -> list[int]"),
+    method!(PoolObject, c"next_events", o next_events, c"next_events(max, /) -> list | None"),
+    method!(PoolObject, c"join", o join, c"join(timeout, /) -> bool"),
+    method!(PoolObject, c"stats", noargs stats, c"stats() -> dict[str, int]"),
+    method!(PoolObject, c"broken", noargs broken, c"broken() -> str | None"),
+    ffi::PyMethodDef::zeroed(),
+];
+
+const POOL_DOC: &std::ffi::CStr =
+    c"Worker threads, each running an own-GIL subinterpreter (private; use interpool.InterpreterPoolExecutor).";
+static mut POOL_SLOTS: [ffi::PyType_Slot; 5] = {
+    let [dealloc, doc] = class_slots!(PoolObject, POOL_DOC);
+    [new_slot!(PoolObject, pool_new), dealloc, doc, table_slot!(Py_tp_methods, POOL_METHODS), SLOTS_END]
+};
+
+pub static mut POOL_SPEC: ffi::PyType_Spec =
+    type_spec!(c"interpool._interpool.Pool", PoolObject, POOL_SLOTS, ffi::Py_TPFLAGS_DEFAULT);
+
+static mut TICKET_METHODS: [ffi::PyMethodDef; 3] = [
+    method!(TicketObject, c"cancel", noargs cancel, c"cancel() -> bool: cancel the task unless it started"),
+    method!(TicketObject, c"started", noargs started, c"started() -> bool"),
+    ffi::PyMethodDef::zeroed(),
+];
+
+static mut TICKET_GETSET: [ffi::PyGetSetDef; 2] =
+    [getter!(TicketObject, c"id", ticket_id, c"task id, unique within its pool"), trampoline::GETSET_END];
+
+static mut TICKET_SLOTS: [ffi::PyType_Slot; 5] = {
+    let [dealloc, doc] = class_slots!(TicketObject, c"A queued task (private).");
+    [dealloc, doc, table_slot!(Py_tp_methods, TICKET_METHODS), table_slot!(Py_tp_getset, TICKET_GETSET), SLOTS_END]
+};
+
+pub static mut TICKET_SPEC: ffi::PyType_Spec = type_spec!(
+    c"interpool._interpool.Ticket",
+    TicketObject,
+    TICKET_SLOTS,
+    ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION // made by Pool.submit only
+);
