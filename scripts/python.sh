@@ -5,7 +5,7 @@
 #
 # TAG is one of 3.14, 3.13, 3.14t (free-threaded) or "any" (>= 3.12, for the demo).
 # Lookup order: $PYTHON (for "any" only), pythonX.Y on PATH, the build cache, and
-# finally a source build of the pinned release (see ../shared/design/python-toolchain.md):
+# finally a source build of the pinned release (see docs/toolchain.md):
 # the tarball comes from the Debian mirror apt is configured with, is checked against a
 # pinned sha256, and is built into $INTERPOOL_CACHE/cpython/<version> (default
 # ~/.cache/interpool), outside the repository, and reused on later runs.
