@@ -59,12 +59,13 @@ sanitize: ## cargo test of the pool engine under AddressSanitizer (+LeakSanitize
 	  cargo test -p interpool-core --quiet --target x86_64-unknown-linux-gnu --target-dir target/asan
 
 .PHONY: lint
-lint: setup ## cargo fmt --check, clippy, ruff, mypy and stubtest
+lint: setup ## cargo fmt --check, clippy, structure (unsafe share, import cycles), ruff, mypy, stubtest
 	cargo fmt --all -- --check
+	.venvs/$(DEV)/bin/python scripts/check_structure.py
 	PYO3_PYTHON=$$(.venvs/$(DEV)/bin/python -c 'import sys; print(sys.executable)') \
 	  cargo clippy --workspace --all-targets --quiet -- -D warnings
-	.venvs/$(DEV)/bin/ruff check python tests benchmarks examples
-	.venvs/$(DEV)/bin/ruff format --check python tests benchmarks examples
+	.venvs/$(DEV)/bin/ruff check python tests benchmarks examples scripts
+	.venvs/$(DEV)/bin/ruff format --check python tests benchmarks examples scripts
 	.venvs/$(DEV)/bin/mypy python/interpool
 	.venvs/$(DEV)/bin/mypy --strict tests/typing
 	.venvs/$(DEV)/bin/python -m mypy.stubtest interpool
