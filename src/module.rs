@@ -110,13 +110,14 @@ unsafe extern "C" fn module_free(module: *mut c_void) {
     unsafe { crate::trampoline::run(free) };
 }
 
-static mut METHODS: [ffi::PyMethodDef; 7] = [
+static mut METHODS: [ffi::PyMethodDef; 8] = [
     method!(Module, c"interpreter_id", noargs interpreter_id, c"interpreter_id() -> int: id of the calling interpreter"),
     method!(Module, c"roundtrip", o codec::roundtrip, c"roundtrip(obj, /) -> object: encode and decode (tests, benchmarks)"),
     method!(Module, c"_configure", args configure, c"_configure(*, dumps, loads, error_class): the package's hooks"),
     method!(Module, c"_python_fork", o python_fork, c"_python_fork(on, /): Python fork hooks tell the fork guard"),
     method!(Module, c"_interpreters_alive", noargs interpreters_alive, c"_interpreters_alive() -> int"),
     queue::FROM_ID,
+    queue::CYCLES,
     ffi::PyMethodDef::zeroed(),
 ];
 

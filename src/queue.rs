@@ -7,10 +7,10 @@
 //! an item (or room) arrives. In slices of [`SIGNAL_SLICE`] they re-take the GIL just to run
 //! signal handlers, so Ctrl-C interrupts a blocked `get()` in the main thread.
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use interpool_core::{GetError, PutError, Queue, Value, Wait};
+use interpool_core::{GetError, PutError, SharedQueue, Wait, WeakQueue};
 use pyo3_ffi as ffi;
 
 use crate::args::{self, Args};
@@ -22,10 +22,8 @@ use crate::trampoline::{self, Module, SLOTS_END, class_slots, getter, method, ne
 
 const SIGNAL_SLICE: Duration = Duration::from_millis(100);
 
-type Shared = Arc<Queue<Value>>;
-
 pub struct QueueObject {
-    queue: Shared,
+    queue: SharedQueue,
 }
 
 impl PyClass for QueueObject {
@@ -36,19 +34,19 @@ impl PyClass for QueueObject {
 
 impl QueueObject {
     /// Another handle on the same queue (what a `Value` carries).
-    pub fn shared(&self) -> Shared {
-        Arc::clone(&self.queue)
+    pub fn shared(&self) -> SharedQueue {
+        self.queue.clone()
     }
 }
 
 /// A Python object of this interpreter for `queue`.
-pub fn wrap<'py>(py: Python<'py>, state: &State, queue: Shared) -> PyResult<Owned<'py>> {
+pub fn wrap<'py>(py: Python<'py>, state: &State, queue: SharedQueue) -> PyResult<Owned<'py>> {
     new_object(py, state, QueueObject { queue })
 }
 
 /// Queues that were pickled in this process, by address (see `__reduce__`). Rust data only.
-fn registry() -> &'static Mutex<HashMap<usize, Weak<Queue<Value>>>> {
-    static REGISTRY: OnceLock<Mutex<HashMap<usize, Weak<Queue<Value>>>>> = OnceLock::new();
+fn registry() -> &'static Mutex<HashMap<usize, WeakQueue>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<usize, WeakQueue>>> = OnceLock::new();
     REGISTRY.get_or_init(Default::default)
 }
 
@@ -97,7 +95,7 @@ fn queue_new<'py>(_py: Python<'py>, _state: &'py State, args: Args<'py>) -> PyRe
     let [maxsize] = args.parse("Queue", ["maxsize"], 0)?;
     let maxsize = maxsize.map_or(Ok(0), |m| m.as_i64("maxsize"))?;
     // As queue.Queue: maxsize <= 0 means unbounded.
-    Ok(QueueObject { queue: Arc::new(Queue::new(usize::try_from(maxsize).unwrap_or(0))) })
+    Ok(QueueObject { queue: SharedQueue::new(usize::try_from(maxsize).unwrap_or(0)) })
 }
 
 fn do_put<'py>(
@@ -192,12 +190,12 @@ fn closed<'py>(py: Python<'py>, slf: Instance<'py, QueueObject>) -> PyResult<Own
 
 /// `__reduce__`: pickles as a reference to this very queue, valid in this process only.
 fn reduce<'py>(py: Python<'py>, slf: Instance<'py, QueueObject>) -> PyResult<Owned<'py>> {
-    let queue = slf.get().shared();
-    let key = Arc::as_ptr(&queue) as usize;
+    let queue = &slf.get().queue;
+    let key = queue.id();
     {
         let mut reg = registry().lock().unwrap_or_else(PoisonError::into_inner);
-        reg.retain(|_, weak| weak.strong_count() > 0);
-        reg.insert(key, Arc::downgrade(&queue));
+        reg.retain(|_, weak| weak.is_alive());
+        reg.insert(key, queue.downgrade());
     }
     let func = py.import(c"interpool._interpool")?.borrowed().getattr(c"_queue_from_id")?;
     let args = py.tuple(vec![py.uint(u64::from(std::process::id()))?, py.uint(key as u64)?])?;
@@ -209,7 +207,9 @@ pub fn from_id<'py>(py: Python<'py>, module: ModuleRef<'py>, args: Args<'py>) ->
     let [pid, key] = args.exactly::<2>("_queue_from_id")?;
     let (pid, key) = (pid.as_i64("pid")?, key.as_i64("key")?);
     let found = (pid == i64::from(std::process::id()))
-        .then(|| registry().lock().unwrap_or_else(PoisonError::into_inner).get(&(key as usize)).and_then(Weak::upgrade))
+        .then(|| {
+            registry().lock().unwrap_or_else(PoisonError::into_inner).get(&(key as usize)).and_then(WeakQueue::upgrade)
+        })
         .flatten();
     let Some(queue) = found else {
         return Err(py.runtime_error(
@@ -262,6 +262,16 @@ proceed."
 pub static mut QUEUE_SPEC: ffi::PyType_Spec =
     type_spec!(c"interpool.Queue", QueueObject, SLOTS, ffi::Py_TPFLAGS_DEFAULT);
 
+/// `_queue_cycles() -> (collected, containers_alive)`: run a collection of queue cycles now
+/// and report (tests; collections otherwise run on their own when a queue is dropped).
+fn cycles<'py>(py: Python<'py>, _module: ModuleRef<'py>) -> PyResult<Owned<'py>> {
+    let collected = interpool_core::collect_queue_cycles();
+    py.tuple(vec![py.uint(collected as u64)?, py.uint(interpool_core::containers_alive() as u64)?])
+}
+
 /// Module functions this file provides.
 pub const FROM_ID: ffi::PyMethodDef =
     method!(Module, c"_queue_from_id", args from_id, c"_queue_from_id(pid, key) -> Queue: unpickle a Queue");
+
+pub const CYCLES: ffi::PyMethodDef =
+    method!(Module, c"_queue_cycles", noargs cycles, c"_queue_cycles() -> (collected, containers_alive)");

@@ -14,10 +14,12 @@
 
 mod pool;
 pub mod queue;
+mod shared;
 mod task;
 mod value;
 
 pub use pool::{Event, Pool, PoolConfig, Stats, SubmitError, WorkerFactory};
 pub use queue::{GetError, PutError, Queue, Wait};
+pub use shared::{SharedQueue, WeakQueue, collect as collect_queue_cycles, containers_alive};
 pub use task::Ticket;
 pub use value::{Handle, SharedMemory, Value};

@@ -150,6 +150,43 @@ impl<T> Queue<T> {
         }
     }
 
+    /// Wait until a `put` could succeed (room, or closed); `false` if the wait ran out.
+    pub fn wait_for_room(&self, wait: Wait) -> bool {
+        let max = self.maxsize;
+        let guard = self.lock();
+        self.wait_for(
+            &self.not_full,
+            guard,
+            wait,
+            |s| &mut s.putters_waiting,
+            |s| s.closed || max == 0 || s.items.len() < max,
+        )
+        .1
+    }
+
+    /// Wait until a `get` could succeed (an item, or closed); `false` if the wait ran out.
+    pub fn wait_for_item(&self, wait: Wait) -> bool {
+        let guard = self.lock();
+        self.wait_for(&self.not_empty, guard, wait, |s| &mut s.getters_waiting, |s| s.closed || !s.items.is_empty()).1
+    }
+
+    /// Look at every queued item, in order (under the queue's lock).
+    pub fn for_each(&self, mut f: impl FnMut(&T)) {
+        self.lock().items.iter().for_each(&mut f);
+    }
+
+    /// Take every queued item out, waking putters that wait for room.
+    pub fn drain(&self) -> Vec<T> {
+        let mut state = self.lock();
+        let items: Vec<T> = state.items.drain(..).collect();
+        let wake = state.putters_waiting > 0;
+        drop(state);
+        if wake {
+            self.not_full.notify_all();
+        }
+        items
+    }
+
     pub fn len(&self) -> usize {
         self.lock().items.len()
     }

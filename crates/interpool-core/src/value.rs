@@ -6,7 +6,7 @@
 //! that both sides see the same queue or bytes.
 use std::sync::Arc;
 
-use crate::queue::Queue;
+use crate::shared::SharedQueue;
 
 /// Memory shared between interpreters without copying (see the extension's `buffer.rs`).
 pub trait SharedMemory: Send + Sync {
@@ -22,7 +22,7 @@ pub trait SharedMemory: Send + Sync {
 /// Something a [`Value`] refers to instead of containing it.
 #[derive(Clone)]
 pub enum Handle {
-    Queue(Arc<Queue<Value>>),
+    Queue(SharedQueue),
     Memory(Arc<dyn SharedMemory>),
 }
 
