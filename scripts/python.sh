@@ -3,16 +3,18 @@
 #
 #   scripts/python.sh TAG      prints the path of a python executable for TAG
 #
-# TAG is one of 3.14, 3.13, 3.14t (free-threaded) or "any" (>= 3.12, for the demo).
-# Lookup order: $PYTHON (for "any" only), pythonX.Y on PATH, the build cache, and
-# finally a source build of the pinned release (see docs/toolchain.md):
+# TAG is one of 3.14, 3.13, 3.14t (free-threaded), 3.12 or "any" (>= 3.12, for the demo).
+# Lookup order: $PYTHON (for "any" only), pythonX.Y on PATH, the build cache, a pyenv install
+# (3.12 only: no 3.12 source is on the mirror), and finally a source build of the pinned
+# release (see docs/toolchain.md):
 # the tarball comes from the Debian mirror apt is configured with, is checked against a
 # pinned sha256, and is built into $INTERPOOL_CACHE/cpython/<version> (default
 # ~/.cache/interpool), outside the repository, and reused on later runs.
 set -euo pipefail
 
 CACHE="${INTERPOOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/interpool}"
-tag="${1:?usage: scripts/python.sh 3.14|3.13|3.14t|any}"
+tag="${1:?usage: scripts/python.sh 3.14|3.13|3.14t|3.12|any}"
+# Exit status 3: no such Python on this machine and none can be built (3.12 without pyenv).
 
 log() { echo "[python.sh] $*" >&2; }
 
@@ -21,7 +23,8 @@ pinned() { # tag -> "version sha256 configure-flags"
         3.14)  echo "3.14.7 3b48dac8fb59f62eaa67ac83c1eb12bda1b7a08406dd286e252c11a66be27f81" ;;
         3.14t) echo "3.14.7 3b48dac8fb59f62eaa67ac83c1eb12bda1b7a08406dd286e252c11a66be27f81 --disable-gil" ;;
         3.13)  echo "3.13.15 1e66a7945a48390ee4c2a4268a0e4185884059a13c4aab6d148aa208deea4a76" ;;
-        *) log "unknown tag '$1' (expected 3.14, 3.13 or 3.14t)"; exit 2 ;;
+        3.12)  echo "" ;;  # not buildable here: found on PATH or in pyenv, or skipped
+        *) log "unknown tag '$1' (expected 3.14, 3.13, 3.14t or 3.12)"; exit 2 ;;
     esac
 }
 
@@ -60,6 +63,14 @@ find_existing() {
         command -v "$exe"; return 0
     fi
     read -r version _ flags <<<"$(pinned "$t")"
+    if [ -z "$version" ]; then  # no pinned build: a pyenv install of that minor version
+        local root
+        root=$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")
+        for cand in $(ls -d "$root"/versions/"${t}".* 2>/dev/null | sort -V -r); do
+            if matches "$cand/bin/python${t}" "$t"; then echo "$cand/bin/python${t}"; return 0; fi
+        done
+        return 1
+    fi
     local prefix="$CACHE/cpython/${version}${flags:+t}"
     exe="$prefix/bin/python${t}"
     if [ -f "$prefix/.interpool-complete" ] && matches "$exe" "$t"; then echo "$exe"; return 0; fi
@@ -115,6 +126,10 @@ build() {
 
 if exe=$(find_existing "$tag"); then echo "$exe"; exit 0; fi
 t="$tag"; [ "$t" = any ] && t=3.14
+if [ -z "$(pinned "$t" | cut -d' ' -f1)" ]; then
+    log "no CPython $t on this machine (not on PATH, not in pyenv), and none can be built here"
+    exit 3
+fi
 # One build at a time per cache (parallel `make` invocations share it).
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"

@@ -9,10 +9,10 @@
 # `maturin develop --release` every time (cargo makes that a no-op when nothing changed).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-tag="${1:?usage: scripts/setup.sh 3.14|3.13|3.14t|any}"
+tag="${1:?usage: scripts/setup.sh 3.14|3.13|3.14t|3.12|any}"
 log() { echo "[setup.sh] $*" >&2; }
 
-py=$("$root/scripts/python.sh" "$tag")
+py=$("$root/scripts/python.sh" "$tag") || exit $?  # 3: no such Python here
 venv="$root/.venvs/$tag"
 want="$py $(cat "$root/requirements-dev.txt" "$root/requirements-integrations.txt" | sha256sum | cut -c1-16)"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.interpool-stamp" 2>/dev/null)" != "$want" ]; then

@@ -15,6 +15,7 @@ use std::ffi::CStr;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use pyo3_ffi as ffi;
 
@@ -94,14 +95,73 @@ impl SubInterpreter {
 
     /// End the interpreter on its own thread. Every object of the interpreter held from Rust
     /// must have been released before.
+    ///
+    /// Threads that tasks started must finish first: on 3.12 and 3.13 `Py_EndInterpreter`
+    /// aborts the process if any other thread state of the interpreter remains ("not the last
+    /// thread"), and it waits without limit for `threading.Thread`s. So wait for them here,
+    /// with the GIL released, up to [`THREADS_GRACE`]; if some never finish, the interpreter is
+    /// left alive (leaked) with a message, which is safe where ending it would not be.
     pub fn end(mut self) {
+        let me = self.tstate;
+        let py = self.attach();
+        if !wait_for_other_threads(py, me) {
+            eprintln!(
+                "interpool: threads started by tasks in a worker interpreter are still running after {}s; \
+                 the interpreter is left alive instead of ended (ending it would abort the process)",
+                THREADS_GRACE.as_secs()
+            );
+            self.detach();
+            std::mem::forget(self);
+            return;
+        }
+        // Serialized with creation (allocator races, gh-123134). The lock is taken detached:
+        // ending (and, on 3.14, creating) an interpreter stops the world, which waits for
+        // every attached thread, so no thread may wait for this lock while attached.
+        self.detach();
+        let lock = CREATE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
         self.attach();
         // SAFETY: our thread state is current, attached and has no frames (no Python code is
-        // running on this thread); afterwards the thread has no thread state.
+        // running on this thread), and it is the interpreter's only one; afterwards the thread
+        // has no thread state.
         unsafe { ffi::Py_EndInterpreter(self.tstate.as_ptr()) };
+        drop(lock);
         fork_guard::Alive::ended();
         std::mem::forget(self);
     }
+}
+
+/// How long ending an interpreter waits for threads its tasks started.
+const THREADS_GRACE: Duration = Duration::from_secs(60);
+
+/// Thread states of `me`'s interpreter other than `me`.
+fn other_thread_states(_py: Python<'_>, me: NonNull<ffi::PyThreadState>) -> usize {
+    let mut count = 0;
+    // SAFETY: attached to this interpreter (token): a thread state unlinks itself from the
+    // list while holding the interpreter's GIL, so every state reachable now stays valid while
+    // we walk the list (free-threaded builds, where that does not hold, skip the walk).
+    unsafe {
+        let mut t = ffi::PyInterpreterState_ThreadHead(ffi::PyThreadState_GetInterpreter(me.as_ptr()));
+        while !t.is_null() {
+            count += usize::from(t != me.as_ptr());
+            t = ffi::PyThreadState_Next(t);
+        }
+    }
+    count
+}
+
+/// Wait (GIL released between looks) until `me` is its interpreter's only thread state.
+fn wait_for_other_threads(py: Python<'_>, me: NonNull<ffi::PyThreadState>) -> bool {
+    if cfg!(Py_GIL_DISABLED) {
+        return true; // no GIL to make the walk safe; 3.14t's Py_EndInterpreter waits itself
+    }
+    let deadline = Instant::now() + THREADS_GRACE;
+    while other_thread_states(py, me) > 0 {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        py.detached(|| std::thread::sleep(Duration::from_millis(1)));
+    }
+    true
 }
 
 impl Drop for SubInterpreter {

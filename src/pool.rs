@@ -40,9 +40,10 @@ impl PyClass for TicketObject {
     }
 }
 
-/// `Pool(workers, thread_name_prefix, bootstrap, settings, initializer, max_tasks_per_worker)`.
+/// `Pool(workers, thread_name_prefix, bootstrap, settings, initializer, max_tasks_per_worker,
+/// stack_size)`; a `stack_size` of 0 means the platform's default for threads.
 fn pool_new<'py>(py: Python<'py>, state: &'py State, args: Args<'py>) -> PyResult<PoolObject> {
-    let [workers, prefix, bootstrap, settings, initializer, max_tasks] = args.exactly::<6>("Pool")?;
+    let [workers, prefix, bootstrap, settings, initializer, max_tasks, stack_size] = args.exactly::<7>("Pool")?;
     let workers = usize::try_from(workers.as_i64("workers")?)
         .ok()
         .filter(|w| (1..=4096).contains(w))
@@ -58,6 +59,10 @@ fn pool_new<'py>(py: Python<'py>, state: &'py State, args: Args<'py>) -> PyResul
         workers,
         thread_name_prefix: prefix.to_owned(),
         max_tasks_per_worker: u64::try_from(max_tasks.as_i64("max_tasks_per_worker")?).ok().filter(|&m| m > 0),
+        stack_size: match usize::try_from(stack_size.as_i64("stack_size")?) {
+            Ok(0) | Err(_) => crate::worker::default_stack_size(),
+            Ok(size) => Some(size),
+        },
     };
     let engine = Pool::new(PyFactory::new(bootstrap, settings, initializer), config)
         .map_err(|e| py.runtime_error(&format!("cannot start worker threads: {e}")))?;

@@ -26,6 +26,24 @@ use crate::state::{ModuleRef, State};
 /// How long an ending worker waits for memory it lent to come back.
 const SETTLE: Duration = Duration::from_secs(10);
 
+/// The stack a `threading.Thread` gets by default: the platform's default for new threads
+/// (glibc: the `RLIMIT_STACK` soft limit, 8 MiB on most systems), not Rust's 2 MiB, which
+/// recursion that works in the main thread can overflow.
+pub fn default_stack_size() -> Option<usize> {
+    // SAFETY: a zeroed attr is the input `pthread_attr_init` expects; destroyed once.
+    let mut attr: libc::pthread_attr_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::pthread_attr_init(&mut attr) } != 0 {
+        return None;
+    }
+    let mut size = 0;
+    // SAFETY: an initialized attr; `size` receives the default stack size.
+    let ok = unsafe { libc::pthread_attr_getstacksize(&attr, &mut size) } == 0;
+    // SAFETY: initialized above, destroyed once.
+    unsafe { libc::pthread_attr_destroy(&mut attr) };
+    ok.then_some(size)
+}
+
 /// What every worker of a pool starts from (immutable, shared by the worker threads).
 pub struct PyFactory {
     bootstrap: CString,

@@ -50,6 +50,28 @@ def run_file(path: str, timeout: float = 120, env: dict[str, str] | None = None)
     return subprocess.run([sys.executable, path], capture_output=True, text=True, timeout=timeout, env=_child_env(env))
 
 
+def run_in_bare_interpreter(script: str) -> None:
+    """Create an own-GIL interpreter with CPython's own module (no interpool), run ``script``
+    in it and destroy it: 3.12 has ``_xxsubinterpreters``, 3.13+ ``_interpreters``."""
+    try:
+        import _interpreters  # type: ignore[import-not-found]
+    except ImportError:
+        import _xxsubinterpreters as legacy  # type: ignore[import-not-found]
+
+        interp = legacy.create(isolated=True)
+        try:
+            legacy.run_string(interp, script)
+        finally:
+            legacy.destroy(interp)
+        return
+    interp = _interpreters.create()
+    try:
+        failure = _interpreters.exec(interp, script)
+        assert failure is None, failure
+    finally:
+        _interpreters.destroy(interp)
+
+
 KINDS = ["interpool", "stdlib", "process"]
 
 

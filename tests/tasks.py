@@ -314,3 +314,92 @@ def break_worker() -> None:
 
     w.describe = None  # type: ignore[assignment]
     raise RuntimeError("the task fails after breaking its worker")
+
+
+def recurse_to(depth: int) -> int:
+    """Recurse `depth` levels deep through C (each level calls the next from `map`, so it
+    uses C stack as well as Python frames), raising the recursion limit as needed."""
+    import sys
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), depth + 100))
+
+    def down(n: int) -> int:
+        return 0 if n == 0 else next(map(down, [n - 1])) + 1
+
+    return down(depth)
+
+
+def nested_dict(depth: int) -> dict[str, object]:
+    value: dict[str, object] = {}
+    for _ in range(depth):
+        value = {"k": value}
+    return value
+
+
+def nesting_depth(value: object) -> int:
+    depth = 0
+    while isinstance(value, dict) and value:
+        value = value["k"]
+        depth += 1
+    return depth
+
+
+def start_raw_thread(seconds: float) -> None:
+    """Start a thread with the low-level `_thread` module, which `threading` does not track."""
+    import _thread
+
+    _thread.start_new_thread(time.sleep, (seconds,))
+
+
+def make_shared_buffer_of_size(size: int) -> object:
+    from interpool import SharedBuffer
+
+    return SharedBuffer(size)
+
+
+class HttpError(Exception):
+    """An exception whose __init__ takes other arguments than its args (pickle cannot
+    rebuild it: it calls HttpError(message))."""
+
+    def __init__(self, code: int, url: str) -> None:
+        super().__init__(f"HTTP {code} for {url}")
+        self.code = code
+        self.url = url
+
+
+def raise_http_error(code: int, url: str) -> None:
+    try:
+        {}["missing"]
+    except KeyError as inner:
+        error = HttpError(code, url)
+        error.add_note("while fetching")
+        raise error from inner
+
+
+class OddReduce(Exception):
+    """An exception whose __reduce__ returns something that is not an exception."""
+
+    def __reduce__(self) -> tuple[type[int], tuple[int]]:
+        return (int, (7,))
+
+
+def raise_odd_reduce() -> None:
+    raise OddReduce("odd")
+
+
+def datetimes(stamp: float) -> list[object]:
+    """datetime, timezone, zoneinfo and Decimal values made in a worker."""
+    import datetime
+    import decimal
+    import zoneinfo
+
+    utc = datetime.datetime.fromtimestamp(stamp, datetime.UTC)
+    paris = utc.astimezone(zoneinfo.ZoneInfo("Europe/Paris"))
+    return [
+        utc,
+        paris,
+        utc.replace(tzinfo=None),
+        datetime.date(2026, 11, 23),
+        datetime.timedelta(3),
+        decimal.Decimal("1.25"),
+    ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from conftest import run_script
@@ -10,6 +12,9 @@ pytest.importorskip("distributed")
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.skipif(
+    sys.version_info < (3, 13), reason="on CPython 3.12, dask imports ctypes, whose C module is single-phase there"
+)
 def test_dask_worker_runs_tasks_on_interpool() -> None:
     # In a subprocess: Dask keeps global threads and event loops alive after a cluster closes.
     proc = run_script(

@@ -123,9 +123,10 @@ def test_as_completed_and_wait(kind: str) -> None:
 
 def test_stats_counts_tasks() -> None:
     with interpool.InterpreterPoolExecutor(2) as pool:
-        assert set(pool.stats()) == {"threads", "workers", "busy", "queued", "submitted", "completed", "recycled"}
+        keys = {"threads", "workers", "busy", "queued", "submitted", "completed", "recycled", "pending"}
+        assert set(pool.stats()) == keys
         list(pool.map(tasks.square, range(30)))
         stats = pool.stats()
         assert stats["submitted"] == stats["completed"] == 30
-        assert stats["threads"] == 2 and stats["busy"] == 0 and stats["queued"] == 0
+        assert stats["threads"] == 2 and stats["busy"] == 0 and stats["queued"] == 0 and stats["pending"] == 0
     assert pool.stats()["workers"] == 0

@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import itertools
 import os
-import pickle
 import sys
 import threading
 import time
@@ -24,56 +23,15 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
-from . import _interpool, _main, _worker
-from ._errors import BrokenInterpreterPool, ExecutionFailed, NotShareableError
-from ._interpool import (
-    STATUS_NOT_STARTED,
-    STATUS_RAISED,
-    STATUS_RETURNED,
-    STATUS_UNREADABLE,
-    STATUS_WORKER_FAILED,
-)
+from . import _interpool, _main, _process, _worker
+from ._dispatch import PoolState, TaskFuture
+from ._errors import BrokenInterpreterPool, NotShareableError
 
 _T = TypeVar("_T")
 
-_DISPATCH_BATCH = 256
-
-# Pools of this interpreter whose threads may still run; joined at exit.
-_live: set[_PoolState] = set()
-_live_lock = threading.Lock()
-_exiting = False
-_forked = False
 _pool_counter = itertools.count()
-
-
-def _python_exit() -> None:
-    """Stop and join every pool before the interpreter finalizes.
-
-    Registered with ``threading._register_atexit``, like ``concurrent.futures.thread``: it
-    runs before non-daemon threads are joined and before ``atexit``, while ending worker
-    interpreters is still safe (docs/design.md, "Exit").
-    """
-    global _exiting
-    _exiting = True
-    with _live_lock:
-        states = list(_live)
-    for state in states:  # close them all first, so they wind down in parallel
-        state.pool.shutdown(False)
-    for state in states:
-        state.join()
-
-
-threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
-
-
-def _after_fork_in_child() -> None:
-    # The child has no worker threads: every pool inherited from the parent is dead.
-    global _forked
-    _forked = True
-    _live.clear()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+# amap submits at most this many tasks before letting the event loop run.
+_AMAP_SLICE = 64
 
 
 def _default_workers() -> int:
@@ -118,131 +76,6 @@ def _result_or_cancel(future: Future[Any], timeout: float | None) -> Any:
         del future
 
 
-def _cancel_and_notify(future: Future[Any]) -> bool:
-    """Cancel a future whose task will never run, and notify ``wait()``/``as_completed()``
-    at once: they only count a cancelled future as done once it is CANCELLED_AND_NOTIFIED,
-    which the stdlib pools reach when a worker dequeues it, but our workers skip cancelled
-    tasks in Rust without touching the future."""
-    if not Future.cancel(future):
-        return False
-    with future._condition:  # an RLock: re-entered below
-        if future._state == "CANCELLED":  # not yet notified
-            future.set_running_or_notify_cancel()  # -> CANCELLED_AND_NOTIFIED
-    return True
-
-
-class _Future(Future[_T]):
-    """A ``concurrent.futures.Future`` whose ``cancel()`` also withdraws the queued task
-    from the Rust queue, so a cancelled task never runs."""
-
-    _ticket: Any = None
-
-    def running(self) -> bool:
-        # The state lives in Rust: a worker claimed the task and it has not finished yet.
-        ticket = self._ticket
-        return ticket is not None and ticket.started() and not self.done()
-
-    def cancel(self) -> bool:
-        with self._condition:
-            state = self._state
-            if state in ("CANCELLED", "CANCELLED_AND_NOTIFIED"):
-                return True
-            if state != "PENDING":
-                return False
-        ticket = self._ticket
-        if ticket is not None and not ticket.cancel():
-            return False  # a worker already started it
-        return _cancel_and_notify(self)
-
-
-def _decode_exception(info: tuple[bytes | None, str, str, str, str]) -> BaseException:
-    """The exception a worker described (``_worker.describe``), with the remote traceback as
-    its ``__cause__``."""
-    exc_bytes, type_module, type_name, msg, formatted = info
-    failure = ExecutionFailed(type_module, type_name, msg, formatted)
-    if exc_bytes is not None:
-        try:
-            exc: BaseException = pickle.loads(exc_bytes)
-        except Exception:
-            return failure
-        exc.__cause__ = failure
-        return exc
-    return failure
-
-
-class _PoolState:
-    """Owner-side state of one pool: the Rust pool, the futures it will complete, and the
-    dispatcher thread. Kept apart from the executor so that an executor dropped without
-    ``shutdown()`` can be garbage collected while its queued tasks still finish."""
-
-    def __init__(self, pool: Any, name: str) -> None:
-        self.pool = pool
-        self.pending: dict[int, _Future[Any]] = {}
-        self.broken: str | None = None
-        self.ids = itertools.count(1)
-        # Not a daemon: own-GIL subinterpreters refuse daemon threads, and none is needed,
-        # since threading's atexit hooks (ours closes the pool) run before it is joined.
-        self.thread = threading.Thread(target=self._dispatch, name=f"{name}_dispatch", daemon=False)
-
-    def start(self) -> None:
-        with _live_lock:
-            _live.add(self)
-        self.thread.start()
-
-    def _dispatch(self) -> None:
-        try:
-            while (events := self.pool.next_events(_DISPATCH_BATCH)) is not None:
-                for task_id, status_or_message, payload in events:
-                    if task_id is None:
-                        self._break(status_or_message, payload)
-                    else:
-                        self._complete(task_id, status_or_message, payload)
-        finally:
-            with _live_lock:
-                _live.discard(self)
-
-    def _complete(self, task_id: int, status: int, payload: Any) -> None:
-        future = self.pending.pop(task_id, None)
-        if future is None:
-            return
-        try:
-            if status == STATUS_RETURNED:
-                future.set_result(payload)
-            elif status in (STATUS_RAISED, STATUS_NOT_STARTED):
-                future.set_exception(_decode_exception(payload))
-            elif status == STATUS_UNREADABLE:
-                future.set_exception(payload)
-            elif status == STATUS_WORKER_FAILED:
-                future.set_exception(ExecutionFailed("interpool", "InternalError", payload, payload))
-            else:
-                future.set_exception(RuntimeError(f"interpool: unknown reply status {status}"))
-        except BaseException as exc:
-            if not future.done():
-                future.set_exception(exc)
-
-    def _break(self, message: str, abandoned: list[int]) -> None:
-        import logging
-
-        self.broken = message
-        logging.getLogger("concurrent.futures").critical("Exception in initializer:\n%s", message)
-        error_text = "A worker interpreter failed to start; the pool is unusable:\n" + message
-        for task_id in abandoned:
-            future = self.pending.pop(task_id, None)
-            if future is not None and not future.done():
-                future.set_exception(BrokenInterpreterPool(error_text))
-
-    def join(self) -> None:
-        """Wait for the workers (after ``pool.shutdown``) and the dispatcher to finish."""
-        self.pool.join(None)
-        if self.thread.is_alive() and self.thread is not threading.current_thread():
-            self.thread.join()
-
-    def close(self) -> None:
-        """The executor was garbage collected without ``shutdown()``: stop taking tasks;
-        queued ones still run and their futures complete."""
-        self.pool.shutdown(False)
-
-
 class InterpreterPoolExecutor(Executor):
     """Runs calls in parallel on a pool of own-GIL subinterpreters.
 
@@ -282,8 +115,9 @@ class InterpreterPoolExecutor(Executor):
             raise TypeError("initializer must be a callable or a script string")
         if max_tasks_per_worker is not None and max_tasks_per_worker <= 0:
             raise ValueError("max_tasks_per_worker must be greater than 0")
-        if _exiting:
+        if _process.exiting:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+        _process.check_python()
         if _main.loading_main():
             raise RuntimeError(
                 "an InterpreterPoolExecutor was created while a worker interpreter was importing the main "
@@ -308,14 +142,17 @@ class InterpreterPoolExecutor(Executor):
                 settings,
                 init,
                 max_tasks_per_worker or 0,
+                threading.stack_size(),  # workers get the stack a threading.Thread gets
             )
         except NotShareableError as exc:
             raise NotShareableError(
                 f"the initializer and initargs cannot be sent to the worker interpreters: {exc}"
             ) from exc
-        self._state = _PoolState(pool, self._thread_name_prefix)
+        if not _worker.in_worker():
+            _process.guard_subprocess()
+        self._state = PoolState(pool, self._thread_name_prefix)
         self._state.start()
-        self._finalizer = weakref.finalize(self, _PoolState.close, self._state)
+        self._finalizer = weakref.finalize(self, PoolState.close, self._state)
         self._finalizer.atexit = False
 
     def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
@@ -324,18 +161,22 @@ class InterpreterPoolExecutor(Executor):
             raise BrokenInterpreterPool(state.broken)
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        if _exiting:
+        if _process.exiting:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
-        if _forked:
-            raise RuntimeError("this InterpreterPoolExecutor was created before fork(); create a new one in the child")
+        if state.generation != _process.fork_generation:
+            raise RuntimeError(
+                "this InterpreterPoolExecutor was created before fork(): its workers did not survive it; "
+                "create a new one in the child"
+            )
         if isinstance(fn, str):
             if args or kwargs:
                 raise TypeError("a script task takes no arguments; pass values inside the script")
             fn, args = _worker.exec_script, (fn,)
         elif not callable(fn):
             raise TypeError(f"submit() needs a callable or a script string, not {type(fn).__name__}")
-        future: _Future[_T] = _Future()
+        future: TaskFuture[_T] = TaskFuture()
         task_id = next(state.ids)
+        future._owner, future._task_id = state, task_id
         state.pending[task_id] = future
         try:
             future._ticket = state.pool.submit(task_id, fn, args, kwargs)
@@ -430,8 +271,11 @@ class InterpreterPoolExecutor(Executor):
         buffersize: int | None = None,
     ) -> AsyncIterator[_T]:
         """``async for result in pool.amap(fn, items)``: like :meth:`map`, in order, without
-        blocking the event loop. ``buffersize`` bounds how many tasks run ahead of the
-        consumer; leaving the loop early cancels the tasks not yet started."""
+        blocking the event loop: tasks are submitted a small slice at a time, letting the loop
+        run in between. ``buffersize`` bounds how many tasks run ahead of the consumer (by
+        default 16 per worker, at least 256: hundreds of thousands of pending futures would
+        stall the loop in garbage collection); leaving the loop early cancels the tasks not
+        yet started."""
         import asyncio
 
         if not isinstance(chunksize, int) or isinstance(chunksize, bool) or chunksize < 1:
@@ -440,33 +284,49 @@ class InterpreterPoolExecutor(Executor):
             raise ValueError("buffersize must be None or > 0")
         items = _batches(iterables, chunksize)
         pending: collections.deque[asyncio.Future[Any]] = collections.deque()
-        try:
-            for item in items:
+        exhausted = False
+        if buffersize is None:
+            buffersize = max(256, 16 * self._max_workers)
+
+        def submit_slice() -> None:
+            nonlocal exhausted
+            for _ in range(_AMAP_SLICE):
+                if exhausted or len(pending) >= buffersize:
+                    return
+                item = next(items, None)
+                if item is None:
+                    exhausted = True
+                    return
                 if chunksize > 1:
                     pending.append(asyncio.wrap_future(self.submit(_worker.run_chunk, fn, item)))
                 else:
                     pending.append(asyncio.wrap_future(self.submit(fn, *item)))
-                if buffersize is not None and len(pending) >= buffersize:
-                    for result in _as_results(await pending.popleft(), chunksize):
-                        yield result
+
+        try:
+            submit_slice()
             while pending:
+                room = not exhausted and len(pending) < buffersize
+                if room and not pending[0].done():
+                    submit_slice()  # submit ahead while the first result is not ready...
+                    await asyncio.sleep(0)  # ...a slice at a time, letting the loop run
+                    continue
                 for result in _as_results(await pending.popleft(), chunksize):
                     yield result
+                submit_slice()
         finally:
             for future in pending:
                 future.cancel()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._shutdown = True
-        state = self._state
-        for task_id in state.pool.shutdown(cancel_futures):
-            future = state.pending.pop(task_id, None)
-            if future is not None:
-                _cancel_and_notify(future)
+        self._state.stop(cancel_futures)
         if wait:
-            state.join()
+            self._state.join()
 
     def stats(self) -> dict[str, int]:
         """Counters: ``threads``, ``workers`` (interpreters ready), ``busy``, ``queued``,
-        ``submitted``, ``completed``, ``recycled``."""
-        return dict(self._state.pool.stats())
+        ``submitted``, ``completed``, ``recycled``, and ``pending`` (futures of this executor
+        not done yet)."""
+        stats: dict[str, int] = self._state.pool.stats()
+        stats["pending"] = len(self._state.pending)
+        return stats

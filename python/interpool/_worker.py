@@ -39,8 +39,34 @@ def bootstrap(settings: dict[str, Any], index: int) -> ModuleType:
     """Prepare this interpreter (``settings`` come from the owner); return the hooks."""
     global _in_worker
     _in_worker = True
+    if sys.version_info[:2] == (3, 12):
+        _py312_datetime()
     _main.set_source(settings.get("main"))
     return sys.modules[__name__]
+
+
+def _py312_datetime() -> None:
+    """CPython 3.12: use the pure-Python datetime, decimal and zoneinfo in workers, so that
+    values still come back as the main interpreter's classes.
+
+    Their C modules are single-phase and refused here (gh-117953); ``datetime`` then falls back
+    to ``_pydatetime``, whose classes would pickle as ``_pydatetime.datetime`` (unequal to the
+    originals in the main interpreter), and ``zoneinfo``'s C module imports datetime's C API
+    capsule, which ``_pydatetime`` lacks, failing the import (and corrupting the main
+    interpreter's zoneinfo). So the C modules are blocked, the pure classes are named as the
+    public module, and ``timezone`` pickles by its constructor arguments, as the C class
+    expects.
+    """
+    import copyreg
+    import importlib
+
+    for name in ("_datetime", "_decimal", "_zoneinfo"):
+        sys.modules[name] = None  # type: ignore[assignment]
+    _pydatetime: Any = importlib.import_module("_pydatetime")
+
+    for name in ("date", "time", "datetime", "timedelta", "tzinfo", "timezone"):
+        getattr(_pydatetime, name).__module__ = "datetime"
+    copyreg.pickle(_pydatetime.timezone, lambda tz: (_pydatetime.timezone, tz.__getinitargs__()))
 
 
 def initialize(init: tuple[Callable[..., object] | str, tuple[Any, ...]]) -> str | None:
@@ -94,28 +120,52 @@ def _explain(exc: BaseException) -> BaseException:
     return exc
 
 
-def describe(exc: BaseException) -> tuple[bytes | None, str, str, str, str]:
-    """What the owner needs to re-raise ``exc``: the pickled exception (``None`` if it cannot
-    be pickled), its type's module and qualified name, its message and the traceback text."""
+def describe(exc: BaseException, _depth: int = 0) -> dict[str, Any]:
+    """What the owner needs to re-raise ``exc`` (``_dispatch.decode_exception``): the pickled
+    exception (``None`` if it cannot be pickled), its type's module and qualified name, its
+    message and traceback text, and its state for a rebuild without ``__init__`` (args,
+    attributes, notes; ``None`` if they cannot be sent), with its cause and context described
+    the same way."""
     import traceback
 
     from . import _pickling
 
     exc = _explain(exc)
-    formatted = "".join(traceback.format_exception(exc))
-    try:
-        exc_bytes: bytes | None = _pickling.dumps(exc)
-    except Exception:
-        exc_bytes = None
     kind = type(exc)
     try:
         text = str(exc)
     except Exception:
         text = f"<str() of {kind.__qualname__} failed>"
-    return (exc_bytes, kind.__module__, kind.__qualname__, text, formatted)
+    try:
+        pickled: bytes | None = _pickling.dumps(exc)
+    except Exception:
+        pickled = None
+    attrs = {k: v for k, v in vars(exc).items() if k != "__notes__"} if hasattr(exc, "__dict__") else {}
+    state: tuple[Any, ...] | None = (exc.args, attrs)
+    try:
+        _pickling.dumps(state)  # everything in it can be sent (natively or pickled)
+    except Exception:
+        state = None
+    notes = getattr(exc, "__notes__", None)
+    links = {"cause": exc.__cause__, "context": exc.__context__}
+    return {
+        "pickled": pickled,
+        "module": kind.__module__,
+        "qualname": kind.__qualname__,
+        "message": text,
+        "formatted": "".join(traceback.format_exception(exc)) if _depth == 0 else "",
+        "args": None if state is None else state[0],
+        "attrs": None if state is None else state[1],
+        "notes": list(notes) if isinstance(notes, list) and all(isinstance(n, str) for n in notes) else None,
+        "suppress_context": exc.__suppress_context__,
+        **{
+            name: describe(linked, _depth + 1) if linked is not None and _depth < 16 else None
+            for name, linked in links.items()
+        },
+    }
 
 
-def unsendable_result(fn: object, exc: BaseException) -> tuple[bytes | None, str, str, str, str]:
+def unsendable_result(fn: object, exc: BaseException) -> dict[str, Any]:
     """``describe`` of the error for a result that cannot be sent back (``exc`` says why)."""
     from . import _pickling
     from ._errors import NotShareableError

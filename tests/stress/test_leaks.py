@@ -10,6 +10,7 @@ from interpool import InterpreterPoolExecutor
 
 import tasks
 from .conftest import rss_bytes, size
+from conftest import run_in_bare_interpreter
 
 MiB = 1024 * 1024
 
@@ -44,16 +45,12 @@ def cpython_growth_per_interpreter(count: int) -> float:
     _interpreters.create/destroy); 3.14 leaks nothing."""
     import sys
 
-    import _interpreters
-
     # The same start-up work as a worker (importing interpool's worker module), done by a
     # bare CPython interpreter: what remains above this is interpool's own.
     script = f"import sys\nsys.path[:] = {sys.path!r}\nimport interpool._worker, tasks\ntasks.square(2)\n"
 
     def cycle() -> None:
-        interp = _interpreters.create()
-        _interpreters.exec(interp, script)
-        _interpreters.destroy(interp)
+        run_in_bare_interpreter(script)
 
     for _ in range(3):
         cycle()

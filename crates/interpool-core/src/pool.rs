@@ -70,6 +70,8 @@ pub struct PoolConfig {
     pub thread_name_prefix: String,
     /// Replace a worker after it ran this many tasks.
     pub max_tasks_per_worker: Option<u64>,
+    /// Stack size of the worker threads (`None`: Rust's default, 2 MiB).
+    pub stack_size: Option<usize>,
 }
 
 /// What the owner receives from [`Pool::next_events`].
@@ -168,8 +170,12 @@ impl<F: WorkerFactory> Pool<F> {
             let thread_shared = Arc::clone(&shared);
             let events = event_tx.clone();
             *lock(&shared.live_threads) += 1;
-            let spawned =
-                std::thread::Builder::new().name(name).spawn(move || worker_thread(&thread_shared, index, &events));
+            let spawned = std::thread::Builder::new().name(name);
+            let spawned = match shared.config.stack_size {
+                Some(size) => spawned.stack_size(size),
+                None => spawned,
+            }
+            .spawn(move || worker_thread(&thread_shared, index, &events));
             match spawned {
                 Ok(handle) => threads.push(handle),
                 Err(err) => {

@@ -67,7 +67,7 @@ impl WorkerFactory for F {
 }
 
 fn config(workers: usize) -> PoolConfig {
-    PoolConfig { workers, thread_name_prefix: "test".into(), max_tasks_per_worker: None }
+    PoolConfig { workers, thread_name_prefix: "test".into(), max_tasks_per_worker: None, stack_size: None }
 }
 
 /// A `Broken` event: the message and the abandoned task ids.

@@ -1,0 +1,249 @@
+"""The owner's side of a pool: futures, the table of pending tasks, and the dispatcher
+threads that turn the workers' replies into future results.
+
+Dispatchers block in Rust (``Pool.next_events``, the GIL released) and complete futures a
+batch at a time. Completing a future runs its done-callbacks, which may block (a callback
+may wait for another future of the same pool, or submit a follow-up task and wait for it).
+So completing futures must never depend on a callback returning: a pool starts with two
+dispatchers, and whenever one starts on a batch while no other is waiting for events, it
+starts one more first. A callback that blocks costs one thread while it blocks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import pickle
+import threading
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from . import _process
+from ._errors import BrokenInterpreterPool, ExecutionFailed
+from ._interpool import (
+    STATUS_NOT_STARTED,
+    STATUS_RAISED,
+    STATUS_RETURNED,
+    STATUS_UNREADABLE,
+    STATUS_WORKER_FAILED,
+)
+
+_T = TypeVar("_T")
+
+_BATCH = 256
+
+
+def cancel_and_notify(future: Future[Any]) -> bool:
+    """Cancel a future whose task will never run, and notify ``wait()``/``as_completed()``
+    at once: they only count a cancelled future as done once it is CANCELLED_AND_NOTIFIED,
+    which the stdlib pools reach when a worker dequeues it, but our workers skip cancelled
+    tasks in Rust without touching the future."""
+    if not Future.cancel(future):
+        return False
+    with future._condition:  # an RLock: re-entered below
+        if future._state == "CANCELLED":  # not yet notified
+            future.set_running_or_notify_cancel()  # -> CANCELLED_AND_NOTIFIED
+    return True
+
+
+class TaskFuture(Future[_T]):
+    """A ``concurrent.futures.Future`` whose ``cancel()`` also withdraws the queued task
+    from the Rust queue (so a cancelled task never runs) and from the pending table."""
+
+    _ticket: Any = None
+    _owner: PoolState | None = None
+    _task_id = 0
+
+    def running(self) -> bool:
+        # The state lives in Rust: a worker claimed the task and it has not finished yet.
+        ticket = self._ticket
+        return ticket is not None and ticket.started() and not self.done()
+
+    def cancel(self) -> bool:
+        with self._condition:
+            state = self._state
+            if state in ("CANCELLED", "CANCELLED_AND_NOTIFIED"):
+                return True
+            if state != "PENDING":
+                return False
+        ticket = self._ticket
+        if ticket is not None and not ticket.cancel():
+            return False  # a worker already started it
+        owner = self._owner
+        if owner is not None:
+            owner.pending.pop(self._task_id, None)  # no reply will ever come for it
+        return cancel_and_notify(self)
+
+
+def _resolve(module: str, qualname: str) -> Any:
+    obj: Any = importlib.import_module("__main__" if module == "__mp_main__" else module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _rebuild(desc: dict[str, Any], depth: int = 0) -> BaseException | None:
+    """The exception a worker described (``_worker.describe``): unpickled when that works,
+    else rebuilt without calling ``__init__`` (args and attributes set directly), so classes
+    whose ``__init__`` takes other arguments than ``args`` come back as themselves."""
+    exc: Any = None
+    if desc["pickled"] is not None:
+        try:
+            exc = pickle.loads(desc["pickled"])
+        except Exception:
+            exc = None
+        if not isinstance(exc, BaseException):  # a __reduce__ that returns something else
+            exc = None
+    if exc is None and desc["args"] is not None:
+        try:
+            cls = _resolve(desc["module"], desc["qualname"])
+            if isinstance(cls, type) and issubclass(cls, BaseException):
+                exc = BaseException.__new__(cls, *desc["args"])
+                exc.args = desc["args"]
+                vars(exc).update(desc["attrs"] or {})
+        except Exception:
+            exc = None
+    if exc is None:
+        return None
+    if desc["notes"] and not getattr(exc, "__notes__", None):
+        exc.__notes__ = list(desc["notes"])
+    if depth < 16:
+        for link in ("cause", "context"):
+            if desc[link] is not None:
+                linked = _rebuild(desc[link], depth + 1) or _failure(desc[link])
+                setattr(exc, f"__{link}__", linked)
+    exc.__suppress_context__ = desc["suppress_context"]
+    rebuilt: BaseException = exc
+    return rebuilt
+
+
+def _failure(desc: dict[str, Any]) -> ExecutionFailed:
+    return ExecutionFailed(desc["module"], desc["qualname"], desc["message"], desc["formatted"])
+
+
+def decode_exception(desc: dict[str, Any]) -> BaseException:
+    """The exception to raise in the owner for a task that raised: the original type (args,
+    attributes, notes, context kept) whose ``__cause__`` is :class:`ExecutionFailed` with the
+    remote traceback, which in turn has the original ``__cause__`` as its own cause."""
+    failure = _failure(desc)
+    exc = _rebuild(desc)
+    if exc is None:
+        return failure
+    if exc.__cause__ is not None:
+        failure.__cause__ = exc.__cause__
+    exc.__cause__ = failure
+    return exc
+
+
+class PoolState:
+    """Owner-side state of one pool: the Rust pool, the futures it will complete, and the
+    dispatcher threads. Kept apart from the executor so that an executor dropped without
+    ``shutdown()`` can be garbage collected while its queued tasks still finish."""
+
+    def __init__(self, pool: Any, name: str) -> None:
+        self.pool = pool
+        self.name = name
+        self.pending: dict[int, TaskFuture[Any]] = {}
+        self.broken: str | None = None
+        self.ids = itertools.count(1)
+        self.generation = _process.fork_generation
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._waiting = 0  # dispatchers waiting for events
+        self._running = 0  # dispatcher threads alive
+
+    def start(self) -> None:
+        _process.register(self)
+        with self._lock:
+            self._spawn()
+            self._spawn()
+
+    def _spawn(self) -> None:
+        # Not daemons: own-GIL subinterpreters refuse daemon threads, and none is needed,
+        # since threading's atexit hooks (ours closes the pool) run before they are joined.
+        number = len(self._threads)
+        thread = threading.Thread(target=self._dispatch, name=f"{self.name}_dispatch_{number}", daemon=False)
+        self._threads.append(thread)
+        self._waiting += 1
+        self._running += 1
+        thread.start()
+
+    def _dispatch(self) -> None:
+        try:
+            while (events := self.pool.next_events(_BATCH)) is not None:
+                with self._lock:
+                    self._waiting -= 1
+                    if self._waiting == 0:
+                        self._spawn()  # someone must keep taking events while callbacks run
+                try:
+                    for task_id, status_or_message, payload in events:
+                        if task_id is None:
+                            self._break(status_or_message, payload)
+                        else:
+                            self._complete(task_id, status_or_message, payload)
+                finally:
+                    with self._lock:
+                        self._waiting += 1
+        finally:
+            with self._lock:
+                self._waiting -= 1
+                self._running -= 1
+                last = self._running == 0
+            if last:
+                _process.unregister(self)
+
+    def _complete(self, task_id: int, status: int, payload: Any) -> None:
+        future = self.pending.pop(task_id, None)
+        if future is None:
+            return
+        try:
+            if status == STATUS_RETURNED:
+                future.set_result(payload)
+            elif status in (STATUS_RAISED, STATUS_NOT_STARTED):
+                future.set_exception(decode_exception(payload))
+            elif status == STATUS_UNREADABLE:
+                future.set_exception(payload)
+            elif status == STATUS_WORKER_FAILED:
+                future.set_exception(ExecutionFailed("interpool", "InternalError", payload, payload))
+            else:
+                future.set_exception(RuntimeError(f"interpool: unknown reply status {status}"))
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+
+    def _break(self, message: str, abandoned: list[int]) -> None:
+        import logging
+
+        self.broken = message
+        logging.getLogger("concurrent.futures").critical("Exception in initializer:\n%s", message)
+        error_text = "A worker interpreter failed to start; the pool is unusable:\n" + message
+        for task_id in abandoned:
+            future = self.pending.pop(task_id, None)
+            if future is not None and not future.done():
+                future.set_exception(BrokenInterpreterPool(error_text))
+
+    def stop(self, cancel: bool) -> None:
+        """Take no more tasks; with ``cancel``, cancel the queued ones."""
+        for task_id in self.pool.shutdown(cancel):
+            future = self.pending.pop(task_id, None)
+            if future is not None:
+                cancel_and_notify(future)
+
+    def join(self) -> None:
+        """Wait for the workers (after ``stop``) and the dispatchers to finish."""
+        self.pool.join(None)
+        joined = 0
+        while True:  # a dispatcher may start another while the last events are handled
+            with self._lock:
+                threads = self._threads[joined:]
+            if not threads:
+                return
+            for thread in threads:
+                if thread.is_alive() and thread is not threading.current_thread():
+                    thread.join()
+            joined += len(threads)
+
+    def close(self) -> None:
+        """The executor was garbage collected without ``shutdown()``: stop taking tasks;
+        queued ones still run and their futures complete."""
+        self.stop(False)

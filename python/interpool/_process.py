@@ -1,0 +1,150 @@
+"""Process-wide lifecycle of pools: exit, fork() and subprocess.
+
+* Exit: every pool of this interpreter is stopped and joined from a
+  ``threading._register_atexit`` hook, before the runtime starts finalizing, while ending
+  worker interpreters is still safe (docs/design.md, "Exit"). The hook never raises: Ctrl-C
+  during the wait cancels what has not started and keeps waiting, because finalizing with
+  live subinterpreters crashes CPython.
+* fork(): only pools that existed before a fork are unusable in the child (their threads
+  did not survive it). The child, or a process forked from a parent without live pools, can
+  create pools of its own.
+* subprocess with ``preexec_fn``: the child must run Python code after fork(), which CPython
+  cannot do while subinterpreters are alive (gh-139759), so such a call raises a clear error
+  in the parent instead of a child that silently never runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Any, Protocol
+
+from . import _interpool
+
+
+class Joinable(Protocol):
+    """What exit needs from a pool (``_dispatch.PoolState``)."""
+
+    def stop(self, cancel: bool) -> None: ...
+    def join(self) -> None: ...
+
+
+# Pools of this interpreter whose threads may still run; joined at exit.
+_live: set[Joinable] = set()
+_live_lock = threading.Lock()
+exiting = False
+# Incremented in a forked child: pools remember the generation they were created in.
+fork_generation = 0
+
+
+def check_python() -> None:
+    """Refuse to create worker interpreters on CPython releases where they crash the process.
+
+    CPython 3.12.0-3.12.3: the first keyword-argument call of an extension function from a
+    subinterpreter caches its keyword names with that interpreter's allocator, and the process
+    aborts at exit (gh-119213, fixed in 3.12.4). It takes only e.g. ``zlib.compress(data,
+    level=1)`` in a task, and no workaround covers every function.
+    """
+    if sys.version_info[:2] == (3, 12) and sys.version_info < (3, 12, 4):
+        if os.environ.get("INTERPOOL_UNSAFE_PY312") != "1":
+            import platform
+
+            raise RuntimeError(
+                f"interpool cannot run worker interpreters safely on CPython {platform.python_version()}: a "
+                "keyword-argument call of an extension function in a subinterpreter makes the process "
+                "crash at exit (CPython gh-119213, fixed in 3.12.4). Use CPython 3.12.4 or later, or 3.13+. "
+                "(INTERPOOL_UNSAFE_PY312=1 skips this check at your own risk.)"
+            )
+    if sys.version_info[:2] == (3, 12):
+        # _datetime and _decimal are single-phase: 3.12 runs their init function in a
+        # subinterpreter before refusing them, which corrupts their static types, and the next
+        # import anywhere aborts (gh-117953, never fixed in 3.12). Once the main interpreter has
+        # loaded them, subinterpreters are refused before the init runs.
+        import datetime  # noqa: F401
+        import decimal  # noqa: F401
+
+
+def register(pool: Joinable) -> None:
+    with _live_lock:
+        _live.add(pool)
+
+
+def unregister(pool: Joinable) -> None:
+    with _live_lock:
+        _live.discard(pool)
+
+
+def _python_exit() -> None:
+    global exiting
+    exiting = True
+    with _live_lock:
+        pools = list(_live)
+    for pool in pools:  # close them all first, so they wind down in parallel
+        pool.stop(False)
+    interrupted = False
+    for pool in pools:
+        while True:
+            try:
+                pool.join()
+                break
+            except KeyboardInterrupt:
+                # Finalizing while workers run would crash: drop what has not started and
+                # keep waiting for what has.
+                if not interrupted:
+                    interrupted = True
+                    print(
+                        "interpool: interrupted while waiting for running tasks at exit; queued tasks are "
+                        "cancelled, running ones are waited for",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                for other in pools:
+                    other.stop(True)
+            except BaseException:
+                break  # an exit hook must not raise; the pool's own threads still end it
+
+
+threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
+
+
+def _after_fork_in_child() -> None:
+    global fork_generation
+    fork_generation += 1
+    _live.clear()  # their threads did not survive the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+_PREEXEC_ARG = 21  # position of preexec_fn in _posixsubprocess.fork_exec (3.12-3.14)
+
+
+def _guarded(fork_exec: Any) -> Any:
+    def fork_exec_checked(*args: Any) -> Any:
+        if len(args) > _PREEXEC_ARG and args[_PREEXEC_ARG] is not None and _interpool._interpreters_alive():
+            raise RuntimeError(
+                "subprocess cannot use preexec_fn while interpool worker interpreters are alive: the child "
+                "would have to run Python code after fork(), which CPython cannot do with live "
+                "subinterpreters (gh-139759). Use Popen's process_group=, start_new_session=, user=, "
+                "group=, extra_groups= or umask= instead, or shut the pools down first."
+            )
+        return fork_exec(*args)
+
+    fork_exec_checked.__wrapped__ = fork_exec  # type: ignore[attr-defined]
+    return fork_exec_checked
+
+
+def guard_subprocess() -> None:
+    """Make ``subprocess`` refuse ``preexec_fn`` while interpreters are alive (idempotent;
+    called when the first pool of the main interpreter is created)."""
+    try:
+        import _posixsubprocess
+    except ImportError:  # not POSIX
+        return
+    if not hasattr(_posixsubprocess.fork_exec, "__wrapped__"):
+        _posixsubprocess.fork_exec = _guarded(_posixsubprocess.fork_exec)
+    subprocess = sys.modules.get("subprocess")
+    current = getattr(subprocess, "_fork_exec", None)
+    if current is not None and not hasattr(current, "__wrapped__"):
+        subprocess._fork_exec = _guarded(current)  # type: ignore[union-attr]
