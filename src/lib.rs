@@ -24,6 +24,7 @@ mod codec;
 mod fork_guard;
 mod globals;
 mod interp;
+mod interrupt;
 mod module;
 mod object;
 mod pin;

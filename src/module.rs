@@ -65,6 +65,23 @@ fn exec(py: Python<'_>, module: Borrowed<'_, '_>) -> PyResult<()> {
     }
     let [pool, ticket, queue, buffer]: [Owned<'_>; 4] = types.try_into().map_err(|_| py.system_error("types"))?;
     state.set_types(pool, ticket, queue, buffer);
+    // SAFETY: attached; NUL-terminated name and doc; BaseException is an immortal builtin class;
+    // new reference or null.
+    let interrupted = unsafe {
+        py.own(ffi::PyErr_NewExceptionWithDoc(
+            c"interpool.TaskInterrupted".as_ptr(),
+            c"Raised inside a running task to stop it (a timeout, interrupt(), or a shutdown that interrupts). A \
+BaseException, so that `except Exception` does not swallow it."
+                .as_ptr(),
+            ffi::PyExc_BaseException,
+            ptr::null_mut(),
+        ))?
+    };
+    // SAFETY: attached; a module, a NUL-terminated name; takes its own reference.
+    crate::py::check(unsafe {
+        ffi::PyModule_AddObjectRef(module.as_ptr(), c"TaskInterrupted".as_ptr(), interrupted.as_ptr())
+    })?;
+    state.types.interrupted.set(Some(interrupted));
     for (status, name) in Status::ALL {
         // SAFETY: attached; a module, a NUL-terminated name.
         crate::py::check(unsafe { ffi::PyModule_AddIntConstant(module.as_ptr(), name.as_ptr(), status as _) })?;

@@ -40,10 +40,12 @@ impl PyClass for TicketObject {
     }
 }
 
-/// `Pool(workers, thread_name_prefix, bootstrap, settings, initializer, max_tasks_per_worker,
-/// stack_size)`; a `stack_size` of 0 means the platform's default for threads.
+/// `Pool(max_workers, thread_name_prefix, bootstrap, settings, initializer,
+/// max_tasks_per_worker, stack_size, init_timeout, grace)`; a `stack_size` of 0 means the
+/// platform's default for threads; `init_timeout` is seconds or None, `grace` seconds.
 fn pool_new<'py>(py: Python<'py>, state: &'py State, args: Args<'py>) -> PyResult<PoolObject> {
-    let [workers, prefix, bootstrap, settings, initializer, max_tasks, stack_size] = args.exactly::<7>("Pool")?;
+    let [workers, prefix, bootstrap, settings, initializer, max_tasks, stack_size, init_timeout, grace] =
+        args.exactly::<9>("Pool")?;
     let workers = usize::try_from(workers.as_i64("workers")?)
         .ok()
         .filter(|w| (1..=4096).contains(w))
@@ -56,29 +58,31 @@ fn pool_new<'py>(py: Python<'py>, state: &'py State, args: Args<'py>) -> PyResul
     let settings = codec::encode(py, state, settings)?;
     let initializer = if initializer.is_none() { None } else { Some(codec::encode(py, state, initializer)?) };
     let config = PoolConfig {
-        workers,
+        max_workers: workers,
         thread_name_prefix: prefix.to_owned(),
         max_tasks_per_worker: u64::try_from(max_tasks.as_i64("max_tasks_per_worker")?).ok().filter(|&m| m > 0),
         stack_size: match usize::try_from(stack_size.as_i64("stack_size")?) {
             Ok(0) | Err(_) => crate::worker::default_stack_size(),
             Ok(size) => Some(size),
         },
+        init_timeout: args::timeout(Some(init_timeout), "init_timeout")?,
+        grace: args::timeout(Some(grace), "grace")?.unwrap_or(Duration::from_secs(5)),
     };
-    let engine = Pool::new(PyFactory::new(bootstrap, settings, initializer), config)
-        .map_err(|e| py.runtime_error(&format!("cannot start worker threads: {e}")))?;
-    Ok(PoolObject { engine })
+    Ok(PoolObject { engine: Pool::new(PyFactory::new(bootstrap, settings, initializer), config) })
 }
 
-/// `submit(id, fn, args, kwargs) -> Ticket`: encode the call and queue it, in one step.
+/// `submit(id, fn, args, kwargs, timeout) -> Ticket`: encode the call and queue it, in one
+/// step; `timeout` (seconds or None) limits how long it may run once started.
 fn submit<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, args: Args<'py>) -> PyResult<Owned<'py>> {
-    let [id, func, call_args, call_kwargs] = args.exactly::<4>("submit")?;
+    let [id, func, call_args, call_kwargs, timeout] = args.exactly::<5>("submit")?;
+    let timeout = args::timeout(Some(timeout), "timeout")?;
     let id = u64::try_from(id.as_i64("id")?).map_err(|_| py.value_error("id must be >= 0"))?;
     let state = slf.state();
     let mut task = Encoder::new(py, state);
     task.push(func)?;
     task.push(call_args)?;
     task.push(call_kwargs)?;
-    let ticket = match slf.get().engine.submit(id, task.finish()) {
+    let ticket = match slf.get().engine.submit(id, task.finish(), timeout) {
         Ok(ticket) => ticket,
         Err(SubmitError::Shutdown(_)) => return Err(py.runtime_error("cannot schedule new futures after shutdown")),
         Err(SubmitError::Broken(msg, _)) => return Err(py.runtime_error(&format!("pool is broken: {msg}"))),
@@ -86,10 +90,20 @@ fn submit<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, args: Args<'py>)
     new_object(py, state, TicketObject { ticket })
 }
 
-/// `shutdown(cancel_pending) -> list[int]`: the ids of the tasks it cancelled.
-fn shutdown<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, cancel: Borrowed<'py, 'py>) -> PyResult<Owned<'py>> {
-    let ids = slf.get().engine.shutdown(cancel.is_true()?);
+/// `shutdown(cancel_pending, interrupt_running) -> list[int]`: the ids of the tasks it
+/// cancelled.
+fn shutdown<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, args: Args<'py>) -> PyResult<Owned<'py>> {
+    let [cancel, interrupt] = args.exactly::<2>("shutdown")?;
+    let ids = slf.get().engine.shutdown(cancel.is_true()?, interrupt.is_true()?);
     py.list(ids.into_iter().map(|id| py.uint(id)).collect::<PyResult<_>>()?)
+}
+
+/// `interrupt(ticket) -> bool`: cancel the task if queued, stop it if running.
+fn interrupt<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, ticket: Borrowed<'py, 'py>) -> PyResult<Owned<'py>> {
+    let Some(ticket) = Instance::<TicketObject>::downcast(ticket, slf.state()) else {
+        return Err(py.type_error("interrupt() needs a Ticket"));
+    };
+    Ok(py.bool(slf.get().engine.interrupt(&ticket.get().ticket)))
 }
 
 /// The owner-side form of an event (see `protocol.rs`).
@@ -124,14 +138,17 @@ fn next_events<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, max: Borrow
     py.list(batch.into_iter().map(|e| event(py, state, e)).collect::<PyResult<_>>()?)
 }
 
-/// `join(timeout) -> bool`: wait for every worker thread to exit (after `shutdown`), GIL
-/// released, interruptible by signals.
-fn join<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, timeout: Borrowed<'py, 'py>) -> PyResult<Owned<'py>> {
+/// `join(timeout, skip_stuck) -> bool`: wait for the worker threads to exit (after
+/// `shutdown`), GIL released, interruptible by signals; with `skip_stuck`, not for the
+/// threads of given-up tasks.
+fn join<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, args: Args<'py>) -> PyResult<Owned<'py>> {
+    let [timeout, skip_stuck] = args.exactly::<2>("join")?;
     let deadline = args::timeout(Some(timeout), "timeout")?.map(|t| Instant::now() + t);
+    let skip_stuck = skip_stuck.is_true()?;
     let engine = &slf.get().engine;
     loop {
         let slice = deadline.map_or(JOIN_SLICE, |d| d.saturating_duration_since(Instant::now()).min(JOIN_SLICE));
-        if py.detached(|| engine.join(Some(slice))) {
+        if py.detached(|| engine.join(Some(slice), skip_stuck)) {
             return Ok(py.bool(true));
         }
         py.check_signals()?;
@@ -143,7 +160,8 @@ fn join<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, timeout: Borrowed<
 
 /// `stats() -> dict[str, int]`
 fn stats<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>) -> PyResult<Owned<'py>> {
-    let Stats { threads, workers, busy, queued, submitted, completed, recycled } = slf.get().engine.stats();
+    let Stats { threads, workers, busy, queued, submitted, completed, recycled, abandoned, stuck } =
+        slf.get().engine.stats();
     let dict = py.dict()?;
     for (name, value) in [
         (c"threads", threads as u64),
@@ -153,6 +171,8 @@ fn stats<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>) -> PyResult<Owned
         (c"submitted", submitted),
         (c"completed", completed),
         (c"recycled", recycled),
+        (c"abandoned", abandoned),
+        (c"stuck", stuck as u64),
     ] {
         let value = py.uint(value)?;
         // SAFETY: attached; a dict, a NUL-terminated key; takes its own reference.
@@ -181,11 +201,12 @@ fn ticket_id<'py>(py: Python<'py>, slf: Instance<'py, TicketObject>) -> PyResult
     py.uint(slf.get().ticket.id())
 }
 
-static mut POOL_METHODS: [ffi::PyMethodDef; 7] = [
-    method!(PoolObject, c"submit", args submit, c"submit(id, fn, args, kwargs, /) -> Ticket"),
-    method!(PoolObject, c"shutdown", o shutdown, c"shutdown(cancel_pending, /) -> list[int]"),
+static mut POOL_METHODS: [ffi::PyMethodDef; 8] = [
+    method!(PoolObject, c"submit", args submit, c"submit(id, fn, args, kwargs, timeout, /) -> Ticket"),
+    method!(PoolObject, c"shutdown", args shutdown, c"shutdown(cancel_pending, interrupt_running, /) -> list[int]"),
+    method!(PoolObject, c"interrupt", o interrupt, c"interrupt(ticket, /) -> bool"),
     method!(PoolObject, c"next_events", o next_events, c"next_events(max, /) -> list | None"),
-    method!(PoolObject, c"join", o join, c"join(timeout, /) -> bool"),
+    method!(PoolObject, c"join", args join, c"join(timeout, skip_stuck, /) -> bool"),
     method!(PoolObject, c"stats", noargs stats, c"stats() -> dict[str, int]"),
     method!(PoolObject, c"broken", noargs broken, c"broken() -> str | None"),
     ffi::PyMethodDef::zeroed(),

@@ -27,16 +27,25 @@ pub enum Status {
     WorkerFailed = 3,
     /// The reply could not be rebuilt in the owner; the payload is the exception object.
     Unreadable = 4,
+    /// The task ran past its timeout and was stopped; the payload describes the exception
+    /// raised where it stopped (as for `Raised`), or is a message (it returned anyway, or it
+    /// was stuck and given up).
+    TimedOut = 5,
+    /// The task was interrupted (`interrupt()`, a shutdown that interrupts); payload as for
+    /// `TimedOut`.
+    Interrupted = 6,
 }
 
 impl Status {
     /// Every status with the name of its Python constant.
-    pub const ALL: [(Status, &'static std::ffi::CStr); 5] = [
+    pub const ALL: [(Status, &'static std::ffi::CStr); 7] = [
         (Status::Returned, c"STATUS_RETURNED"),
         (Status::Raised, c"STATUS_RAISED"),
         (Status::NotStarted, c"STATUS_NOT_STARTED"),
         (Status::WorkerFailed, c"STATUS_WORKER_FAILED"),
         (Status::Unreadable, c"STATUS_UNREADABLE"),
+        (Status::TimedOut, c"STATUS_TIMED_OUT"),
+        (Status::Interrupted, c"STATUS_INTERRUPTED"),
     ];
 }
 

@@ -78,6 +78,8 @@ pub struct Types {
     pub ticket: Slot,
     pub queue: Slot,
     pub buffer: Slot,
+    /// `TaskInterrupted`, the exception that stops a running task (a `BaseException`).
+    pub interrupted: Slot,
 }
 
 /// Hooks the Python package installs with `_configure()` in every interpreter.
@@ -185,6 +187,11 @@ impl State {
         unsafe { ffi::PyModule_GetState(module).cast::<*mut State>() }
     }
 
+    /// `TaskInterrupted` of this interpreter.
+    pub fn interrupted_class<'py>(&self, py: Python<'py>) -> PyResult<Owned<'py>> {
+        self.types.interrupted.get(py).ok_or_else(|| py.system_error("TaskInterrupted is missing"))
+    }
+
     /// The class `class`, resolved through the package's hook on first use.
     pub fn error_class<'py>(&self, py: Python<'py>, class: ErrorClass) -> PyResult<Owned<'py>> {
         let slot = &self.errors[class as usize];
@@ -211,7 +218,7 @@ impl State {
     fn slots(&self) -> impl Iterator<Item = &Slot> {
         let t = &self.types;
         let h = &self.hooks;
-        [&t.pool, &t.ticket, &t.queue, &t.buffer, &h.dumps, &h.loads, &h.error_class]
+        [&t.pool, &t.ticket, &t.queue, &t.buffer, &t.interrupted, &h.dumps, &h.loads, &h.error_class]
             .into_iter()
             .chain(self.errors.iter())
     }

@@ -5,7 +5,8 @@
 //!    `__interpool_bootstrap__`, which is `interpool._worker.bootstrap`);
 //! 2. decode the pool's settings and call `bootstrap(settings, index)`, which returns the
 //!    worker's *hooks* (the `_worker` module) or a message that refuses the start;
-//! 3. decode the initializer, if any, and call `hooks.initialize(initializer)`.
+//! 3. (`initialize`, under the pool's task timeout) decode the initializer, if any, and call
+//!    `hooks.initialize(initializer)`.
 //!
 //! Each task is decoded, called and encoded here, in Rust: the only Python code that runs is
 //! the task itself. Python hooks are called only when something fails: `hooks.describe(exc)`
@@ -19,9 +20,12 @@ use pyo3_ffi as ffi;
 
 use crate::codec::{self, Decoder};
 use crate::interp::SubInterpreter;
+use crate::interrupt::{Cell, Interrupter};
 use crate::protocol::{Reply, Status};
 use crate::py::{Borrowed, Owned, PyResult, Python, Stashed};
 use crate::state::{ModuleRef, State};
+use interpool_core::{Stop, Ticket};
+use std::sync::Arc;
 
 /// How long an ending worker waits for memory it lent to come back.
 const SETTLE: Duration = Duration::from_secs(10);
@@ -66,6 +70,8 @@ pub struct PyWorker {
     /// The worker's `interpool._interpool` module (its state) and `interpool._worker` hooks.
     module: Stashed,
     hooks: Stashed,
+    /// Shared with the watchdog, to stop the running task.
+    cell: Arc<Cell>,
     replace: bool,
 }
 
@@ -95,7 +101,7 @@ fn error_text(py: Python<'_>) -> String {
 }
 
 impl PyFactory {
-    /// Steps 1-3 of start-up in the new, attached interpreter. `Ok(Err(msg))` refuses it.
+    /// Steps 1-2 of start-up in the new, attached interpreter. `Ok(Err(msg))` refuses it.
     fn prepare<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Result<(Owned<'py>, Owned<'py>), String>> {
         let bootstrap = bootstrap_function(py, &self.bootstrap)?;
         let module = py.import(c"interpool._interpool")?;
@@ -108,29 +114,38 @@ impl PyFactory {
             return Ok(Err(refusal.to_owned()));
         }
         py.clear_exception();
-        if let Some(initializer) = &self.initializer {
-            let initialize = hooks.borrowed().getattr(c"initialize")?;
-            let refusal = match codec::decode(py, state, initializer) {
-                Ok(init) => initialize.borrowed().call1(init.borrowed())?,
-                // Loading the initializer failed (e.g. an import): that refuses the start too.
-                Err(_) => {
-                    let exc = py.take_exception().unwrap_or_else(|| py.none());
-                    hooks.borrowed().getattr(c"format_failure")?.borrowed().call1(exc.borrowed())?
-                }
-            };
-            if let Ok(text) = refusal.borrowed().as_str("refusal") {
-                return Ok(Err(text.to_owned()));
-            }
-            py.clear_exception();
-        }
         Ok(Ok((module, hooks)))
     }
+
+    /// Step 3: the initializer. `Ok(Some(msg))` refuses the start.
+    fn run_initializer(&self, py: Python<'_>, state: &State, hooks: Borrowed<'_, '_>) -> PyResult<Option<String>> {
+        let Some(initializer) = &self.initializer else { return Ok(None) };
+        let initialize = hooks.getattr(c"initialize")?;
+        let refusal = match codec::decode(py, state, initializer) {
+            Ok(init) => initialize.borrowed().call1(init.borrowed())?,
+            // Loading the initializer failed (e.g. an import): that refuses the start too.
+            Err(_) => {
+                let exc = py.take_exception().unwrap_or_else(|| py.none());
+                hooks.getattr(c"format_failure")?.borrowed().call1(exc.borrowed())?
+            }
+        };
+        let text = refusal.borrowed().as_str("refusal").ok().map(str::to_owned);
+        py.clear_exception();
+        Ok(text)
+    }
+}
+
+/// The state of a worker's own module.
+fn worker_state<'a>(module: Borrowed<'a, 'a>) -> &'a State {
+    // SAFETY: the worker's own `interpool._interpool` module, alive while stashed.
+    unsafe { ModuleRef::assume(module) }.state()
 }
 
 impl WorkerFactory for PyFactory {
     type Worker = PyWorker;
     type Input = Value;
     type Output = Reply;
+    type Interrupter = Interrupter;
 
     fn start(&self, index: usize) -> Result<PyWorker, String> {
         // SAFETY: worker threads have no thread state: they are fresh, or their previous
@@ -138,15 +153,24 @@ impl WorkerFactory for PyFactory {
         // registers a `threading._register_atexit` hook).
         let mut interp = unsafe { SubInterpreter::create()? };
         let py = interp.attach();
-        let outcome = match self.prepare(py, index) {
-            Ok(Ok((module, hooks))) => Ok((module.stash(), hooks.stash())),
-            Ok(Err(message)) => Err(message),
+        let prepared = self.prepare(py, index).and_then(|ready| {
+            let (module, hooks) = match ready {
+                Ok(pair) => pair,
+                Err(message) => return Ok(Err(message)),
+            };
+            let class = worker_state(module.borrowed()).interrupted_class(py)?;
+            let cell = Cell::new(py, class.borrowed());
+            drop(class); // the module keeps the class alive
+            Ok(Ok((module.stash(), hooks.stash(), cell)))
+        });
+        let outcome = match prepared {
+            Ok(outcome) => outcome,
             Err(_) => Err(format!("worker interpreter failed to start: {}", error_text(py))),
         };
         match outcome {
-            Ok((module, hooks)) => {
+            Ok((module, hooks, cell)) => {
                 interp.detach();
-                Ok(PyWorker { interp, module, hooks, replace: false })
+                Ok(PyWorker { interp, module, hooks, cell, replace: false })
             }
             Err(message) => {
                 interp.end();
@@ -155,19 +179,38 @@ impl WorkerFactory for PyFactory {
         }
     }
 
-    fn run(&self, worker: &mut PyWorker, task: Value) -> Reply {
+    fn interrupter(&self, worker: &PyWorker) -> Interrupter {
+        Interrupter::new(&worker.cell)
+    }
+
+    fn initialize(&self, worker: &mut PyWorker) -> Result<(), String> {
         let py = worker.interp.attach();
-        let module = worker.module.bind(py);
-        // SAFETY: the worker's own `interpool._interpool` module, alive while stashed.
-        let state = unsafe { ModuleRef::assume(module) }.state();
+        let state = worker_state(worker.module.bind(py));
+        worker.cell.set_running(interpool_core::INIT_TASK);
+        let outcome = self.run_initializer(py, state, worker.hooks.bind(py));
+        worker.cell.set_running(0);
+        let outcome = match outcome {
+            Ok(None) => Ok(()),
+            Ok(Some(refusal)) => Err(refusal),
+            Err(_) => Err(format!("the initializer could not run: {}", error_text(py))),
+        };
+        worker.interp.detach();
+        outcome
+    }
+
+    fn run(&self, worker: &mut PyWorker, ticket: &Ticket, task: Value) -> Reply {
+        let py = worker.interp.attach();
+        let state = worker_state(worker.module.bind(py));
         state.pins.drain(py);
         let hooks = worker.hooks.bind(py);
-        let (reply, replace) = run_task(py, state, hooks, &task).unwrap_or_else(|_| {
+        let outcome = run_task(py, state, hooks, &worker.cell, ticket, &task);
+        let (mut reply, replace) = outcome.unwrap_or_else(|_| {
             let message = format!("interpool's worker machinery failed: {}", error_text(py));
-            let payload = py.str(&message).and_then(|text| codec::encode(py, state, text.borrowed()));
-            py.clear_exception();
-            (Reply { status: Status::WorkerFailed, payload: payload.unwrap_or_default() }, true)
+            (Reply { status: Status::WorkerFailed, payload: codec::text(&message) }, true)
         });
+        if let Some(why) = ticket.stop_requested() {
+            reply = stopped(why, reply);
+        }
         worker.replace |= replace;
         worker.interp.detach();
         reply
@@ -175,13 +218,8 @@ impl WorkerFactory for PyFactory {
 
     fn stop(&self, mut worker: PyWorker) {
         let py = worker.interp.attach();
-        {
-            let module = worker.module.bind(py);
-            // SAFETY: the worker's own module, alive while stashed.
-            let state = unsafe { ModuleRef::assume(module) }.state();
-            if !state.pins.settle(py, SETTLE) {
-                eprintln!("interpool: a worker interpreter ends while memory it lent is still in use");
-            }
+        if !worker_state(worker.module.bind(py)).pins.settle(py, SETTLE) {
+            eprintln!("interpool: a worker interpreter ends while memory it lent is still in use");
         }
         worker.hooks.release(py);
         worker.module.release(py);
@@ -191,18 +229,57 @@ impl WorkerFactory for PyFactory {
     fn healthy(&self, worker: &PyWorker) -> bool {
         !worker.replace
     }
+
+    fn abandoned(&self, _id: u64, why: Stop, grace: Duration) -> Reply {
+        let message = format!(
+            "the task did not stop within {:.1}s after it was asked to: it is stuck in code that does not return to \
+             Python (a C call). Its worker was replaced; the stuck thread ends when the call returns.",
+            grace.as_secs_f64()
+        );
+        stopped(why, Reply { status: Status::WorkerFailed, payload: codec::text(&message) })
+    }
+}
+
+/// The reply of a task that was asked to stop: its payload (the exception raised where it was
+/// stopped, or a message) under the status that says why.
+fn stopped(why: Stop, reply: Reply) -> Reply {
+    let status = match why {
+        Stop::Timeout => Status::TimedOut,
+        Stop::Interrupt => Status::Interrupted,
+    };
+    match reply.status {
+        Status::Raised | Status::WorkerFailed => Reply { status, payload: reply.payload },
+        _ => {
+            Reply { status, payload: codec::text("the task ended after it was asked to stop; its result was dropped") }
+        }
+    }
 }
 
 /// Decode, call, encode; also whether the interpreter must be replaced afterwards. `Err`
 /// means the worker's own machinery failed (not the task).
-fn run_task(py: Python<'_>, state: &State, hooks: Borrowed<'_, '_>, task: &Value) -> PyResult<(Reply, bool)> {
+fn run_task(
+    py: Python<'_>,
+    state: &State,
+    hooks: Borrowed<'_, '_>,
+    cell: &Cell,
+    ticket: &Ticket,
+    task: &Value,
+) -> PyResult<(Reply, bool)> {
     let mut decoder = Decoder::new(py, state, task);
     let call = (|| Ok::<_, crate::py::PyErr>((decoder.next()?, decoder.next()?, decoder.next()?)))();
     let (func, args, kwargs) = match call {
         Ok(call) => call,
         Err(_) => return failure(py, state, hooks, Status::NotStarted),
     };
-    let result = match func.borrowed().call(args.borrowed(), Some(kwargs.borrowed())) {
+    // Stop requests reach the call only: never the decoding before it, nor the describing
+    // and encoding after it.
+    cell.set_running(ticket.id());
+    let called = func.borrowed().call(args.borrowed(), Some(kwargs.borrowed()));
+    cell.set_running(0);
+    if ticket.stop_requested().is_some() {
+        cell.clear_pending(py);
+    }
+    let result = match called {
         Ok(result) => result,
         Err(_) => return failure(py, state, hooks, Status::Raised),
     };

@@ -403,3 +403,43 @@ def datetimes(stamp: float) -> list[object]:
         datetime.timedelta(3),
         decimal.Decimal("1.25"),
     ]
+
+
+def busy_forever() -> None:
+    """A pure-Python loop that never ends by itself."""
+    n = 0
+    while True:
+        n += 1
+
+
+def busy_then_note(q: object) -> None:
+    """Loop forever; the `finally` block reports that it ran (through the queue)."""
+    try:
+        busy_forever()
+    finally:
+        q.put("finally ran")  # type: ignore[attr-defined]
+
+
+def ignore_interrupts(q: object, times: int) -> None:
+    """Catch the first `times` interrupts and keep going (counting them in the queue)."""
+    import interpool
+
+    for _ in range(times):
+        try:
+            busy_forever()
+        except interpool.TaskInterrupted:
+            q.put("caught")  # type: ignore[attr-defined]
+    busy_forever()
+
+
+def hang(seconds: float) -> None:
+    """Wait in C (GIL released): interrupts cannot reach it until it returns."""
+    time.sleep(seconds)
+
+
+def busy_for(seconds: float) -> int:
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+    return n

@@ -148,8 +148,9 @@ def test_queue_as_task_argument_ping_pong_with_a_worker() -> None:
 def test_queue_in_initializer_reaches_every_worker() -> None:
     q = Queue()
     with interpool.InterpreterPoolExecutor(2, initializer=tasks.put_interpreter_id, initargs=(q,)) as pool:
+        slow = [pool.submit(tasks.sleep_then, 0.3, None) for _ in range(2)]  # both workers start
         ids = {pool.submit(tasks.interpreter_id).result() for _ in range(20)}
-        time.sleep(0.2)
+        assert [f.result() for f in slow] == [None, None]
     seen = set()
     while not q.empty():
         seen.add(q.get())

@@ -92,7 +92,8 @@ def test_max_workers_must_be_positive(kind: str, bad: int) -> None:
 def test_default_max_workers_matches_the_stdlib() -> None:
     count = getattr(os, "process_cpu_count", os.cpu_count)() or 1
     with interpool.InterpreterPoolExecutor() as pool:
-        assert pool.stats()["threads"] == min(32, count + 4)
+        assert pool.stats()["max_workers"] == min(32, count + 4)
+        assert pool.stats()["threads"] == 0, "workers start when tasks need them, as in the stdlib"
 
 
 def test_submit_after_shutdown_is_refused(kind: str) -> None:
@@ -123,7 +124,8 @@ def test_as_completed_and_wait(kind: str) -> None:
 
 def test_stats_counts_tasks() -> None:
     with interpool.InterpreterPoolExecutor(2) as pool:
-        keys = {"threads", "workers", "busy", "queued", "submitted", "completed", "recycled", "pending"}
+        keys = {"max_workers", "threads", "workers", "busy", "queued", "submitted", "completed", "recycled"}
+        keys |= {"pending", "abandoned", "stuck"}
         assert set(pool.stats()) == keys
         list(pool.map(tasks.square, range(30)))
         stats = pool.stats()

@@ -10,7 +10,7 @@ a worker pays only for what it uses, which keeps pool start-up fast and workers 
 from __future__ import annotations
 
 from . import _setup
-from ._interpool import Queue, SharedBuffer
+from ._interpool import Queue, SharedBuffer, TaskInterrupted
 
 _setup.configure()  # pickler, exception classes, fork hooks: once per interpreter
 
@@ -41,6 +41,7 @@ __all__ = [
     "QueueEmpty",
     "QueueFull",
     "SharedBuffer",
+    "TaskInterrupted",
     "__version__",
 ]
 

@@ -21,11 +21,14 @@ from typing import Any, TypeVar
 from . import _process
 from ._errors import BrokenInterpreterPool, ExecutionFailed
 from ._interpool import (
+    STATUS_INTERRUPTED,
     STATUS_NOT_STARTED,
     STATUS_RAISED,
     STATUS_RETURNED,
+    STATUS_TIMED_OUT,
     STATUS_UNREADABLE,
     STATUS_WORKER_FAILED,
+    TaskInterrupted,
 )
 
 _T = TypeVar("_T")
@@ -48,11 +51,14 @@ def cancel_and_notify(future: Future[Any]) -> bool:
 
 class TaskFuture(Future[_T]):
     """A ``concurrent.futures.Future`` whose ``cancel()`` also withdraws the queued task
-    from the Rust queue (so a cancelled task never runs) and from the pending table."""
+    from the Rust queue (so a cancelled task never runs) and from the pending table, and
+    which can stop a running task (:meth:`interrupt`)."""
 
     _ticket: Any = None
     _owner: PoolState | None = None
     _task_id = 0
+    _timeout: float | None = None
+    _what = "a task"  # set at submit: what the task calls (for messages)
 
     def running(self) -> bool:
         # The state lives in Rust: a worker claimed the task and it has not finished yet.
@@ -73,6 +79,20 @@ class TaskFuture(Future[_T]):
         if owner is not None:
             owner.pending.pop(self._task_id, None)  # no reply will ever come for it
         return cancel_and_notify(self)
+
+    def interrupt(self) -> bool:
+        """Cancel the task if it is still queued, or stop it if it is running (an exception,
+        :class:`interpool.TaskInterrupted`, is raised in it at its next bytecode boundary).
+        Either way the future ends cancelled, at once. Returns whether it did either:
+        ``False`` for a task that already finished (its outcome stands)."""
+        with self._condition:
+            if self._state != "PENDING":
+                return self._state in ("CANCELLED", "CANCELLED_AND_NOTIFIED")
+        owner, ticket = self._owner, self._ticket
+        if owner is None or ticket is None or not owner.pool.interrupt(ticket):
+            return False  # it ended already: its reply completes this future
+        owner.pending.pop(self._task_id, None)  # its reply no longer matters
+        return cancel_and_notify(self)  # False only if its result won the race
 
 
 def _resolve(module: str, qualname: str) -> Any:
@@ -121,6 +141,20 @@ def _failure(desc: dict[str, Any]) -> ExecutionFailed:
     return ExecutionFailed(desc["module"], desc["qualname"], desc["message"], desc["formatted"])
 
 
+def _stopped(status: int, payload: Any, timeout: float | None) -> BaseException | None:
+    """The exception for a task that was stopped (``None``: its future ends cancelled)."""
+    if status == STATUS_INTERRUPTED:
+        return None
+    limit = f"its {timeout:g}s timeout" if timeout is not None else "its timeout"
+    error = TimeoutError(f"the task ran longer than {limit} and was stopped")
+    if isinstance(payload, dict):  # the exception raised where it stopped, with its traceback
+        raised = decode_exception(payload)
+        error.__cause__ = raised.__cause__ if isinstance(raised, TaskInterrupted) else raised
+    else:  # it returned anyway, or was stuck and given up
+        error.add_note(str(payload))
+    return error
+
+
 def decode_exception(desc: dict[str, Any]) -> BaseException:
     """The exception to raise in the owner for a task that raised: the original type (args,
     attributes, notes, context kept) whose ``__cause__`` is :class:`ExecutionFailed` with the
@@ -144,6 +178,8 @@ class PoolState:
         self.pool = pool
         self.name = name
         self.pending: dict[int, TaskFuture[Any]] = {}
+        # Descriptions of tasks given up while stuck in a call (for the exit message).
+        self.stuck: dict[int, str] = {}
         self.broken: str | None = None
         self.ids = itertools.count(1)
         self.generation = _process.fork_generation
@@ -189,7 +225,9 @@ class PoolState:
                 self._waiting -= 1
                 self._running -= 1
                 last = self._running == 0
-            if last:
+            # Threads of tasks given up while stuck still run an interpreter: exit must wait
+            # for them, so such a pool stays registered.
+            if last and not self.pool.stats()["stuck"]:
                 _process.unregister(self)
 
     def _complete(self, task_id: int, status: int, payload: Any) -> None:
@@ -205,6 +243,14 @@ class PoolState:
                 future.set_exception(payload)
             elif status == STATUS_WORKER_FAILED:
                 future.set_exception(ExecutionFailed("interpool", "InternalError", payload, payload))
+            elif status in (STATUS_TIMED_OUT, STATUS_INTERRUPTED):
+                if isinstance(payload, str) and "stuck" in payload:
+                    self.stuck[task_id] = future._what
+                error = _stopped(status, payload, future._timeout)
+                if error is None:
+                    cancel_and_notify(future)
+                else:
+                    future.set_exception(error)
             else:
                 future.set_exception(RuntimeError(f"interpool: unknown reply status {status}"))
         except BaseException as exc:
@@ -222,26 +268,34 @@ class PoolState:
             if future is not None and not future.done():
                 future.set_exception(BrokenInterpreterPool(error_text))
 
-    def stop(self, cancel: bool) -> None:
-        """Take no more tasks; with ``cancel``, cancel the queued ones."""
-        for task_id in self.pool.shutdown(cancel):
+    def stuck_tasks(self) -> list[str]:
+        """The tasks given up while stuck, if their threads still run."""
+        return list(self.stuck.values()) if self.pool.stats()["stuck"] else []
+
+    def stop(self, cancel: bool, interrupt: bool = False) -> None:
+        """Take no more tasks; with ``cancel``, cancel the queued ones; with ``interrupt``,
+        stop the running ones."""
+        for task_id in self.pool.shutdown(cancel, interrupt):
             future = self.pending.pop(task_id, None)
             if future is not None:
                 cancel_and_notify(future)
 
-    def join(self) -> None:
-        """Wait for the workers (after ``stop``) and the dispatchers to finish."""
-        self.pool.join(None)
+    def join(self, timeout: float | None = None, stuck: bool = False) -> bool:
+        """Wait for the workers (after ``stop``) and the dispatchers to finish; with ``stuck``,
+        also for the threads of tasks given up while stuck in a call (up to ``timeout``)."""
+        if not self.pool.join(timeout, not stuck):
+            return False
         joined = 0
         while True:  # a dispatcher may start another while the last events are handled
             with self._lock:
                 threads = self._threads[joined:]
             if not threads:
-                return
+                return True
             for thread in threads:
                 if thread.is_alive() and thread is not threading.current_thread():
                     thread.join()
             joined += len(threads)
+        return True
 
     def close(self) -> None:
         """The executor was garbage collected without ``shutdown()``: stop taking tasks;

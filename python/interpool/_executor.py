@@ -53,6 +53,20 @@ def _check_int(name: str, value: object) -> None:
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
 
 
+def _check_seconds(name: str, value: object, *, optional: bool = True) -> float | None:
+    """A duration argument: a positive number of seconds (or None where allowed)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{name} must be a number of seconds{' or None' if optional else ''}, not {type(value).__name__}"
+        )
+    seconds = float(value)
+    if not seconds > 0 or seconds == float("inf"):  # also rejects NaN
+        raise ValueError(f"{name} must be a positive, finite number of seconds, got {value!r}")
+    return seconds
+
+
 def _batches(iterables: tuple[Iterable[Any], ...], chunksize: int) -> Iterator[tuple[Any, ...]]:
     """The argument tuples of ``map``, or (``chunksize > 1``) tuples of ``chunksize`` of them."""
     calls = zip(*iterables, strict=False)
@@ -94,7 +108,11 @@ class InterpreterPoolExecutor(Executor):
         initargs: tuple[Any, ...] = (),
         *,
         max_tasks_per_worker: int | None = None,
+        task_timeout: float | None = None,
+        interrupt_grace: float = 5.0,
     ) -> None:
+        self._task_timeout = _check_seconds("task_timeout", task_timeout)
+        grace = _check_seconds("interrupt_grace", interrupt_grace, optional=False) or 5.0
         if max_workers is None:
             max_workers = _default_workers()
         _check_int("max_workers", max_workers)
@@ -143,6 +161,8 @@ class InterpreterPoolExecutor(Executor):
                 init,
                 max_tasks_per_worker or 0,
                 threading.stack_size(),  # workers get the stack a threading.Thread gets
+                self._task_timeout,  # an initializer that hangs is bounded too
+                grace,
             )
         except NotShareableError as exc:
             raise NotShareableError(
@@ -156,6 +176,27 @@ class InterpreterPoolExecutor(Executor):
         self._finalizer.atexit = False
 
     def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+        return self._submit(fn, args, kwargs, self._task_timeout)
+
+    def schedule(
+        self,
+        fn: Callable[..., _T],
+        /,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Future[_T]:
+        """``submit`` with a time limit (pebble's name and signature): the task is stopped if it
+        runs longer than ``timeout`` seconds once started (not counting its wait in the queue),
+        and its future raises :class:`TimeoutError`. ``timeout`` overrides the executor's
+        ``task_timeout``; ``None`` keeps it."""
+        limit = _check_seconds("timeout", timeout)
+        return self._submit(fn, tuple(args), dict(kwargs or {}), limit or self._task_timeout)
+
+    def _submit(
+        self, fn: Callable[..., _T], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
+    ) -> TaskFuture[_T]:
         state = self._state
         if state.broken is not None:
             raise BrokenInterpreterPool(state.broken)
@@ -176,10 +217,12 @@ class InterpreterPoolExecutor(Executor):
             raise TypeError(f"submit() needs a callable or a script string, not {type(fn).__name__}")
         future: TaskFuture[_T] = TaskFuture()
         task_id = next(state.ids)
-        future._owner, future._task_id = state, task_id
+        future._owner, future._task_id, future._timeout = state, task_id, timeout
+        if timeout is not None:
+            future._what = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}()"
         state.pending[task_id] = future
         try:
-            future._ticket = state.pool.submit(task_id, fn, args, kwargs)
+            future._ticket = state.pool.submit(task_id, fn, args, kwargs, timeout)
         except NotShareableError as exc:
             del state.pending[task_id]
             from ._pickling import describe
@@ -224,10 +267,10 @@ class InterpreterPoolExecutor(Executor):
         end_time = None if timeout is None else timeout + time.monotonic()
         items = _batches(iterables, chunksize)
 
-        def submit_one(executor: InterpreterPoolExecutor, item: Any) -> Future[Any]:
+        def submit_one(executor: InterpreterPoolExecutor, item: Any) -> TaskFuture[Any]:
             if chunksize > 1:
-                return executor.submit(_worker.run_chunk, fn, item)
-            return executor.submit(fn, *item)
+                return executor._submit(_worker.run_chunk, (fn, item), {}, executor._task_timeout)
+            return executor._submit(fn, item, {}, executor._task_timeout)
 
         first = itertools.islice(items, buffersize) if buffersize else items
         pending = collections.deque(submit_one(self, item) for item in first)
@@ -250,8 +293,8 @@ class InterpreterPoolExecutor(Executor):
                     else:
                         yield result
             finally:
-                for future in pending:
-                    future.cancel()
+                for future in pending:  # closed early: stop what has not finished
+                    future.interrupt()
 
         return result_iterator()
 
@@ -283,7 +326,8 @@ class InterpreterPoolExecutor(Executor):
         if buffersize is not None and (not isinstance(buffersize, int) or buffersize < 1):
             raise ValueError("buffersize must be None or > 0")
         items = _batches(iterables, chunksize)
-        pending: collections.deque[asyncio.Future[Any]] = collections.deque()
+        # Each entry: the task's future and the asyncio future awaiting it.
+        pending: collections.deque[tuple[TaskFuture[Any], asyncio.Future[Any]]] = collections.deque()
         exhausted = False
         if buffersize is None:
             buffersize = max(256, 16 * self._max_workers)
@@ -297,36 +341,50 @@ class InterpreterPoolExecutor(Executor):
                 if item is None:
                     exhausted = True
                     return
-                if chunksize > 1:
-                    pending.append(asyncio.wrap_future(self.submit(_worker.run_chunk, fn, item)))
-                else:
-                    pending.append(asyncio.wrap_future(self.submit(fn, *item)))
+                task = (
+                    self._submit(_worker.run_chunk, (fn, item), {}, self._task_timeout)
+                    if chunksize > 1
+                    else self._submit(fn, item, {}, self._task_timeout)
+                )
+                pending.append((task, asyncio.wrap_future(task)))
 
         try:
             submit_slice()
             while pending:
                 room = not exhausted and len(pending) < buffersize
-                if room and not pending[0].done():
+                if room and not pending[0][1].done():
                     submit_slice()  # submit ahead while the first result is not ready...
                     await asyncio.sleep(0)  # ...a slice at a time, letting the loop run
                     continue
-                for result in _as_results(await pending.popleft(), chunksize):
+                for result in _as_results(await pending.popleft()[1], chunksize):
                     yield result
                 submit_slice()
         finally:
-            for future in pending:
-                future.cancel()
+            for task, waiter in pending:  # left early: stop what has not finished
+                waiter.cancel()
+                task.interrupt()
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False, interrupt: bool = False) -> None:
+        """As :meth:`concurrent.futures.Executor.shutdown`; with ``interrupt=True``, running
+        tasks are also stopped (their futures end cancelled), queued ones cancelled."""
         self._shutdown = True
-        self._state.stop(cancel_futures)
+        self._state.stop(cancel_futures or interrupt, interrupt)
         if wait:
             self._state.join()
 
+    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> bool | None:
+        # Leaving the block with an exception (Ctrl-C above all) stops the work instead of
+        # waiting for it; a normal exit waits, as the stdlib executors do.
+        self.shutdown(wait=True, interrupt=exc_type is not None)
+        return None
+
     def stats(self) -> dict[str, int]:
-        """Counters: ``threads``, ``workers`` (interpreters ready), ``busy``, ``queued``,
-        ``submitted``, ``completed``, ``recycled``, and ``pending`` (futures of this executor
-        not done yet)."""
+        """Counters: ``max_workers``; ``threads`` (worker threads started so far: they start
+        as tasks need them), ``workers`` (interpreters ready), ``busy``, ``queued``,
+        ``submitted``, ``completed``, ``recycled``; ``pending`` (futures not done yet);
+        ``abandoned`` (tasks given up because they did not stop in time) and ``stuck``
+        (threads of such tasks whose call has still not returned)."""
         stats: dict[str, int] = self._state.pool.stats()
+        stats["max_workers"] = self._max_workers
         stats["pending"] = len(self._state.pending)
         return stats

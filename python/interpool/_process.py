@@ -26,8 +26,13 @@ from . import _interpool
 class Joinable(Protocol):
     """What exit needs from a pool (``_dispatch.PoolState``)."""
 
-    def stop(self, cancel: bool) -> None: ...
-    def join(self) -> None: ...
+    def stop(self, cancel: bool, interrupt: bool = False) -> None: ...
+    def join(self, timeout: float | None = None, stuck: bool = False) -> bool: ...
+    def stuck_tasks(self) -> list[str]: ...
+
+
+# How long exit waits for threads of tasks given up while stuck in a call.
+STUCK_WAIT = 10.0
 
 
 # Pools of this interpreter whose threads may still run; joined at exit.
@@ -80,29 +85,50 @@ def _python_exit() -> None:
     exiting = True
     with _live_lock:
         pools = list(_live)
+    # After an unhandled Ctrl-C, stop the work instead of waiting for it.
+    interrupted = isinstance(getattr(sys, "last_exc", None), KeyboardInterrupt)
     for pool in pools:  # close them all first, so they wind down in parallel
-        pool.stop(False)
-    interrupted = False
+        pool.stop(interrupted, interrupted)
     for pool in pools:
         while True:
             try:
                 pool.join()
                 break
             except KeyboardInterrupt:
-                # Finalizing while workers run would crash: drop what has not started and
-                # keep waiting for what has.
+                # Finalizing while workers run would crash: stop the work and keep waiting.
                 if not interrupted:
                     interrupted = True
-                    print(
-                        "interpool: interrupted while waiting for running tasks at exit; queued tasks are "
-                        "cancelled, running ones are waited for",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+                    print("interpool: interrupted; stopping the running tasks", file=sys.stderr, flush=True)
                 for other in pools:
-                    other.stop(True)
+                    other.stop(True, True)
             except BaseException:
                 break  # an exit hook must not raise; the pool's own threads still end it
+    _wait_for_stuck(pools, interrupted)
+
+
+def _wait_for_stuck(pools: list[Joinable], interrupted: bool) -> None:
+    """Threads of tasks that were given up (stuck in a C call) still run an interpreter;
+    finalizing around them could crash CPython. Wait a bounded time for their calls to
+    return; if they do not, say which tasks are stuck and end the process at once."""
+    import time
+
+    deadline = time.monotonic() + STUCK_WAIT
+    for pool in pools:
+        try:
+            if pool.join(max(0.0, deadline - time.monotonic()), True):
+                continue
+        except BaseException:
+            pass
+        stuck = [name for p in pools for name in p.stuck_tasks()]
+        print(
+            f"interpool: exiting without waiting for {len(stuck)} task(s) stuck in code that does not return to "
+            f"Python: {', '.join(stuck) or 'unknown'}. Ending the process now (finalizing around them could "
+            "crash CPython).",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.stdout.flush()
+        os._exit(130 if interrupted else 1)
 
 
 threading._register_atexit(_python_exit)  # type: ignore[attr-defined]

@@ -16,6 +16,22 @@ pub use encode::Encoder;
 use crate::py::{Borrowed, Owned, PyResult, Python};
 use crate::state::{ModuleRef, State};
 
+/// A value holding the string `s`, made without an interpreter (messages of the engine).
+pub fn text(s: &str) -> Value {
+    let mut out = format::Writer::default();
+    let chars: Vec<char> = s.chars().collect();
+    let wide = chars.iter().any(|&c| u32::from(c) > 0xff);
+    // Growth failures here can only be for tiny messages: leave the value empty then.
+    let _ = if wide {
+        out.head(format::STR4, chars.len() as u64)
+            .and_then(|()| out.raw(&chars.iter().flat_map(|&c| u32::from(c).to_ne_bytes()).collect::<Vec<u8>>()))
+    } else {
+        out.head(format::STR1, chars.len() as u64)
+            .and_then(|()| out.raw(&chars.iter().map(|&c| c as u8).collect::<Vec<u8>>()))
+    };
+    Value { bytes: out.buf, handles: Vec::new() }
+}
+
 /// Encode one object.
 pub fn encode<'py>(py: Python<'py>, state: &State, obj: Borrowed<'_, 'py>) -> PyResult<Value> {
     let mut encoder = Encoder::new(py, state);

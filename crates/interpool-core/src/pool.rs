@@ -1,12 +1,28 @@
-//! The pool: worker threads, one shared task channel, one event channel.
+//! The pool: worker threads started on demand, one shared task channel, one event channel,
+//! and a watchdog for tasks that must stop.
 //!
 //! Scheduling is a plain multi-consumer queue (crossbeam's unbounded MPMC channel): an idle
 //! worker polls it for up to [`SPIN`] (a hand-off in well under a microsecond), then sleeps
 //! in `recv()`; whichever worker gets to the next task first takes it, so load balances
-//! itself without a dispatcher thread. Shutdown closes the channel by dropping the only
-//! `Sender`; workers finish what is queued, see the disconnect, tear their worker down on
-//! their own thread and exit. The event channel is disconnected once every worker thread
-//! has exited, which is how the owner's event loop learns that the pool is finished.
+//! itself without a dispatcher thread.
+//!
+//! Workers start lazily, like `concurrent.futures.ThreadPoolExecutor`'s: `submit` takes an
+//! *idle permit* (one is released whenever a worker finishes a task) if it can, and starts a
+//! new thread otherwise, up to `max_workers`. A thread builds its worker (in interpool: an
+//! own-GIL interpreter) on its own thread, uses it there and tears it down there.
+//!
+//! A task may run with a timeout, and a running task may be asked to stop. The *watchdog*
+//! (one thread per pool, started with the first task that needs it) delivers the stop
+//! request through the worker's [`Interrupt`] handle and repeats it until the call returns;
+//! when the call has not returned after the grace period (stuck in C code), the task is
+//! given up: reported at once with [`WorkerFactory::abandoned`], and its thread no longer
+//! counts toward `max_workers`, so a new worker takes its place. The stuck thread ends its
+//! worker when the call finally returns, and exits.
+//!
+//! Shutdown closes the task channel by dropping the only `Sender`; workers finish what is
+//! queued, see the disconnect, tear their worker down and exit. The event channel is
+//! disconnected once every worker thread has exited, which is how the owner's event loop
+//! learns that the pool is finished.
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
@@ -14,10 +30,16 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
+pub use crate::task::Stop;
+use crate::task::Ticket;
+
 /// How long an idle worker or event reader spins (checking without sleeping) before it
 /// blocks. Waking a blocked thread costs tens of microseconds on a busy machine, more
 /// than most tiny tasks take; a short spin hands work over in well under one.
 const SPIN: Duration = Duration::from_micros(50);
+
+/// How often the watchdog repeats a stop request that has not taken effect yet.
+const RESEND: Duration = Duration::from_millis(20);
 
 /// Take a message, spinning for up to `SPIN` before blocking.
 fn recv_spinning<T>(rx: &Receiver<T>) -> Result<T, crossbeam_channel::RecvError> {
@@ -37,9 +59,15 @@ fn recv_spinning<T>(rx: &Receiver<T>) -> Result<T, crossbeam_channel::RecvError>
     }
 }
 
-use crate::task::Ticket;
+/// Delivers stop requests into a worker's running call, from any thread.
+pub trait Interrupt: Send + Sync + 'static {
+    /// Ask the call running task `id` to stop, if it still is. Must not block, and must be
+    /// harmless when that task already ended.
+    fn interrupt(&self, id: u64, why: Stop);
+}
 
-/// Builds, runs and tears down workers. Every method is called on the worker's own thread.
+/// Builds, runs and tears down workers. Every method but the interrupter's is called on the
+/// worker's own thread.
 pub trait WorkerFactory: Send + Sync + 'static {
     /// Thread-bound worker state (for interpool: an own-GIL subinterpreter).
     type Worker;
@@ -47,37 +75,55 @@ pub trait WorkerFactory: Send + Sync + 'static {
     type Input: Send + 'static;
     /// A task's outcome, as it crosses back. Task failures are part of the output.
     type Output: Send + 'static;
+    /// Stops a worker's running call from other threads.
+    type Interrupter: Interrupt;
 
-    /// Create a worker. An `Err` (e.g. a failing initializer) breaks the pool: its message
-    /// is reported in [`Event::Broken`] and queued tasks are abandoned.
+    /// Create a worker. An `Err` breaks the pool: its message is reported in
+    /// [`Event::Broken`] and queued tasks are abandoned.
     fn start(&self, index: usize) -> Result<Self::Worker, String>;
-    /// Run one task.
-    fn run(&self, worker: &mut Self::Worker, input: Self::Input) -> Self::Output;
+    /// The handle that stops this worker's calls.
+    fn interrupter(&self, worker: &Self::Worker) -> Self::Interrupter;
+    /// Prepare a started worker (an initializer); it runs under the pool's task timeout, with
+    /// the pseudo task id [`INIT_TASK`]. An `Err` breaks the pool like a failed start.
+    fn initialize(&self, _worker: &mut Self::Worker) -> Result<(), String> {
+        Ok(())
+    }
+    /// Run one task. `ticket` tells whether a stop was requested while it ran.
+    fn run(&self, worker: &mut Self::Worker, ticket: &Ticket, input: Self::Input) -> Self::Output;
     /// Tear the worker down.
     fn stop(&self, worker: Self::Worker);
     /// Whether the worker may take another task; `false` replaces it with a fresh one.
     fn healthy(&self, _worker: &Self::Worker) -> bool {
         true
     }
+    /// The output reported for a task given up because its call did not stop in time.
+    fn abandoned(&self, id: u64, why: Stop, grace: Duration) -> Self::Output;
 }
+
+/// The task id under which a worker's initializer runs (for stop requests).
+pub const INIT_TASK: u64 = u64::MAX;
 
 /// Pool settings.
 #[derive(Clone, Debug)]
 pub struct PoolConfig {
-    /// Number of worker threads (>= 1).
-    pub workers: usize,
-    /// OS thread name prefix; threads are named `{prefix}_{index}`.
+    /// At most this many worker threads (>= 1), started as tasks need them.
+    pub max_workers: usize,
+    /// OS thread name prefix; threads are named `{prefix}_{n}`.
     pub thread_name_prefix: String,
     /// Replace a worker after it ran this many tasks.
     pub max_tasks_per_worker: Option<u64>,
     /// Stack size of the worker threads (`None`: Rust's default, 2 MiB).
     pub stack_size: Option<usize>,
+    /// The time limit of a worker's initializer (`None`: none).
+    pub init_timeout: Option<Duration>,
+    /// How long a stopped call may take to return before it is given up.
+    pub grace: Duration,
 }
 
 /// What the owner receives from [`Pool::next_events`].
 #[derive(Debug)]
 pub enum Event<O> {
-    /// A task ran; its output (result or task failure) is attached.
+    /// A task ran (or was given up); its output is attached.
     Done { id: u64, output: O },
     /// A worker could not be started: the pool is broken. `abandoned` lists the ids of
     /// queued tasks that will never run. Sent once.
@@ -94,7 +140,7 @@ pub enum SubmitError<I> {
 /// A snapshot of the pool's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Worker threads configured.
+    /// Worker threads that count toward `max_workers` (started, not given up).
     pub threads: usize,
     /// Workers (interpreters) alive and ready.
     pub workers: usize,
@@ -108,11 +154,33 @@ pub struct Stats {
     pub completed: u64,
     /// Workers replaced (recycled or unhealthy).
     pub recycled: u64,
+    /// Tasks given up because their call did not stop in time.
+    pub abandoned: u64,
+    /// Threads of given-up tasks whose call has still not returned.
+    pub stuck: usize,
 }
 
 struct Job<I> {
     ticket: Ticket,
     input: I,
+}
+
+/// What a worker thread shares with the watchdog.
+struct Slot<F: WorkerFactory> {
+    interrupter: OnceLock<F::Interrupter>,
+    /// The task running now (or the worker's initializer).
+    running: Mutex<Option<Ticket>>,
+    /// The thread's event sender (so a watchdog started after the pool closed has one).
+    events: Sender<Event<F::Output>>,
+}
+
+struct Threads {
+    /// Threads that count toward `max_workers`.
+    counted: usize,
+    /// Every worker thread alive (including stuck ones).
+    alive: usize,
+    handles: Vec<JoinHandle<()>>,
+    spawned: usize,
 }
 
 struct Shared<F: WorkerFactory> {
@@ -121,14 +189,33 @@ struct Shared<F: WorkerFactory> {
     tasks: Receiver<Job<F::Input>>,
     /// The only task sender; `None` once shut down or broken.
     sender: Mutex<Option<Sender<Job<F::Input>>>>,
+    /// The pool's own event sender, dropped when it closes; worker threads and the watchdog
+    /// hold clones while they run.
+    events: Mutex<Option<Sender<Event<F::Output>>>>,
+    /// Dropped when the pool is *finished*: closed, and no counted thread left (threads of
+    /// given-up tasks may still run, but send nothing more). Every event is sent before the
+    /// change that finishes the pool, so the owner's event loop drains them and then ends.
+    finished: Mutex<Option<Sender<()>>>,
     broken: OnceLock<String>,
-    live_threads: Mutex<usize>,
+    threads: Mutex<Threads>,
     all_exited: Condvar,
+    /// Idle permits: a worker releases one after each task, `submit` takes one if it can.
+    idle: AtomicUsize,
+    watched: Mutex<Watched<F>>,
+    watchdog_wake: Condvar,
     ready: AtomicUsize,
     busy: AtomicUsize,
+    stuck: AtomicUsize,
     submitted: AtomicU64,
     completed: AtomicU64,
     recycled: AtomicU64,
+    abandoned: AtomicU64,
+}
+
+struct Watched<F: WorkerFactory> {
+    slots: Vec<Arc<Slot<F>>>,
+    running: bool,
+    finished: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -141,57 +228,46 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Pool<F: WorkerFactory> {
     shared: Arc<Shared<F>>,
     events: Receiver<Event<F::Output>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    finished: Receiver<()>,
 }
 
 impl<F: WorkerFactory> Pool<F> {
-    /// Start `config.workers` threads; each builds its worker in the background.
-    pub fn new(factory: F, config: PoolConfig) -> std::io::Result<Self> {
-        assert!(config.workers > 0, "a pool needs at least one worker");
+    /// A pool that starts worker threads as tasks need them.
+    pub fn new(factory: F, config: PoolConfig) -> Self {
+        assert!(config.max_workers > 0, "a pool needs at least one worker");
         let (task_tx, task_rx) = crossbeam_channel::unbounded();
         let (event_tx, event_rx) = crossbeam_channel::unbounded();
+        let (finished_tx, finished_rx) = crossbeam_channel::bounded(0);
         let shared = Arc::new(Shared {
             factory,
             config,
             tasks: task_rx,
             sender: Mutex::new(Some(task_tx)),
+            events: Mutex::new(Some(event_tx)),
+            finished: Mutex::new(Some(finished_tx)),
             broken: OnceLock::new(),
-            live_threads: Mutex::new(0),
+            threads: Mutex::new(Threads { counted: 0, alive: 0, handles: Vec::new(), spawned: 0 }),
             all_exited: Condvar::new(),
+            idle: AtomicUsize::new(0),
+            watched: Mutex::new(Watched { slots: Vec::new(), running: false, finished: false }),
+            watchdog_wake: Condvar::new(),
             ready: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
+            stuck: AtomicUsize::new(0),
             submitted: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             recycled: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
         });
-        let mut threads = Vec::with_capacity(shared.config.workers);
-        for index in 0..shared.config.workers {
-            let name = format!("{}_{index}", shared.config.thread_name_prefix);
-            let thread_shared = Arc::clone(&shared);
-            let events = event_tx.clone();
-            *lock(&shared.live_threads) += 1;
-            let spawned = std::thread::Builder::new().name(name);
-            let spawned = match shared.config.stack_size {
-                Some(size) => spawned.stack_size(size),
-                None => spawned,
-            }
-            .spawn(move || worker_thread(&thread_shared, index, &events));
-            match spawned {
-                Ok(handle) => threads.push(handle),
-                Err(err) => {
-                    *lock(&shared.live_threads) -= 1;
-                    shared.close();
-                    return Err(err);
-                }
-            }
-        }
-        Ok(Self { shared, events: event_rx, threads: Mutex::new(threads) })
+        Pool { shared, events: event_rx, finished: finished_rx }
     }
 
     /// Queue a task under `id`, which the caller chooses (so it can register the task
-    /// before a worker can possibly finish it) and keeps unique within this pool. The
-    /// returned ticket can cancel the task while it is still queued.
-    pub fn submit(&self, id: u64, input: F::Input) -> Result<Ticket, SubmitError<F::Input>> {
+    /// before a worker can possibly finish it) and keeps unique within this pool; with a
+    /// `timeout`, the task is stopped if it runs longer. Starts a worker thread if no idle
+    /// one is available and fewer than `max_workers` run. The ticket can cancel the task
+    /// while it is queued, and interrupt it while it runs.
+    pub fn submit(&self, id: u64, input: F::Input, timeout: Option<Duration>) -> Result<Ticket, SubmitError<F::Input>> {
         let guard = lock(&self.shared.sender);
         let Some(sender) = guard.as_ref() else {
             return Err(match self.shared.broken.get() {
@@ -199,7 +275,7 @@ impl<F: WorkerFactory> Pool<F> {
                 None => SubmitError::Shutdown(input),
             });
         };
-        let ticket = Ticket::new(id);
+        let ticket = Ticket::new(id, timeout);
         let job = Job { ticket: ticket.clone(), input };
         self.shared.submitted.fetch_add(1, Ordering::Relaxed);
         // The receiver lives in `shared`, which we hold: the send cannot fail.
@@ -207,12 +283,19 @@ impl<F: WorkerFactory> Pool<F> {
             self.shared.submitted.fetch_sub(1, Ordering::Relaxed);
             return Err(SubmitError::Shutdown(err.into_inner().input));
         }
+        drop(guard);
+        if !self.shared.take_idle_permit()
+            && let Some(events) = self.shared.event_sender()
+        {
+            Shared::spawn_if_below_max(&self.shared, &events);
+        }
         Ok(ticket)
     }
 
     /// Close the queue: no new tasks; workers finish the queued ones and exit. With
-    /// `cancel_pending`, queued tasks are cancelled instead and their ids returned.
-    pub fn shutdown(&self, cancel_pending: bool) -> Vec<u64> {
+    /// `cancel_pending`, queued tasks are cancelled instead and their ids returned; with
+    /// `interrupt_running`, running tasks are asked to stop.
+    pub fn shutdown(&self, cancel_pending: bool, interrupt_running: bool) -> Vec<u64> {
         self.shared.close();
         let mut cancelled = Vec::new();
         if cancel_pending {
@@ -222,7 +305,19 @@ impl<F: WorkerFactory> Pool<F> {
                 }
             }
         }
+        if interrupt_running {
+            Shared::stop_all_running(&self.shared);
+        }
         cancelled
+    }
+
+    /// Ask a running task to stop (see [`Ticket::interrupt`]; this also wakes the watchdog).
+    pub fn interrupt(&self, ticket: &Ticket) -> bool {
+        let done = ticket.interrupt();
+        if done && ticket.running() {
+            Shared::watch(&self.shared);
+        }
+        done
     }
 
     /// The message of the worker start failure that broke the pool, if any.
@@ -231,9 +326,9 @@ impl<F: WorkerFactory> Pool<F> {
     }
 
     /// Block until at least one event is available, then return it with up to `max - 1`
-    /// more that are already waiting. `None`: every worker exited and all events were taken.
+    /// more that are already waiting. `None`: the pool finished and all events were taken.
     pub fn next_events(&self, max: usize) -> Option<Vec<Event<F::Output>>> {
-        let first = recv_spinning(&self.events).ok()?;
+        let first = self.next_event()?;
         let mut batch = vec![first];
         while batch.len() < max.max(1) {
             match self.events.try_recv() {
@@ -244,34 +339,52 @@ impl<F: WorkerFactory> Pool<F> {
         Some(batch)
     }
 
-    /// Wait until every worker thread exited (after `shutdown`), up to `timeout`.
-    /// Returns `true` when they all did; their threads are then joined.
-    pub fn join(&self, timeout: Option<Duration>) -> bool {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut live = lock(&self.shared.live_threads);
-        while *live > 0 {
-            match deadline {
-                None => {
-                    live = self.shared.all_exited.wait(live).unwrap_or_else(PoisonError::into_inner);
-                }
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return false;
-                    }
-                    live = self
-                        .shared
-                        .all_exited
-                        .wait_timeout(live, deadline - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                }
+    /// The next event, spinning briefly before blocking; `None` once the pool finished and
+    /// every event was taken.
+    fn next_event(&self) -> Option<Event<F::Output>> {
+        let start = Instant::now();
+        loop {
+            match self.events.try_recv() {
+                Ok(ev) => return Some(ev),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) if start.elapsed() < SPIN => std::hint::spin_loop(),
+                Err(TryRecvError::Empty) => break,
             }
         }
-        drop(live);
-        for handle in lock(&self.threads).drain(..) {
-            // A worker thread that panicked has already been accounted for by its guard.
-            let _ = handle.join();
+        crossbeam_channel::select! {
+            recv(self.events) -> ev => ev.ok(),
+            recv(self.finished) -> _ => self.events.try_recv().ok(), // finished: drain, then end
+        }
+    }
+
+    /// Wait until every worker thread exited (after `shutdown`), up to `timeout`, counting
+    /// threads of given-up tasks unless `skip_stuck`. Returns `true` when they all did; the
+    /// threads that exited are joined.
+    pub fn join(&self, timeout: Option<Duration>, skip_stuck: bool) -> bool {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut threads = lock(&self.shared.threads);
+        loop {
+            let waiting = if skip_stuck { threads.counted } else { threads.alive };
+            if waiting == 0 {
+                break;
+            }
+            let wait = match deadline {
+                None => Duration::from_secs(3600),
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => return false,
+                },
+            };
+            threads = self.shared.all_exited.wait_timeout(threads, wait).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        let handles: Vec<_> = threads.handles.drain(..).collect();
+        drop(threads);
+        for handle in handles {
+            if handle.is_finished() {
+                let _ = handle.join(); // a thread that panicked was accounted for by its guard
+            } else {
+                lock(&self.shared.threads).handles.push(handle); // stuck: joined later
+            }
         }
         true
     }
@@ -280,13 +393,15 @@ impl<F: WorkerFactory> Pool<F> {
     pub fn stats(&self) -> Stats {
         let s = &self.shared;
         Stats {
-            threads: s.config.workers,
+            threads: lock(&s.threads).counted,
             workers: s.ready.load(Ordering::Relaxed),
             busy: s.busy.load(Ordering::Relaxed),
             queued: s.tasks.len(),
             submitted: s.submitted.load(Ordering::Relaxed),
             completed: s.completed.load(Ordering::Relaxed),
             recycled: s.recycled.load(Ordering::Relaxed),
+            abandoned: s.abandoned.load(Ordering::Relaxed),
+            stuck: s.stuck.load(Ordering::Relaxed),
         }
     }
 }
@@ -300,6 +415,66 @@ impl<F: WorkerFactory> Drop for Pool<F> {
 impl<F: WorkerFactory> Shared<F> {
     fn close(&self) {
         lock(&self.sender).take();
+        lock(&self.events).take();
+        self.wake_watchdog();
+        self.finish_if_done(&lock(&self.threads));
+    }
+
+    /// Signal that the pool finished (closed, no counted thread left), once.
+    fn finish_if_done(&self, threads: &Threads) {
+        if threads.counted == 0 && self.is_closed() {
+            lock(&self.finished).take();
+        }
+    }
+
+    /// A clone of the pool's event sender (`None` once closed).
+    fn event_sender(&self) -> Option<Sender<Event<F::Output>>> {
+        lock(&self.events).clone()
+    }
+
+    fn is_closed(&self) -> bool {
+        lock(&self.sender).is_none()
+    }
+
+    fn take_idle_permit(&self) -> bool {
+        self.idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok()
+    }
+
+    fn release_idle_permit(&self) {
+        self.idle.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Start one more worker thread unless `max_workers` count already.
+    fn spawn_if_below_max(shared: &Arc<Self>, events: &Sender<Event<F::Output>>) {
+        let mut threads = lock(&shared.threads);
+        if threads.counted >= shared.config.max_workers || shared.broken.get().is_some() {
+            return;
+        }
+        let index = threads.spawned;
+        let name = format!("{}_{index}", shared.config.thread_name_prefix);
+        let thread_shared = Arc::clone(shared);
+        let thread_events = events.clone();
+        let builder = std::thread::Builder::new().name(name);
+        let builder = match shared.config.stack_size {
+            Some(size) => builder.stack_size(size),
+            None => builder,
+        };
+        // Counted before it runs: its exit guard uncounts it.
+        threads.counted += 1;
+        threads.alive += 1;
+        match builder.spawn(move || worker_thread(&thread_shared, index, &thread_events)) {
+            Ok(handle) => {
+                threads.spawned += 1;
+                threads.handles.push(handle);
+            }
+            Err(err) => {
+                threads.counted -= 1;
+                threads.alive -= 1;
+                let message = format!("cannot start a worker thread: {err}");
+                drop(threads);
+                shared.break_pool(message, events);
+            }
+        }
     }
 
     /// A worker failed to start: close the queue and abandon every queued task.
@@ -316,32 +491,126 @@ impl<F: WorkerFactory> Shared<F> {
         }
         let _ = events.send(Event::Broken { message, abandoned });
     }
-}
 
-/// Decrements the live-thread count when a worker thread ends, even by panic.
-struct ThreadExit<'a, F: WorkerFactory>(&'a Shared<F>);
+    fn stop_all_running(shared: &Arc<Self>) {
+        let slots: Vec<_> = lock(&shared.watched).slots.clone();
+        for slot in slots {
+            if let Some(ticket) = lock(&slot.running).as_ref() {
+                ticket.request_stop(Stop::Interrupt);
+            }
+        }
+        Shared::watch(shared);
+    }
 
-impl<F: WorkerFactory> Drop for ThreadExit<'_, F> {
-    fn drop(&mut self) {
-        let mut live = lock(&self.0.live_threads);
-        *live -= 1;
-        if *live == 0 {
-            self.0.all_exited.notify_all();
+    fn wake_watchdog(&self) {
+        let _watched = lock(&self.watched);
+        self.watchdog_wake.notify_all();
+    }
+
+    /// Make sure the watchdog runs (it is started with the first task that needs it).
+    fn watch(shared: &Arc<Self>) {
+        let mut watched = lock(&shared.watched);
+        if watched.running || watched.finished {
+            shared.watchdog_wake.notify_all();
+            return;
+        }
+        // The pool's own sender, or once closed, a live worker thread's.
+        let Some(events) = shared.event_sender().or_else(|| watched.slots.first().map(|slot| slot.events.clone()))
+        else {
+            return; // closed and no worker left: nothing to watch
+        };
+        watched.running = true;
+        let thread_shared = Arc::clone(shared);
+        let name = format!("{}_watchdog", shared.config.thread_name_prefix);
+        if std::thread::Builder::new().name(name).spawn(move || watchdog(&thread_shared, &events)).is_err() {
+            watched.running = false; // no watchdog: timeouts are not enforced, tasks still run
+        }
+    }
+
+    /// A task was given up: its thread stops counting toward `max_workers`; a new worker
+    /// takes its place if tasks are waiting.
+    fn replace_stuck(shared: &Arc<Self>, ticket: &Ticket, why: Stop, events: &Sender<Event<F::Output>>) {
+        shared.abandoned.fetch_add(1, Ordering::Relaxed);
+        shared.stuck.fetch_add(1, Ordering::Relaxed);
+        let output = shared.factory.abandoned(ticket.id(), why, shared.config.grace);
+        let _ = events.send(Event::Done { id: ticket.id(), output }); // before the pool can finish
+        {
+            let mut threads = lock(&shared.threads);
+            threads.counted -= 1;
+            shared.all_exited.notify_all();
+            shared.finish_if_done(&threads);
+        }
+        if !shared.tasks.is_empty() {
+            Shared::spawn_if_below_max(shared, events);
         }
     }
 }
 
-fn worker_thread<F: WorkerFactory>(shared: &Shared<F>, index: usize, events: &Sender<Event<F::Output>>) {
-    let _exit = ThreadExit(shared);
+/// Uncounts a worker thread when it ends, even by panic.
+struct ThreadExit<'a, F: WorkerFactory> {
+    shared: &'a Shared<F>,
+    /// The thread still counts toward `max_workers` (not given up).
+    counted: bool,
+}
+
+impl<F: WorkerFactory> Drop for ThreadExit<'_, F> {
+    fn drop(&mut self) {
+        let mut threads = lock(&self.shared.threads);
+        threads.alive -= 1;
+        if self.counted {
+            threads.counted -= 1;
+        } else {
+            self.shared.stuck.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.shared.all_exited.notify_all();
+        self.shared.finish_if_done(&threads);
+    }
+}
+
+/// Run `f` with `ticket` watched in `slot` (when it has a time limit or may be stopped).
+fn watched<F: WorkerFactory, T>(
+    shared: &Arc<Shared<F>>,
+    slot: &Arc<Slot<F>>,
+    ticket: &Ticket,
+    f: impl FnOnce() -> T,
+) -> T {
+    *lock(&slot.running) = Some(ticket.clone());
+    if ticket.timeout().is_some() {
+        Shared::watch(shared);
+    }
+    let out = f();
+    *lock(&slot.running) = None;
+    out
+}
+
+fn worker_thread<F: WorkerFactory>(shared: &Arc<Shared<F>>, index: usize, events: &Sender<Event<F::Output>>) {
+    let mut exit = ThreadExit { shared, counted: true };
     let factory = &shared.factory;
+    let slot = Arc::new(Slot::<F> { interrupter: OnceLock::new(), running: Mutex::new(None), events: events.clone() });
+    lock(&shared.watched).slots.push(Arc::clone(&slot));
+    let _unwatch = Unwatch { shared, slot: &slot };
     loop {
-        if shared.broken.get().is_some() {
+        if shared.broken.get().is_some() || (shared.is_closed() && shared.tasks.is_empty()) {
             return;
         }
         let mut worker = match factory.start(index) {
             Ok(worker) => worker,
             Err(message) => return shared.break_pool(message, events),
         };
+        let _ = slot.interrupter.set(factory.interrupter(&worker));
+        let init = Ticket::new(crate::INIT_TASK, shared.config.init_timeout);
+        init.start();
+        let initialized = watched(shared, &slot, &init, || factory.initialize(&mut worker));
+        if !init.finish() {
+            // Given up: the initializer did not stop in time (the pool was broken by then).
+            exit.counted = false;
+            factory.stop(worker);
+            return;
+        }
+        if let Err(message) = initialized {
+            factory.stop(worker);
+            return shared.break_pool(message, events);
+        }
         shared.ready.fetch_add(1, Ordering::Relaxed);
         let mut ran: u64 = 0;
         let replace = loop {
@@ -349,12 +618,24 @@ fn worker_thread<F: WorkerFactory>(shared: &Shared<F>, index: usize, events: &Se
                 break false; // closed and drained
             };
             if !job.ticket.start() {
-                continue; // cancelled or abandoned while queued
+                shared.release_idle_permit(); // cancelled: this worker is still idle
+                continue;
             }
             shared.busy.fetch_add(1, Ordering::Relaxed);
-            let output = factory.run(&mut worker, job.input);
+            let output = watched(shared, &slot, &job.ticket, || factory.run(&mut worker, &job.ticket, job.input));
             shared.busy.fetch_sub(1, Ordering::Relaxed);
+            if !job.ticket.finish() {
+                // The watchdog gave this task up while its call was stuck: it was reported
+                // already, and a new worker took this one's place.
+                exit.counted = false;
+                shared.ready.fetch_sub(1, Ordering::Relaxed);
+                factory.stop(worker);
+                return;
+            }
             shared.completed.fetch_add(1, Ordering::Relaxed);
+            // Idle again before the owner hears of it, so a task it submits in response
+            // finds this worker instead of starting another.
+            shared.release_idle_permit();
             // The owner may have dropped the pool and its event receiver: nobody to tell.
             let _ = events.send(Event::Done { id: job.ticket.id(), output });
             ran += 1;
@@ -369,5 +650,90 @@ fn worker_thread<F: WorkerFactory>(shared: &Shared<F>, index: usize, events: &Se
             return;
         }
         shared.recycled.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Takes a worker's slot off the watchdog's list when its thread ends.
+struct Unwatch<'a, F: WorkerFactory> {
+    shared: &'a Shared<F>,
+    slot: &'a Arc<Slot<F>>,
+}
+
+impl<F: WorkerFactory> Drop for Unwatch<'_, F> {
+    fn drop(&mut self) {
+        lock(&self.shared.watched).slots.retain(|s| !Arc::ptr_eq(s, self.slot));
+        self.shared.watchdog_wake.notify_all();
+    }
+}
+
+/// The watchdog: times running tasks out, repeats stop requests, gives up stuck calls.
+fn watchdog<F: WorkerFactory>(shared: &Arc<Shared<F>>, events: &Sender<Event<F::Output>>) {
+    let grace = shared.config.grace;
+    loop {
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        let mut give_up: Vec<(Ticket, Stop)> = Vec::new();
+        let slots: Vec<_> = {
+            let watched = lock(&shared.watched);
+            if shared.is_closed() && watched.slots.is_empty() {
+                drop(watched);
+                let mut watched = lock(&shared.watched);
+                watched.running = false;
+                watched.finished = true;
+                return;
+            }
+            watched.slots.clone()
+        };
+        for slot in &slots {
+            let Some(ticket) = lock(&slot.running).clone() else { continue };
+            if ticket.stop_requested().is_none()
+                && let Some(deadline) = ticket.deadline()
+            {
+                if now >= deadline {
+                    ticket.request_stop(Stop::Timeout);
+                } else {
+                    next = Some(next.map_or(deadline, |n| n.min(deadline)));
+                    continue;
+                }
+            }
+            let (Some(why), Some(asked)) = (ticket.stop_requested(), ticket.stop_requested_at()) else { continue };
+            let given_up = ticket.given_up();
+            if !given_up && now >= asked + grace {
+                give_up.push((ticket, why));
+                continue;
+            }
+            // Keep asking, also after giving the task up (its thread should still end), then
+            // less often.
+            if let Some(interrupter) = slot.interrupter.get() {
+                interrupter.interrupt(ticket.id(), why);
+            }
+            let again = if given_up { now + RESEND * 5 } else { (now + RESEND).min(asked + grace) };
+            next = Some(next.map_or(again, |n| n.min(again)));
+        }
+        for (ticket, why) in give_up {
+            if !ticket.give_up() {
+                continue; // it finished just now
+            }
+            if ticket.id() == crate::INIT_TASK {
+                shared.stuck.fetch_add(1, Ordering::Relaxed);
+                let message = format!(
+                    "a worker's initializer did not return within {:.1}s after it was stopped (its time limit passed): \
+                     it is stuck",
+                    grace.as_secs_f64()
+                );
+                shared.break_pool(message, events);
+                let mut threads = lock(&shared.threads);
+                threads.counted -= 1;
+                shared.all_exited.notify_all();
+                shared.finish_if_done(&threads);
+            } else {
+                Shared::replace_stuck(shared, &ticket, why, events);
+            }
+        }
+        let watched = lock(&shared.watched);
+        let wait = next.map_or(Duration::from_secs(1), |n| n.saturating_duration_since(Instant::now()));
+        if !wait.is_zero() {
+            drop(shared.watchdog_wake.wait_timeout(watched, wait).unwrap_or_else(PoisonError::into_inner));
+        }
     }
 }

@@ -1,55 +1,180 @@
-//! Per-task state shared by the submitter and the workers: a three-state atomic that makes
-//! "cancel" and "start running" mutually exclusive (the `Future.cancel()` contract: a
-//! cancelled task never runs, a running task cannot be cancelled).
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+//! Per-task state shared by the submitter, the worker and the watchdog.
+//!
+//! One atomic holds the task's life: `QUEUED -> RUNNING -> DONE`, or `QUEUED -> CANCELLED`
+//! (a cancel before a worker took it), `QUEUED -> ABANDONED` (the pool broke), or
+//! `RUNNING -> GIVEN_UP` (a stop request went unanswered for the grace period: the call is
+//! stuck). Every transition is a compare-and-swap, so each pair of competitors has exactly one
+//! winner: a cancelled task never runs, a running task is never cancelled, and a task that
+//! finishes just as it is given up is reported once, by whichever won.
+//!
+//! A *stop request* (a timeout or an interrupt) is separate from the state: it asks the
+//! worker to stop the running call (the worker's factory delivers it) and starts the grace
+//! period after which the watchdog gives the task up.
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 const QUEUED: u8 = 0;
 const RUNNING: u8 = 1;
 const CANCELLED: u8 = 2;
 /// Dropped because the pool broke; reported in [`crate::Event::Broken`], not cancellable.
 const ABANDONED: u8 = 3;
+const DONE: u8 = 4;
+const GIVEN_UP: u8 = 5;
 
-/// The submitter's handle on one queued task.
-#[derive(Clone, Debug)]
-pub struct Ticket {
-    id: u64,
-    state: Arc<AtomicU8>,
+/// Why a running task is asked to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// It ran longer than its timeout.
+    Timeout,
+    /// Someone asked (`Ticket::interrupt`, a shutdown that interrupts).
+    Interrupt,
 }
 
+impl Stop {
+    fn code(self) -> u8 {
+        match self {
+            Stop::Timeout => 1,
+            Stop::Interrupt => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Stop> {
+        match code {
+            1 => Some(Stop::Timeout),
+            2 => Some(Stop::Interrupt),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    id: u64,
+    life: AtomicU8,
+    stop: AtomicU8,
+    /// Seconds allowed once running (`f64` bits; 0: no limit).
+    timeout: AtomicU64,
+    /// When it started running, and when a stop was first requested.
+    times: Mutex<(Option<Instant>, Option<Instant>)>,
+}
+
+/// A handle on one task, shared by its submitter, its worker and the watchdog.
+#[derive(Clone, Debug)]
+pub struct Ticket(Arc<State>);
+
 impl Ticket {
-    pub(crate) fn new(id: u64) -> Self {
-        Self { id, state: Arc::new(AtomicU8::new(QUEUED)) }
+    pub(crate) fn new(id: u64, timeout: Option<Duration>) -> Self {
+        Ticket(Arc::new(State {
+            id,
+            life: AtomicU8::new(QUEUED),
+            stop: AtomicU8::new(0),
+            timeout: AtomicU64::new(timeout.map_or(0, |t| t.as_secs_f64().to_bits())),
+            times: Mutex::new((None, None)),
+        }))
+    }
+
+    fn swap(&self, from: u8, to: u8) -> bool {
+        self.0.life.compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    fn life(&self) -> u8 {
+        self.0.life.load(Ordering::Acquire)
     }
 
     /// The task's id, unique within its pool.
     pub fn id(&self) -> u64 {
-        self.id
+        self.0.id
     }
 
     /// Cancel the task if no worker has started it. Returns `true` if it is (now or
     /// already) cancelled: it will never run and no [`crate::Event::Done`] is sent for it.
     pub fn cancel(&self) -> bool {
-        match self.state.compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => true,
-            Err(now) => now == CANCELLED,
-        }
+        self.swap(QUEUED, CANCELLED) || self.life() == CANCELLED
     }
 
-    /// Whether a worker has started (or finished) the task.
+    /// Whether a worker has started the task (it may have finished since).
     pub fn started(&self) -> bool {
-        self.state.load(Ordering::Acquire) == RUNNING
+        matches!(self.life(), RUNNING | DONE | GIVEN_UP)
+    }
+
+    /// Whether the task is running now.
+    pub fn running(&self) -> bool {
+        self.life() == RUNNING
+    }
+
+    /// Whether the task was given up while its call was stuck.
+    pub fn given_up(&self) -> bool {
+        self.life() == GIVEN_UP
+    }
+
+    /// Cancel the task if it is queued, or ask its worker to stop it if it is running.
+    /// `false`: it had already ended (or was already cancelled or given up).
+    pub fn interrupt(&self) -> bool {
+        if self.swap(QUEUED, CANCELLED) {
+            return true;
+        }
+        self.request_stop(Stop::Interrupt)
+    }
+
+    /// Ask the running task to stop (the first reason wins). `false` if it is not running.
+    pub(crate) fn request_stop(&self, why: Stop) -> bool {
+        if self.life() != RUNNING {
+            return false;
+        }
+        if self.0.stop.compare_exchange(0, why.code(), Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.0.times.lock().unwrap_or_else(PoisonError::into_inner).1 = Some(Instant::now());
+        }
+        true
+    }
+
+    /// Why the task was asked to stop, if it was.
+    pub fn stop_requested(&self) -> Option<Stop> {
+        Stop::from_code(self.0.stop.load(Ordering::Acquire))
+    }
+
+    /// The time limit once running, if any.
+    pub fn timeout(&self) -> Option<Duration> {
+        let secs = f64::from_bits(self.0.timeout.load(Ordering::Acquire));
+        (secs > 0.0).then(|| Duration::from_secs_f64(secs))
+    }
+
+    /// When the task must be stopped (it runs with a timeout).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        let started = self.0.times.lock().unwrap_or_else(PoisonError::into_inner).0?;
+        Some(started + self.timeout()?)
+    }
+
+    /// When a stop was first requested.
+    pub(crate) fn stop_requested_at(&self) -> Option<Instant> {
+        self.0.times.lock().unwrap_or_else(PoisonError::into_inner).1
     }
 
     /// Pool side: give up a queued task because the pool broke. `false` if it already
     /// started or was cancelled.
     pub(crate) fn abandon(&self) -> bool {
-        self.state.compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        self.swap(QUEUED, ABANDONED)
     }
 
     /// Worker side: claim the task. `false` means it was cancelled and must be skipped.
     pub(crate) fn start(&self) -> bool {
-        self.state.compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        if !self.swap(QUEUED, RUNNING) {
+            return false;
+        }
+        self.0.times.lock().unwrap_or_else(PoisonError::into_inner).0 = Some(Instant::now());
+        true
+    }
+
+    /// Worker side: the call returned. `false`: the watchdog gave the task up meanwhile (it
+    /// was reported already; this worker's result is dropped).
+    pub(crate) fn finish(&self) -> bool {
+        self.swap(RUNNING, DONE)
+    }
+
+    /// Watchdog side: give up a running task whose stop request went unanswered. `false`:
+    /// it finished meanwhile.
+    pub(crate) fn give_up(&self) -> bool {
+        self.swap(RUNNING, GIVEN_UP)
     }
 }
 
@@ -59,15 +184,15 @@ mod tests {
 
     #[test]
     fn cancel_and_start_exclude_each_other() {
-        let t = Ticket::new(1);
+        let t = Ticket::new(1, None);
         assert!(t.cancel());
         assert!(t.cancel(), "cancel is idempotent");
         assert!(!t.start());
-        let t = Ticket::new(2);
+        let t = Ticket::new(2, None);
         assert!(t.start());
-        assert!(t.started());
+        assert!(t.started() && t.running());
         assert!(!t.cancel());
-        let t = Ticket::new(3);
+        let t = Ticket::new(3, None);
         assert!(t.abandon());
         assert!(!t.cancel(), "an abandoned task is reported as broken, not cancelled");
         assert!(!t.start());
@@ -76,7 +201,7 @@ mod tests {
     #[test]
     fn racing_cancel_and_start_have_one_winner() {
         for i in 0..2000 {
-            let t = Ticket::new(i);
+            let t = Ticket::new(i, None);
             let t2 = t.clone();
             let barrier = Arc::new(std::sync::Barrier::new(2));
             let b2 = barrier.clone();
@@ -89,5 +214,41 @@ mod tests {
             let started = h.join().unwrap();
             assert!(cancelled ^ started, "exactly one of cancel/start must win");
         }
+    }
+
+    #[test]
+    fn racing_finish_and_give_up_have_one_winner() {
+        for i in 0..2000 {
+            let t = Ticket::new(i, None);
+            assert!(t.start());
+            assert!(t.request_stop(Stop::Timeout));
+            let t2 = t.clone();
+            let barrier = Arc::new(std::sync::Barrier::new(2));
+            let b2 = barrier.clone();
+            let h = std::thread::spawn(move || {
+                b2.wait();
+                t2.give_up()
+            });
+            barrier.wait();
+            let finished = t.finish();
+            let given_up = h.join().unwrap();
+            assert!(finished ^ given_up, "exactly one of finish/give_up must win");
+        }
+    }
+
+    #[test]
+    fn interrupt_cancels_queued_and_stops_running_tasks() {
+        let queued = Ticket::new(1, None);
+        assert!(queued.interrupt());
+        assert!(!queued.start(), "an interrupted queued task never runs");
+        let running = Ticket::new(2, Some(Duration::from_secs(5)));
+        assert!(running.start());
+        assert!(running.deadline().is_some());
+        assert!(running.interrupt());
+        assert_eq!(running.stop_requested(), Some(Stop::Interrupt));
+        running.request_stop(Stop::Timeout);
+        assert_eq!(running.stop_requested(), Some(Stop::Interrupt), "the first reason wins");
+        assert!(running.finish());
+        assert!(!running.interrupt(), "a finished task cannot be interrupted");
     }
 }

@@ -1,0 +1,159 @@
+//! Stopping a task that runs in a worker interpreter, from another thread.
+//!
+//! The watchdog (a Rust thread with no interpreter) must make the running Python code raise
+//! `interpool.TaskInterrupted` at its next bytecode boundary, so that `finally` blocks and
+//! `with` statements run and the interpreter stays usable. It must never block: the worker
+//! may hold its GIL in a long C call. The mechanism (docs/design.md, "Stopping tasks"):
+//!
+//! - the watchdog queues a *pending call* into the worker's interpreter with
+//!   `_PyEval_AddPendingCall(interp, ...)`. That function is exported by every CPython
+//!   3.12-3.14 build but is not public API, so it is looked up at run time; where it is
+//!   missing, stop requests are not delivered and stuck tasks are given up after the grace
+//!   period instead. (`Py_AddPendingCall` only reaches the main interpreter.)
+//! - the interpreter runs the call at its next eval-breaker check, on whichever of its
+//!   threads gets there first. On the worker's own thread it sets the exception and returns
+//!   -1, which raises it in the running code; on another thread of that interpreter (one the
+//!   task started) it sets an async exception for the worker's thread, which is race-free
+//!   under the interpreter's GIL (free-threaded builds queue the call again instead).
+//! - requests are coalesced (at most one queued per worker: the queue is small, and CPython
+//!   uses it too) and checked against the task running when the call runs, so a request for
+//!   a task that already ended never touches the next one.
+use std::ffi::{CStr, c_int, c_long, c_ulong, c_void};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use interpool_core::{Interrupt, Stop};
+use pyo3_ffi as ffi;
+
+use crate::py::{Borrowed, Python};
+
+type AddPendingCall = unsafe extern "C" fn(
+    *mut ffi::PyInterpreterState,
+    extern "C" fn(*mut c_void) -> c_int,
+    *mut c_void,
+    c_int,
+) -> c_int;
+
+/// `_PyEval_AddPendingCall`, if this CPython exports it.
+fn add_pending_call() -> Option<AddPendingCall> {
+    static FOUND: OnceLock<Option<AddPendingCall>> = OnceLock::new();
+    *FOUND.get_or_init(|| {
+        // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT searches the process.
+        let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_PyEval_AddPendingCall".as_ptr()) };
+        // SAFETY: the exported function has this signature in 3.12-3.14 (the last argument
+        // is `mainthreadonly` in 3.12 and `flags` later; 0 means neither; the result is an
+        // int-sized status, 0 on success).
+        (!sym.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, AddPendingCall>(sym) })
+    })
+}
+
+/// What the watchdog and the worker's interpreter share about one worker.
+pub struct Cell {
+    /// The worker's interpreter and thread.
+    interp: usize,
+    thread: c_ulong,
+    /// `interpool.TaskInterrupted` of the worker's interpreter (kept alive by its module).
+    class: usize,
+    /// The task running now (0: none), the task a request is for, and why.
+    running: AtomicU64,
+    target: AtomicU64,
+    why: AtomicU8,
+    /// A pending call is queued.
+    queued: AtomicBool,
+}
+
+/// The watchdog's handle on one worker.
+pub struct Interrupter(Arc<Cell>);
+
+impl Cell {
+    /// For the worker running on this thread, in the interpreter `py` is attached to.
+    pub fn new(py: Python<'_>, class: Borrowed<'_, '_>) -> Arc<Cell> {
+        Arc::new(Cell {
+            interp: py.interpreter(),
+            // SAFETY: returns this OS thread's identifier; no requirement.
+            thread: unsafe { ffi::PyThread_get_thread_ident() },
+            class: class.as_ptr() as usize,
+            running: AtomicU64::new(0),
+            target: AtomicU64::new(0),
+            why: AtomicU8::new(0),
+            queued: AtomicBool::new(false),
+        })
+    }
+
+    /// The worker starts (`id`) or ends (`0`) a task.
+    pub fn set_running(&self, id: u64) {
+        self.running.store(id, Ordering::SeqCst);
+    }
+
+    /// After a task that was asked to stop: drop an async exception not delivered yet, so it
+    /// cannot hit the next task (it is set for this thread only).
+    pub fn clear_pending(&self, _py: Python<'_>) {
+        // SAFETY: attached to the worker's interpreter (token) on the worker's thread; a null
+        // exception clears the thread's pending async exception.
+        unsafe { ffi::PyThreadState_SetAsyncExc(self.thread as c_long, std::ptr::null_mut()) };
+    }
+
+    fn queue(self: &Arc<Self>) {
+        let Some(add) = add_pending_call() else { return };
+        if self.queued.swap(true, Ordering::AcqRel) {
+            return; // one is queued already; it will see the newest target
+        }
+        let arg = Arc::into_raw(Arc::clone(self)).cast_mut().cast::<c_void>();
+        // SAFETY: the interpreter is alive while its worker's cell is in use (the worker ends
+        // it only after the watchdog stopped watching the task); `deliver` takes back `arg`.
+        if unsafe { add(self.interp as *mut ffi::PyInterpreterState, deliver, arg, 0) } != 0 {
+            // SAFETY: not queued: take the reference back. The next resend tries again.
+            drop(unsafe { Arc::from_raw(arg.cast_const().cast::<Cell>()) });
+            self.queued.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// The pending call, run by the worker's interpreter.
+extern "C" fn deliver(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the reference `queue` leaked for this call.
+    let cell = unsafe { Arc::from_raw(arg.cast_const().cast::<Cell>()) };
+    cell.queued.store(false, Ordering::Release);
+    let target = cell.target.load(Ordering::Acquire);
+    if target == 0 || cell.running.load(Ordering::Acquire) != target {
+        return 0; // that task already ended
+    }
+    let message: &CStr = match cell.why.load(Ordering::Acquire) {
+        1 => c"the task ran longer than its timeout",
+        _ => c"the task was interrupted",
+    };
+    let class = cell.class as *mut ffi::PyObject;
+    // SAFETY: returns this OS thread's identifier.
+    if unsafe { ffi::PyThread_get_thread_ident() } == cell.thread {
+        // SAFETY: pending calls run attached to the target interpreter, whose class this is;
+        // returning -1 with an exception set raises it in the running code.
+        unsafe { ffi::PyErr_SetString(class, message.as_ptr()) };
+        return -1;
+    }
+    if cfg!(Py_GIL_DISABLED) {
+        cell.queue(); // no GIL to make the cross-thread route race-free: let the worker take it
+    } else {
+        // SAFETY: attached to the worker's interpreter, holding its GIL: the worker thread is
+        // not running, so marking its async exception cannot race with it.
+        unsafe { ffi::PyThreadState_SetAsyncExc(cell.thread as c_long, class) };
+    }
+    0
+}
+
+impl Interrupter {
+    pub fn new(cell: &Arc<Cell>) -> Self {
+        Interrupter(Arc::clone(cell))
+    }
+}
+
+impl Interrupt for Interrupter {
+    fn interrupt(&self, id: u64, why: Stop) {
+        let cell = &self.0;
+        if cell.running.load(Ordering::Acquire) != id {
+            return;
+        }
+        cell.why.store(if why == Stop::Timeout { 1 } else { 2 }, Ordering::Release);
+        cell.target.store(id, Ordering::Release);
+        cell.queue();
+    }
+}

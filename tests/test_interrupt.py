@@ -1,0 +1,196 @@
+"""Stopping work that runs: per-task timeouts, interrupt(), shutdown(interrupt=True), leaving
+a `with` block by an exception, Ctrl-C, and calls stuck in C."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import interpool
+from interpool import InterpreterPoolExecutor, Queue
+
+import tasks
+
+
+def test_a_loop_past_its_timeout_raises_timeout_error_and_the_worker_runs_the_next_task() -> None:
+    with InterpreterPoolExecutor(1) as pool:
+        before = pool.submit(tasks.interpreter_id).result(timeout=60)
+        started = time.monotonic()
+        future = pool.schedule(tasks.busy_forever, timeout=0.2)
+        with pytest.raises(TimeoutError, match=r"0\.2s timeout") as info:
+            future.result(timeout=60)
+        assert time.monotonic() - started < 5
+        assert isinstance(info.value.__cause__, interpool.ExecutionFailed)
+        assert "busy_forever" in info.value.__cause__.formatted, "the traceback shows where it stopped"
+        assert pool.submit(tasks.interpreter_id).result(timeout=60) == before, "the same worker"
+        assert pool.stats()["abandoned"] == 0
+
+
+def test_task_timeout_applies_to_every_task_and_schedule_overrides_it() -> None:
+    with InterpreterPoolExecutor(1, task_timeout=0.2) as pool:
+        with pytest.raises(TimeoutError):
+            pool.submit(tasks.busy_forever).result(timeout=60)
+        assert pool.schedule(tasks.busy_for, (0.5,), timeout=5).result(timeout=60) > 0
+        with pytest.raises(TimeoutError):
+            list(pool.map(tasks.busy_for, [5.0]))
+        assert pool.submit(tasks.square, 4).result(timeout=60) == 16, "waiting in the queue does not count"
+
+
+def test_interrupt_stops_a_running_task_its_finally_runs_and_the_future_is_cancelled() -> None:
+    q: Queue[str] = Queue()
+    with InterpreterPoolExecutor(1) as pool:
+        future = pool.submit(tasks.busy_then_note, q)
+        while not future.running():
+            time.sleep(0.01)
+        assert future.interrupt() is True
+        assert future.cancelled() and future.done()
+        with pytest.raises(cf.CancelledError):
+            future.result()
+        assert q.get(timeout=30) == "finally ran"
+        assert pool.submit(tasks.square, 5).result(timeout=60) == 25
+        done = pool.submit(tasks.square, 2)
+        assert done.result(timeout=60) == 4
+        assert done.interrupt() is False, "a finished task cannot be interrupted"
+
+
+def test_interrupt_cancels_a_queued_task() -> None:
+    with InterpreterPoolExecutor(1) as pool:
+        blocker = pool.submit(tasks.busy_for, 0.5)
+        queued = pool.submit(tasks.square, 3)
+        assert queued.interrupt() is True and queued.cancelled()
+        assert blocker.result(timeout=60) > 0
+        cf.wait([queued], timeout=5)
+        assert pool.stats()["pending"] == 0
+
+
+def test_shutdown_with_interrupt_stops_busy_workers() -> None:
+    pool = InterpreterPoolExecutor(2)
+    futures = [pool.submit(tasks.busy_forever) for _ in range(4)]
+    while pool.stats()["busy"] < 2:
+        time.sleep(0.01)
+    started = time.monotonic()
+    pool.shutdown(wait=True, interrupt=True)
+    assert time.monotonic() - started < 5
+    assert all(f.cancelled() for f in futures)
+
+
+def test_leaving_a_with_block_by_an_exception_interrupts_running_tasks() -> None:
+    futures = []
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="leave"), InterpreterPoolExecutor(2) as pool:
+        futures = [pool.submit(tasks.busy_forever) for _ in range(3)]
+        while pool.stats()["busy"] < 2:
+            time.sleep(0.01)
+        raise RuntimeError("leave")
+    assert time.monotonic() - started < 5
+    assert all(f.cancelled() for f in futures)
+
+
+def test_a_task_that_keeps_catching_the_interrupt_is_interrupted_again_then_given_up() -> None:
+    q: Queue[str] = Queue()
+    with InterpreterPoolExecutor(1, interrupt_grace=0.5) as pool:
+        future = pool.schedule(tasks.ignore_interrupts, (q, 40), timeout=0.1)
+        with pytest.raises(TimeoutError) as info:
+            future.result(timeout=60)
+        assert "stuck" in " ".join(getattr(info.value, "__notes__", []))
+        caught = 0
+        while not q.empty():
+            q.get()
+            caught += 1
+        assert caught >= 2, "interrupted again and again during the grace period"
+        assert pool.stats()["abandoned"] == 1
+        assert pool.submit(tasks.square, 6).result(timeout=60) == 36, "a new worker took its place"
+        # Interrupts keep coming after it was given up: once it stops catching them, it ends.
+        deadline = time.monotonic() + 60
+        while pool.stats()["stuck"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pool.stats()["stuck"] == 0
+
+
+@pytest.mark.timeout(120)
+def test_a_call_blocked_in_c_is_given_up_after_the_grace_period_and_the_pool_keeps_its_capacity() -> None:
+    with InterpreterPoolExecutor(1, interrupt_grace=0.3) as pool:
+        started = time.monotonic()
+        stuck = pool.schedule(tasks.hang, (3.0,), timeout=0.2)
+        other = pool.submit(tasks.square, 7)  # queued behind the stuck call
+        with pytest.raises(TimeoutError):
+            stuck.result(timeout=60)
+        assert other.result(timeout=60) == 49
+        assert time.monotonic() - started < 2.5, "given up after timeout + grace, not when the call returned"
+        stats = pool.stats()
+        assert (stats["abandoned"], stats["stuck"]) == (1, 1)
+        deadline = time.monotonic() + 30
+        while pool.stats()["stuck"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pool.stats()["stuck"] == 0, "the stuck thread ends when its call returns"
+
+
+def test_an_initializer_that_hangs_breaks_the_pool_after_the_task_timeout() -> None:
+    with InterpreterPoolExecutor(1, initializer=tasks.busy_forever, task_timeout=0.3) as pool:
+        with pytest.raises(interpool.BrokenInterpreterPool, match=r"TaskInterrupted|timeout"):
+            pool.submit(tasks.square, 2).result(timeout=60)
+
+
+@pytest.mark.parametrize("bad", [-1, 0, float("nan"), float("inf")])
+def test_bad_timeouts_are_value_errors(bad: float) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        InterpreterPoolExecutor(1, task_timeout=bad)
+    with InterpreterPoolExecutor(1) as pool, pytest.raises(ValueError, match="positive"):
+        pool.schedule(tasks.square, (1,), timeout=bad)
+
+
+@pytest.mark.parametrize("bad", ["1", [1], True])
+def test_non_number_timeouts_are_type_errors(bad: object) -> None:
+    with pytest.raises(TypeError, match="number of seconds"):
+        InterpreterPoolExecutor(1, task_timeout=bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="number of seconds"):
+        InterpreterPoolExecutor(1, interrupt_grace=bad)  # type: ignore[arg-type]
+
+
+def test_interrupts_racing_with_completion_leave_exactly_one_outcome() -> None:
+    with InterpreterPoolExecutor(2) as pool:
+        futures = [pool.submit(tasks.busy_for, 0.001 * (i % 5)) for i in range(300)]
+        interrupted = [f.interrupt() for f in futures[::2]]
+        cf.wait(futures, timeout=60)
+        for f, said in zip(futures[::2], interrupted, strict=True):
+            assert f.done()
+            assert f.cancelled() == said, "interrupt() says True exactly when the future ends cancelled"
+        for f in futures[1::2]:
+            assert f.result() >= 0
+        assert pool.stats()["pending"] == 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals as on Linux")
+@pytest.mark.timeout(120)
+def test_ctrl_c_with_workers_busy_for_a_minute_returns_within_a_second() -> None:
+    script = """
+import tasks
+from interpool import InterpreterPoolExecutor
+with InterpreterPoolExecutor(2) as pool:
+    futures = [pool.submit(tasks.busy_for, 60.0) for _ in range(2)]
+    print("busy", flush=True)
+    futures[0].result()
+"""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=os.path.dirname(tasks.__file__)),
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "busy"
+    time.sleep(0.5)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    elapsed = time.monotonic() - sent
+    assert proc.returncode in (130, -signal.SIGINT), f"status {proc.returncode}: {err}"
+    assert "KeyboardInterrupt" in err and "Fatal" not in err, err
+    assert elapsed < 1.0, f"took {elapsed:.2f}s to return to the shell"
