@@ -34,6 +34,10 @@ bench: setup ## Set up, then run the benchmark suite (all executors side by side
 bench-queue: setup ## Queue and buffer benchmarks against the stdlib's concurrent.interpreters queue
 	.venvs/$(DEV)/bin/python benchmarks/bench_queue.py
 
+.PHONY: bench-interrupt
+bench-interrupt: setup ## Interrupt latency after a deadline, and the cost of the timeout machinery
+	.venvs/$(DEV)/bin/python benchmarks/bench_interrupt.py
+
 .PHONY: wheels
 wheels: ## Build a release wheel for every Python of the matrix into dist/
 	@set -e; for t in $(MATRIX); do \

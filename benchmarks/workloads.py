@@ -112,3 +112,13 @@ def sleep_for(seconds):  # type: ignore[no-untyped-def]
 
 def buffer_len(buf):  # type: ignore[no-untyped-def]
     return len(memoryview(buf))
+
+
+def report_start_then_spin(q: object) -> None:
+    """Put the start time on the queue, then loop in pure Python until stopped."""
+    import time
+
+    q.put(time.monotonic())  # type: ignore[attr-defined]
+    n = 0
+    while True:
+        n += 1

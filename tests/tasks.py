@@ -420,14 +420,17 @@ def busy_then_note(q: object) -> None:
         q.put("finally ran")  # type: ignore[attr-defined]
 
 
-def ignore_interrupts(q: object, times: int) -> None:
-    """Catch the first `times` interrupts and keep going (counting them in the queue)."""
+def ignore_interrupts(q: object, seconds: float) -> None:
+    """Catch every interrupt for `seconds` after the first one and keep going (counting them
+    in the queue); after that, the next interrupt ends the task."""
     import interpool
 
-    for _ in range(times):
+    until = None
+    while until is None or time.monotonic() < until:
         try:
             busy_forever()
         except interpool.TaskInterrupted:
+            until = until or time.monotonic() + seconds
             q.put("caught")  # type: ignore[attr-defined]
     busy_forever()
 

@@ -95,7 +95,7 @@ def test_leaving_a_with_block_by_an_exception_interrupts_running_tasks() -> None
 def test_a_task_that_keeps_catching_the_interrupt_is_interrupted_again_then_given_up() -> None:
     q: Queue[str] = Queue()
     with InterpreterPoolExecutor(1, interrupt_grace=0.5) as pool:
-        future = pool.schedule(tasks.ignore_interrupts, (q, 40), timeout=0.1)
+        future = pool.schedule(tasks.ignore_interrupts, (q, 2.0), timeout=0.1)
         with pytest.raises(TimeoutError) as info:
             future.result(timeout=60)
         assert "stuck" in " ".join(getattr(info.value, "__notes__", []))

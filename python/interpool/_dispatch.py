@@ -58,7 +58,7 @@ class TaskFuture(Future[_T]):
     _owner: PoolState | None = None
     _task_id = 0
     _timeout: float | None = None
-    _what = "a task"  # set at submit: what the task calls (for messages)
+    _fn: Any = None  # what the task calls (kept for messages when it has a time limit)
 
     def running(self) -> bool:
         # The state lives in Rust: a worker claimed the task and it has not finished yet.
@@ -245,7 +245,8 @@ class PoolState:
                 future.set_exception(ExecutionFailed("interpool", "InternalError", payload, payload))
             elif status in (STATUS_TIMED_OUT, STATUS_INTERRUPTED):
                 if isinstance(payload, str) and "stuck" in payload:
-                    self.stuck[task_id] = future._what
+                    fn = future._fn
+                    self.stuck[task_id] = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}()"
                 error = _stopped(status, payload, future._timeout)
                 if error is None:
                     cancel_and_notify(future)

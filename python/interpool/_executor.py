@@ -219,7 +219,7 @@ class InterpreterPoolExecutor(Executor):
         task_id = next(state.ids)
         future._owner, future._task_id, future._timeout = state, task_id, timeout
         if timeout is not None:
-            future._what = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}()"
+            future._fn = fn  # named in the exit message if the task gets stuck
         state.pending[task_id] = future
         try:
             future._ticket = state.pool.submit(task_id, fn, args, kwargs, timeout)

@@ -82,3 +82,24 @@ def test_rss_is_flat_over_pool_lifetimes() -> None:
         f"(CPython's own: {baseline / MiB:.2f} MiB per interpreter; interpool's share: {ours / MiB:.1f} MiB)"
     )
     assert ours < 24 * MiB, f"interpool added {ours / MiB:.1f} MiB over {cycles} pools beyond CPython's own"
+
+
+@pytest.mark.timeout(900)
+def test_rss_is_flat_over_1000_timeouts_in_a_row() -> None:
+    n = size(1000, 5000)
+    with InterpreterPoolExecutor(1) as pool:
+
+        def time_out(count: int) -> None:
+            for _ in range(count):
+                with pytest.raises(TimeoutError):
+                    pool.schedule(tasks.busy_forever, timeout=0.002).result(timeout=60)
+
+        time_out(100)  # warm up
+        gc.collect()
+        before = rss_bytes()
+        time_out(n)
+        gc.collect()
+        growth = rss_bytes() - before
+        assert pool.stats()["abandoned"] == 0, "every loop stopped at the interrupt"
+    print(f"RSS growth over {n} timeouts: {growth / MiB:.1f} MiB")
+    assert growth < 4 * MiB, f"RSS grew {growth / MiB:.1f} MiB over {n} timeouts"

@@ -23,7 +23,7 @@
 //! queued, see the disconnect, tear their worker down and exit. The event channel is
 //! disconnected once every worker thread has exited, which is how the owner's event loop
 //! learns that the pool is finished.
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -40,6 +40,12 @@ const SPIN: Duration = Duration::from_micros(50);
 
 /// How often the watchdog repeats a stop request that has not taken effect yet.
 const RESEND: Duration = Duration::from_millis(20);
+
+/// While tasks with a time limit run, and for [`LINGER`] after the last one, the watchdog
+/// looks at them this often, so a task that starts does not have to wake it (that would cost
+/// every timed task a syscall, a third of a trivial round trip).
+const TICK: Duration = Duration::from_millis(10);
+const LINGER: Duration = Duration::from_secs(1);
 
 /// Take a message, spinning for up to `SPIN` before blocking.
 fn recv_spinning<T>(rx: &Receiver<T>) -> Result<T, crossbeam_channel::RecvError> {
@@ -203,6 +209,12 @@ struct Shared<F: WorkerFactory> {
     idle: AtomicUsize,
     watched: Mutex<Watched<F>>,
     watchdog_wake: Condvar,
+    /// The watchdog runs (set once it was started).
+    watchdog_started: AtomicBool,
+    /// The watchdog sleeps without a deadline to watch: a timed task that starts wakes it.
+    watchdog_idle: AtomicBool,
+    /// Tasks with a time limit started so far (the watchdog lingers while this moves).
+    timed_started: AtomicU64,
     ready: AtomicUsize,
     busy: AtomicUsize,
     stuck: AtomicUsize,
@@ -229,6 +241,8 @@ pub struct Pool<F: WorkerFactory> {
     shared: Arc<Shared<F>>,
     events: Receiver<Event<F::Output>>,
     finished: Receiver<()>,
+    /// A reader of `events` is spinning.
+    spinning: AtomicBool,
 }
 
 impl<F: WorkerFactory> Pool<F> {
@@ -251,6 +265,9 @@ impl<F: WorkerFactory> Pool<F> {
             idle: AtomicUsize::new(0),
             watched: Mutex::new(Watched { slots: Vec::new(), running: false, finished: false }),
             watchdog_wake: Condvar::new(),
+            watchdog_started: AtomicBool::new(false),
+            watchdog_idle: AtomicBool::new(true),
+            timed_started: AtomicU64::new(0),
             ready: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
             stuck: AtomicUsize::new(0),
@@ -259,7 +276,7 @@ impl<F: WorkerFactory> Pool<F> {
             recycled: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
         });
-        Pool { shared, events: event_rx, finished: finished_rx }
+        Pool { shared, events: event_rx, finished: finished_rx, spinning: AtomicBool::new(false) }
     }
 
     /// Queue a task under `id`, which the caller chooses (so it can register the task
@@ -340,15 +357,27 @@ impl<F: WorkerFactory> Pool<F> {
     }
 
     /// The next event, spinning briefly before blocking; `None` once the pool finished and
-    /// every event was taken.
+    /// every event was taken. Of several readers, only one spins at a time (spinning readers
+    /// would take the CPU the workers need).
     fn next_event(&self) -> Option<Event<F::Output>> {
-        let start = Instant::now();
-        loop {
-            match self.events.try_recv() {
-                Ok(ev) => return Some(ev),
-                Err(TryRecvError::Disconnected) => return None,
-                Err(TryRecvError::Empty) if start.elapsed() < SPIN => std::hint::spin_loop(),
-                Err(TryRecvError::Empty) => break,
+        if !self.spinning.swap(true, Ordering::AcqRel) {
+            let start = Instant::now();
+            let found = 'spin: loop {
+                for _ in 0..64 {
+                    match self.events.try_recv() {
+                        Ok(ev) => break 'spin Some(Some(ev)),
+                        Err(TryRecvError::Disconnected) => break 'spin Some(None),
+                        Err(TryRecvError::Empty) => std::hint::spin_loop(),
+                    }
+                }
+                if start.elapsed() >= SPIN {
+                    break None;
+                }
+                std::thread::yield_now();
+            };
+            self.spinning.store(false, Ordering::Release);
+            if let Some(found) = found {
+                return found;
             }
         }
         crossbeam_channel::select! {
@@ -520,10 +549,12 @@ impl<F: WorkerFactory> Shared<F> {
             return; // closed and no worker left: nothing to watch
         };
         watched.running = true;
+        shared.watchdog_started.store(true, Ordering::SeqCst);
         let thread_shared = Arc::clone(shared);
         let name = format!("{}_watchdog", shared.config.thread_name_prefix);
         if std::thread::Builder::new().name(name).spawn(move || watchdog(&thread_shared, &events)).is_err() {
             watched.running = false; // no watchdog: timeouts are not enforced, tasks still run
+            shared.watchdog_started.store(false, Ordering::SeqCst);
         }
     }
 
@@ -576,7 +607,13 @@ fn watched<F: WorkerFactory, T>(
 ) -> T {
     *lock(&slot.running) = Some(ticket.clone());
     if ticket.timeout().is_some() {
-        Shared::watch(shared);
+        shared.timed_started.fetch_add(1, Ordering::Relaxed);
+        // Pairs with the watchdog's fence: either its next look sees this task, or this
+        // thread sees that it went idle and wakes it.
+        fence(Ordering::SeqCst);
+        if !shared.watchdog_started.load(Ordering::SeqCst) || shared.watchdog_idle.load(Ordering::SeqCst) {
+            Shared::watch(shared);
+        }
     }
     let out = f();
     *lock(&slot.running) = None;
@@ -669,9 +706,14 @@ impl<F: WorkerFactory> Drop for Unwatch<'_, F> {
 /// The watchdog: times running tasks out, repeats stop requests, gives up stuck calls.
 fn watchdog<F: WorkerFactory>(shared: &Arc<Shared<F>>, events: &Sender<Event<F::Output>>) {
     let grace = shared.config.grace;
+    let mut last_active = Instant::now();
+    let mut timed_seen = 0;
     loop {
+        shared.watchdog_idle.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst); // pairs with `watched`
         let now = Instant::now();
         let mut next: Option<Instant> = None;
+        let mut active = false;
         let mut give_up: Vec<(Ticket, Stop)> = Vec::new();
         let slots: Vec<_> = {
             let watched = lock(&shared.watched);
@@ -686,6 +728,7 @@ fn watchdog<F: WorkerFactory>(shared: &Arc<Shared<F>>, events: &Sender<Event<F::
         };
         for slot in &slots {
             let Some(ticket) = lock(&slot.running).clone() else { continue };
+            active |= ticket.timeout().is_some() || ticket.stop_requested().is_some();
             if ticket.stop_requested().is_none()
                 && let Some(deadline) = ticket.deadline()
             {
@@ -729,6 +772,16 @@ fn watchdog<F: WorkerFactory>(shared: &Arc<Shared<F>>, events: &Sender<Event<F::
             } else {
                 Shared::replace_stuck(shared, &ticket, why, events);
             }
+        }
+        let timed = shared.timed_started.load(Ordering::Relaxed);
+        if active || timed != timed_seen {
+            last_active = Instant::now(); // timed tasks run now, or ran since the last look
+            timed_seen = timed;
+        }
+        if active || last_active.elapsed() < LINGER {
+            shared.watchdog_idle.store(false, Ordering::SeqCst);
+            let tick = Instant::now() + TICK;
+            next = Some(next.map_or(tick, |n| n.min(tick)));
         }
         let watched = lock(&shared.watched);
         let wait = next.map_or(Duration::from_secs(1), |n| n.saturating_duration_since(Instant::now()));

@@ -161,7 +161,9 @@ impl Ticket {
         if !self.swap(QUEUED, RUNNING) {
             return false;
         }
-        self.0.times.lock().unwrap_or_else(PoisonError::into_inner).0 = Some(Instant::now());
+        if self.timeout().is_some() {
+            self.0.times.lock().unwrap_or_else(PoisonError::into_inner).0 = Some(Instant::now());
+        }
         true
     }
 
