@@ -39,16 +39,13 @@ bench-interrupt: setup ## Interrupt latency after a deadline, and the cost of th
 	.venvs/$(DEV)/bin/python benchmarks/bench_interrupt.py
 
 .PHONY: wheels
-wheels: ## Build a release wheel for every Python of the matrix into dist/
-	@set -e; for t in $(MATRIX); do \
-	  venv=$$(scripts/setup.sh $$t); \
-	  $$venv/bin/maturin build --release --quiet --interpreter $$venv/bin/python --out dist; \
-	done; ls -1 dist/*.whl
+wheels: ## Build manylinux2014 wheels for every Python of the matrix, and the sdist, into dist/
+	@rm -f dist/interpool-*.whl dist/interpool-*.tar.gz
+	@scripts/build-wheels.sh --skip-missing dist $(MATRIX)
 
 .PHONY: test-wheel
-test-wheel: setup ## Build a wheel, install it into a clean venv, run a smoke test there
-	@rm -rf dist/wheel-test && .venvs/$(DEV)/bin/maturin build --release --quiet \
-	  --interpreter .venvs/$(DEV)/bin/python --out dist/wheel-test
+test-wheel: setup ## Build a manylinux wheel, install it into a clean venv, run a smoke test there
+	@rm -rf dist/wheel-test && scripts/build-wheels.sh --no-sdist dist/wheel-test $(DEV) >/dev/null
 	scripts/test-wheel.sh $$(cat .venvs/$(DEV)/.interpool-stamp | cut -d' ' -f1) dist/wheel-test/*.whl
 
 .PHONY: test-rust

@@ -181,6 +181,17 @@ fn stats<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>) -> PyResult<Owned
     Ok(dict)
 }
 
+/// `set_bootstrap(source)`: the bootstrap source of workers started from now on.
+fn set_bootstrap<'py>(
+    py: Python<'py>,
+    slf: Instance<'py, PoolObject>,
+    source: Borrowed<'py, 'py>,
+) -> PyResult<Owned<'py>> {
+    let source = crate::py::cstring(py, source.as_str("bootstrap")?, "bootstrap")?;
+    slf.get().engine.factory().set_bootstrap(source);
+    Ok(py.none())
+}
+
 /// `broken() -> str | None`
 fn broken<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>) -> PyResult<Owned<'py>> {
     slf.get().engine.broken().map_or_else(|| Ok(py.none()), |msg| py.str(msg))
@@ -201,7 +212,7 @@ fn ticket_id<'py>(py: Python<'py>, slf: Instance<'py, TicketObject>) -> PyResult
     py.uint(slf.get().ticket.id())
 }
 
-static mut POOL_METHODS: [ffi::PyMethodDef; 8] = [
+static mut POOL_METHODS: [ffi::PyMethodDef; 9] = [
     method!(PoolObject, c"submit", args submit, c"submit(id, fn, args, kwargs, timeout, /) -> Ticket"),
     method!(PoolObject, c"shutdown", args shutdown, c"shutdown(cancel_pending, interrupt_running, /) -> list[int]"),
     method!(PoolObject, c"interrupt", o interrupt, c"interrupt(ticket, /) -> bool"),
@@ -209,6 +220,7 @@ static mut POOL_METHODS: [ffi::PyMethodDef; 8] = [
     method!(PoolObject, c"join", args join, c"join(timeout, skip_stuck, /) -> bool"),
     method!(PoolObject, c"stats", noargs stats, c"stats() -> dict[str, int]"),
     method!(PoolObject, c"broken", noargs broken, c"broken() -> str | None"),
+    method!(PoolObject, c"set_bootstrap", o set_bootstrap, c"set_bootstrap(source, /)"),
     ffi::PyMethodDef::zeroed(),
 ];
 

@@ -50,7 +50,8 @@ pub fn default_stack_size() -> Option<usize> {
 
 /// What every worker of a pool starts from (immutable, shared by the worker threads).
 pub struct PyFactory {
-    bootstrap: CString,
+    /// Replaced when the owner's `sys.path` changes (new workers start with the current one).
+    bootstrap: std::sync::Mutex<CString>,
     settings: Value,
     initializer: Option<Value>,
 }
@@ -61,7 +62,12 @@ unsafe impl Sync for PyFactory {}
 
 impl PyFactory {
     pub fn new(bootstrap: CString, settings: Value, initializer: Option<Value>) -> Self {
-        PyFactory { bootstrap, settings, initializer }
+        PyFactory { bootstrap: std::sync::Mutex::new(bootstrap), settings, initializer }
+    }
+
+    /// The bootstrap source of workers started from now on.
+    pub fn set_bootstrap(&self, source: CString) {
+        *self.bootstrap.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = source;
     }
 }
 
@@ -103,7 +109,8 @@ fn error_text(py: Python<'_>) -> String {
 impl PyFactory {
     /// Steps 1-2 of start-up in the new, attached interpreter. `Ok(Err(msg))` refuses it.
     fn prepare<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Result<(Owned<'py>, Owned<'py>), String>> {
-        let bootstrap = bootstrap_function(py, &self.bootstrap)?;
+        let source = self.bootstrap.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let bootstrap = bootstrap_function(py, &source)?;
         let module = py.import(c"interpool._interpool")?;
         // SAFETY: the module object just imported, alive while we hold it.
         let state = unsafe { ModuleRef::assume(module.borrowed()) }.state();

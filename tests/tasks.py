@@ -446,3 +446,27 @@ def busy_for(seconds: float) -> int:
     while time.monotonic() < deadline:
         n += 1
     return n
+
+
+def log_at_every_level(name: str) -> None:
+    import logging
+
+    log = logging.getLogger(name)
+    log.debug("debug from a worker")
+    log.info("info from a worker")
+    log.warning("warning from a worker %d", 42)
+    try:
+        1 / 0  # noqa: B018
+    except ZeroDivisionError:
+        log.exception("with a traceback")
+
+
+def configure_own_logging_and_log(path: str) -> None:
+    import logging
+
+    logging.basicConfig(filename=path, level=logging.INFO, format="own: %(message)s", force=True)
+    logging.getLogger("mine").info("kept in the worker")
+
+
+def divide(a: float, b: float) -> float:
+    return a / b

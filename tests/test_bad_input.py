@@ -31,8 +31,8 @@ def test_constructor_arguments(kwargs: dict[str, object], exc: type[Exception], 
 
 def test_bad_calls_leave_the_pool_working() -> None:
     with InterpreterPoolExecutor(1) as pool:
-        with pytest.raises(TypeError, match="needs a callable"):
-            pool.submit(None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="'NoneType' object is not callable"):
+            pool.submit(None).result(timeout=60)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="chunksize must be an integer"):
             pool.map(tasks.square, [1], chunksize="2")  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="timeout must be a number"):

@@ -103,11 +103,20 @@ def test_submit_after_shutdown_is_refused(kind: str) -> None:
         pool.submit(tasks.square, 2)
 
 
-def test_submit_rejects_non_callables() -> None:
-    with interpool.InterpreterPoolExecutor(1) as pool:
-        with pytest.raises(TypeError, match="needs a callable or a script string, not int"):
-            pool.submit(42)  # type: ignore[arg-type]
-        assert pool.submit(tasks.square, 3).result() == 9
+def test_submission_problems_are_reported_through_the_future(kind: str) -> None:
+    """As every stdlib executor does: submit() returns a future even for a non-callable or an
+    argument that cannot be sent, and the future carries the error."""
+    stdlib_gap(kind, "reports a non-callable as NotShareableError, not TypeError")
+    import threading
+
+    with make_executor(kind, 1) as pool:
+        bad_call = pool.submit(42)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="'int' object is not callable"):
+            bad_call.result(timeout=60)
+        bad_arg = pool.submit(tasks.identity, threading.Lock())
+        with pytest.raises(TypeError, match="lock"):
+            bad_arg.result(timeout=60)
+        assert pool.submit(tasks.square, 3).result(timeout=60) == 9
 
 
 def test_as_completed_and_wait(kind: str) -> None:

@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from . import _process
-from ._errors import BrokenInterpreterPool, ExecutionFailed
+from ._errors import BrokenInterpreterPool, ExecutionFailed, execution_failed
 from ._interpool import (
     STATUS_INTERRUPTED,
     STATUS_NOT_STARTED,
@@ -138,7 +138,7 @@ def _rebuild(desc: dict[str, Any], depth: int = 0) -> BaseException | None:
 
 
 def _failure(desc: dict[str, Any]) -> ExecutionFailed:
-    return ExecutionFailed(desc["module"], desc["qualname"], desc["message"], desc["formatted"])
+    return execution_failed(desc["module"], desc["qualname"], desc["message"], desc["formatted"])
 
 
 def _stopped(status: int, payload: Any, timeout: float | None) -> BaseException | None:
@@ -174,9 +174,10 @@ class PoolState:
     dispatcher threads. Kept apart from the executor so that an executor dropped without
     ``shutdown()`` can be garbage collected while its queued tasks still finish."""
 
-    def __init__(self, pool: Any, name: str) -> None:
+    def __init__(self, pool: Any, name: str, logging: Any = None) -> None:
         self.pool = pool
         self.name = name
+        self.logging = logging  # the listener of forwarded log records, if any
         self.pending: dict[int, TaskFuture[Any]] = {}
         # Descriptions of tasks given up while stuck in a call (for the exit message).
         self.stuck: dict[int, str] = {}
@@ -229,6 +230,8 @@ class PoolState:
             # for them, so such a pool stays registered.
             if last and not self.pool.stats()["stuck"]:
                 _process.unregister(self)
+            if last and self.logging is not None:
+                self.logging.close()  # no task runs any more: the listener drains and ends
 
     def _complete(self, task_id: int, status: int, payload: Any) -> None:
         future = self.pending.pop(task_id, None)
@@ -242,7 +245,7 @@ class PoolState:
             elif status == STATUS_UNREADABLE:
                 future.set_exception(payload)
             elif status == STATUS_WORKER_FAILED:
-                future.set_exception(ExecutionFailed("interpool", "InternalError", payload, payload))
+                future.set_exception(execution_failed("interpool", "InternalError", payload, payload))
             elif status in (STATUS_TIMED_OUT, STATUS_INTERRUPTED):
                 if isinstance(payload, str) and "stuck" in payload:
                     fn = future._fn
@@ -262,7 +265,9 @@ class PoolState:
         import logging
 
         self.broken = message
-        logging.getLogger("concurrent.futures").critical("Exception in initializer:\n%s", message)
+        # As the stdlib: the exception's type and message in the log line, then the traceback.
+        summary = next((line for line in reversed(message.splitlines()) if line.strip()), "")
+        logging.getLogger("concurrent.futures").critical("Exception in initializer: %s\n%s", summary, message)
         error_text = "A worker interpreter failed to start; the pool is unusable:\n" + message
         for task_id in abandoned:
             future = self.pending.pop(task_id, None)
@@ -286,6 +291,8 @@ class PoolState:
         also for the threads of tasks given up while stuck in a call (up to ``timeout``)."""
         if not self.pool.join(timeout, not stuck):
             return False
+        if self.logging is not None:
+            self.logging.close()
         joined = 0
         while True:  # a dispatcher may start another while the last events are handled
             with self._lock:

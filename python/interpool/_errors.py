@@ -1,8 +1,14 @@
 """Exceptions raised by interpool.
 
-On Python 3.14 each one also subclasses its stdlib counterpart, so ``except`` clauses written
-for ``concurrent.futures.InterpreterPoolExecutor`` / ``concurrent.interpreters`` keep working
-after switching the import.
+On Python 3.14, where the stdlib has an interpreter pool, interpool uses the stdlib's own
+classes wherever they can carry the information: ``ExecutionFailed``, ``NotShareableError``,
+``QueueEmpty`` and ``QueueFull`` are ``concurrent.interpreters``' classes and
+``BrokenInterpreterPool`` is ``concurrent.futures.interpreter``'s, so code that checks
+``type(exc) is concurrent.interpreters.ExecutionFailed`` or catches the stdlib classes keeps
+working after switching the import. On 3.12 and 3.13 they are interpool's own classes with
+the same bases (``TypeError``, ``queue.Empty``, ``queue.Full``, ``BrokenExecutor``).
+
+Always build an ``ExecutionFailed`` with :func:`execution_failed`.
 """
 
 from __future__ import annotations
@@ -10,77 +16,96 @@ from __future__ import annotations
 import queue
 import sys
 from types import SimpleNamespace
+from typing import Any
 
-if sys.version_info >= (3, 14):
-    from concurrent.futures.interpreter import BrokenInterpreterPool as _BrokenBase
-    from concurrent.interpreters import ExecutionFailed as _ExecutionFailedBase
-    from concurrent.interpreters import NotShareableError as _NotShareableBase
-    from concurrent.interpreters import QueueEmpty as _EmptyBase
-    from concurrent.interpreters import QueueFull as _FullBase
-else:  # 3.12 and 3.13 have no stdlib interpreter pool
-    from concurrent.futures import BrokenExecutor as _BrokenBase
-
-    _ExecutionFailedBase = Exception
-    _NotShareableBase = TypeError
-    _EmptyBase = queue.Empty
-    _FullBase = queue.Full
+TYPE_CHECKING = False
 
 if sys.version_info >= (3, 13):
     from queue import ShutDown as _ClosedBase
 else:
     _ClosedBase = Exception
 
+if TYPE_CHECKING or sys.version_info < (3, 14):
+    from concurrent.futures import BrokenExecutor
 
-class BrokenInterpreterPool(_BrokenBase):
-    """Raised when a worker interpreter failed to start (e.g. the initializer raised).
+    class BrokenInterpreterPool(BrokenExecutor):
+        """A worker interpreter failed to start (e.g. the initializer raised): the pool is
+        unusable. A :class:`concurrent.futures.BrokenExecutor` (on 3.14, the stdlib's
+        ``concurrent.futures.interpreter.BrokenInterpreterPool`` itself)."""
 
-    A :class:`concurrent.futures.BrokenExecutor`; on Python 3.14 also the stdlib's
-    ``concurrent.futures.interpreter.BrokenInterpreterPool``.
-    """
+    class NotShareableError(TypeError):
+        """A callable, argument or result cannot be sent between interpreters (it has no
+        native form and cannot be pickled). A ``TypeError`` (on 3.14, the stdlib's
+        ``concurrent.interpreters.NotShareableError`` itself)."""
+
+    class QueueEmpty(queue.Empty):
+        """``Queue.get`` found no item (non-blocking, or by the timeout). A ``queue.Empty``."""
+
+    class QueueFull(queue.Full):
+        """``Queue.put`` found no room (non-blocking, or by the timeout). A ``queue.Full``."""
+
+    class ExecutionFailed(Exception):
+        """An exception raised by a task in a worker interpreter: the ``__cause__`` of the
+        re-raised original exception, or raised itself when the original could not be sent
+        back. ``type_module``, ``type_name``, ``msg`` and ``formatted`` (the remote traceback)
+        describe the original. (On 3.14, the stdlib's ``concurrent.interpreters.ExecutionFailed``
+        itself, with the same attributes and its ``excinfo``.)"""
+
+        type_module: str
+        type_name: str
+        msg: str
+        formatted: str
+
+        if sys.version_info >= (3, 14):  # for type checkers: the stdlib class's constructor
+            excinfo: Any
+
+            def __init__(self, excinfo: Any) -> None: ...
+
+        def __str__(self) -> str:
+            return _failure_text(self)
+
+        def __reduce__(self) -> tuple[object, tuple[str, str, str, str]]:
+            return (execution_failed, (self.type_module, self.type_name, self.msg, self.formatted))
+
+else:
+    import copyreg
+
+    # Re-exported as they are (the stdlib's own classes).
+    from concurrent.futures.interpreter import BrokenInterpreterPool as BrokenInterpreterPool
+    from concurrent.interpreters import ExecutionFailed as ExecutionFailed
+    from concurrent.interpreters import NotShareableError as NotShareableError
+    from concurrent.interpreters import QueueEmpty as QueueEmpty
+    from concurrent.interpreters import QueueFull as QueueFull
+
+    def _reduce_execution_failed(exc: ExecutionFailed) -> tuple[object, tuple[str, str, str, str]]:
+        info = exc.excinfo
+        kind = info.type
+        return (
+            execution_failed,
+            (kind.__module__, kind.__qualname__, info.msg, getattr(exc, "formatted", info.errdisplay)),
+        )
+
+    # The stdlib class cannot be pickled as it is (its __init__ needs the excinfo object, its
+    # args hold a str); teach pickle to rebuild it.
+    copyreg.pickle(ExecutionFailed, _reduce_execution_failed)
 
 
-class NotShareableError(_NotShareableBase):
-    """A callable, argument or result cannot be sent between interpreters (it cannot be
-    pickled). A ``TypeError``; on 3.14 also ``concurrent.interpreters.NotShareableError``."""
+def _failure_text(exc: ExecutionFailed) -> str:
+    head = f"{exc.type_name}: {exc.msg}" if exc.msg else exc.type_name
+    return f"{head}\n\nUncaught in the interpreter:\n\n{exc.formatted}"  # the stdlib's wording
 
 
-class ExecutionFailed(_ExecutionFailedBase):
-    """An exception raised by a task in a worker interpreter.
-
-    Attached as ``__cause__`` of the re-raised original exception, like the stdlib's
-    ``concurrent.interpreters.ExecutionFailed``; raised itself when the original exception
-    could not be sent back (it is not picklable). ``type_name``, ``msg`` and ``formatted``
-    (the remote traceback) describe the original; on 3.14 ``excinfo`` mirrors the stdlib's.
-    """
-
-    def __init__(self, type_module: str, type_name: str, msg: str, formatted: str) -> None:
-        self.type_module = type_module
-        self.type_name = type_name
-        self.msg = msg
-        self.formatted = formatted
+def execution_failed(type_module: str, type_name: str, msg: str, formatted: str) -> ExecutionFailed:
+    """An ``ExecutionFailed`` for an exception of type ``type_module.type_name`` with message
+    ``msg`` and remote traceback ``formatted``."""
+    if sys.version_info >= (3, 14):
         head = f"{type_name}: {msg}" if msg else type_name
-        if sys.version_info >= (3, 14):
-            name = type_name.rpartition(".")[2]
-            kind = SimpleNamespace(__name__=name, __qualname__=type_name, __module__=type_module)
-            info = SimpleNamespace(type=kind, msg=msg, formatted=head, errdisplay=formatted)
-            super().__init__(info)
-        else:
-            super().__init__(head)
-        self._head = head
-
-    def __str__(self) -> str:
-        return f"{self._head}\n\nUncaught in the worker interpreter:\n\n{self.formatted}"
-
-    def __reduce__(self) -> tuple[type[ExecutionFailed], tuple[str, str, str, str]]:
-        return (type(self), (self.type_module, self.type_name, self.msg, self.formatted))
-
-
-class QueueEmpty(_EmptyBase):
-    """``Queue.get`` found no item (non-blocking, or by the timeout). A ``queue.Empty``."""
-
-
-class QueueFull(_FullBase):
-    """``Queue.put`` found no room (non-blocking, or by the timeout). A ``queue.Full``."""
+        kind = SimpleNamespace(__name__=type_name.rpartition(".")[2], __qualname__=type_name, __module__=type_module)
+        exc = ExecutionFailed(SimpleNamespace(type=kind, msg=msg, formatted=head, errdisplay=formatted))
+    else:
+        exc = ExecutionFailed(f"{type_name}: {msg}" if msg else type_name)
+    exc.type_module, exc.type_name, exc.msg, exc.formatted = type_module, type_name, msg, formatted
+    return exc
 
 
 class QueueClosed(_ClosedBase):

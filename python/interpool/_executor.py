@@ -13,6 +13,8 @@ completing futures.
 from __future__ import annotations
 
 import collections
+import contextvars
+import functools
 import itertools
 import os
 import sys
@@ -20,10 +22,10 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from . import _interpool, _main, _process, _worker
+from . import _interpool, _logging, _main, _process, _progress, _worker
 from ._dispatch import PoolState, TaskFuture
 from ._errors import BrokenInterpreterPool, NotShareableError
 
@@ -46,6 +48,10 @@ def _bootstrap_source() -> str:
         f"sys.path[:] = {list(sys.path)!r}\n"
         "from interpool._worker import bootstrap as __interpool_bootstrap__\n"
     )
+
+
+def _is_context_run(fn: object) -> bool:
+    return getattr(fn, "__name__", None) == "run" and type(getattr(fn, "__self__", None)) is contextvars.Context
 
 
 def _check_int(name: str, value: object) -> None:
@@ -90,7 +96,7 @@ def _result_or_cancel(future: Future[Any], timeout: float | None) -> Any:
         del future
 
 
-class InterpreterPoolExecutor(Executor):
+class InterpreterPoolExecutor(ThreadPoolExecutor):
     """Runs calls in parallel on a pool of own-GIL subinterpreters.
 
     A drop-in replacement for :class:`concurrent.futures.InterpreterPoolExecutor` (3.14):
@@ -98,6 +104,9 @@ class InterpreterPoolExecutor(Executor):
     results are converted natively where they are built-in values, and pickled otherwise;
     module-level functions go by reference, and lambdas, closures and ``__main__`` functions
     by value when cloudpickle is installed (see ``_pickling.py``).
+
+    Like the stdlib's interpreter pool it is a ``ThreadPoolExecutor`` subclass (it shares no
+    code with it), so asyncio accepts it as its default executor.
     """
 
     def __init__(
@@ -148,9 +157,11 @@ class InterpreterPoolExecutor(Executor):
             # multiprocessing.
             sys.modules.setdefault("__mp_main__", sys.modules["__main__"])
         self._max_workers = max_workers
+        self._path, self._path_len = sys.path, len(sys.path)
         self._thread_name_prefix = thread_name_prefix or f"InterpreterPoolExecutor-{next(_pool_counter)}"
         self._shutdown = False
-        settings = {"main": _main.main_source()}
+        self._logging, forwarding = _logging.start(self._thread_name_prefix)
+        settings = {"main": _main.main_source(), "logging": forwarding, "name": self._thread_name_prefix}
         init = None if initializer is None else (initializer, tuple(initargs))
         try:
             pool = _interpool.Pool(
@@ -164,13 +175,17 @@ class InterpreterPoolExecutor(Executor):
                 self._task_timeout,  # an initializer that hangs is bounded too
                 grace,
             )
-        except NotShareableError as exc:
-            raise NotShareableError(
-                f"the initializer and initargs cannot be sent to the worker interpreters: {exc}"
-            ) from exc
+        except BaseException as exc:
+            if self._logging is not None:
+                self._logging.close()
+            if isinstance(exc, NotShareableError):
+                raise NotShareableError(
+                    f"the initializer and initargs cannot be sent to the worker interpreters: {exc}"
+                ) from exc
+            raise
         if not _worker.in_worker():
             _process.guard_subprocess()
-        self._state = PoolState(pool, self._thread_name_prefix)
+        self._state = PoolState(pool, self._thread_name_prefix, self._logging)
         self._state.start()
         self._finalizer = weakref.finalize(self, PoolState.close, self._state)
         self._finalizer.atexit = False
@@ -213,8 +228,14 @@ class InterpreterPoolExecutor(Executor):
             if args or kwargs:
                 raise TypeError("a script task takes no arguments; pass values inside the script")
             fn, args = _worker.exec_script, (fn,)
-        elif not callable(fn):
-            raise TypeError(f"submit() needs a callable or a script string, not {type(fn).__name__}")
+        elif type(fn) is functools.partial and _is_context_run(fn.func):
+            # asyncio.to_thread() (and run_in_executor with a context) wraps the call in
+            # `partial(context.run, func, *args)`; context variables cannot cross interpreters,
+            # so the worker calls `func(*args)` in its own context.
+            wrapped: functools.partial[Any] = fn
+            fn, args, kwargs = wrapped.args[0], wrapped.args[1:] + args, {**wrapped.keywords, **kwargs}
+        if sys.path is not self._path or len(sys.path) != self._path_len:
+            self._refresh_path()
         future: TaskFuture[_T] = TaskFuture()
         task_id = next(state.ids)
         future._owner, future._task_id, future._timeout = state, task_id, timeout
@@ -232,15 +253,23 @@ class InterpreterPoolExecutor(Executor):
             )
             error.__cause__ = exc
             future.set_exception(error)
-        except RuntimeError:
+        except (KeyboardInterrupt, SystemExit):
+            del state.pending[task_id]
+            raise
+        except BaseException as exc:
             del state.pending[task_id]
             if state.pool.broken() is not None:
                 raise BrokenInterpreterPool(state.pool.broken()) from None
-            raise
-        except BaseException:
-            del state.pending[task_id]
-            raise
+            if isinstance(exc, RuntimeError) and (self._shutdown or _process.exiting):
+                raise  # shut down meanwhile, from another thread
+            # Like every stdlib executor: a submission problem is the future's outcome.
+            future.set_exception(exc)
         return future
+
+    def _refresh_path(self) -> None:
+        """New workers start with the main interpreter's current ``sys.path``."""
+        self._path, self._path_len = sys.path, len(sys.path)
+        self._state.pool.set_bootstrap(_bootstrap_source())
 
     def map(
         self,
@@ -249,11 +278,14 @@ class InterpreterPoolExecutor(Executor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
+        progress: bool | Callable[[int], object] = False,
     ) -> Iterator[_T]:
         """Like :meth:`concurrent.futures.Executor.map`; ``chunksize > 1`` really batches:
         each task runs ``chunksize`` calls, which cuts per-task overhead for small calls.
         ``buffersize`` (as in 3.14) bounds how many tasks are submitted ahead of the
-        consumer. Results come in order; the first exception is raised when reached."""
+        consumer. Results come in order; the first exception is raised when reached.
+        ``progress`` counts items as they complete: ``True`` shows a tqdm bar (a plain line
+        on stderr without tqdm), a callable gets each completed task's item count."""
         if buffersize is not None and not isinstance(buffersize, int):
             raise TypeError("buffersize must be an integer or None")
         if buffersize is not None and buffersize < 1:
@@ -266,11 +298,10 @@ class InterpreterPoolExecutor(Executor):
             raise ValueError("chunksize must be >= 1.")
         end_time = None if timeout is None else timeout + time.monotonic()
         items = _batches(iterables, chunksize)
+        advance, close_progress = _progress.tracker(progress, _progress.total_of(iterables))
 
         def submit_one(executor: InterpreterPoolExecutor, item: Any) -> TaskFuture[Any]:
-            if chunksize > 1:
-                return executor._submit(_worker.run_chunk, (fn, item), {}, executor._task_timeout)
-            return executor._submit(fn, item, {}, executor._task_timeout)
+            return executor._submit_item(fn, item, chunksize, advance)
 
         first = itertools.islice(items, buffersize) if buffersize else items
         pending = collections.deque(submit_one(self, item) for item in first)
@@ -295,8 +326,23 @@ class InterpreterPoolExecutor(Executor):
             finally:
                 for future in pending:  # closed early: stop what has not finished
                     future.interrupt()
+                close_progress()
 
         return result_iterator()
+
+    def _submit_item(
+        self, fn: Callable[..., Any], item: tuple[Any, ...], chunksize: int, advance: _progress.Tracker | None
+    ) -> TaskFuture[Any]:
+        """One task of ``map``/``amap``: a call, or a batch of ``chunksize`` calls; its item
+        count goes to ``advance`` when it completes."""
+        if chunksize > 1:
+            task = self._submit(_worker.run_chunk, (fn, item), {}, self._task_timeout)
+        else:
+            task = self._submit(fn, item, {}, self._task_timeout)
+        if advance is not None:
+            count = len(item) if chunksize > 1 else 1
+            task.add_done_callback(lambda _: advance(count))
+        return task
 
     async def run(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
         """``await pool.run(fn, *args, **kwargs)``: run the call in a worker and wait for it
@@ -312,13 +358,14 @@ class InterpreterPoolExecutor(Executor):
         *iterables: Iterable[Any],
         chunksize: int = 1,
         buffersize: int | None = None,
+        progress: bool | Callable[[int], object] = False,
     ) -> AsyncIterator[_T]:
         """``async for result in pool.amap(fn, items)``: like :meth:`map`, in order, without
         blocking the event loop: tasks are submitted a small slice at a time, letting the loop
         run in between. ``buffersize`` bounds how many tasks run ahead of the consumer (by
         default 16 per worker, at least 256: hundreds of thousands of pending futures would
-        stall the loop in garbage collection); leaving the loop early cancels the tasks not
-        yet started."""
+        stall the loop in garbage collection); leaving the loop early stops the tasks not
+        finished. ``progress`` as for :meth:`map`."""
         import asyncio
 
         if not isinstance(chunksize, int) or isinstance(chunksize, bool) or chunksize < 1:
@@ -331,6 +378,7 @@ class InterpreterPoolExecutor(Executor):
         exhausted = False
         if buffersize is None:
             buffersize = max(256, 16 * self._max_workers)
+        advance, close_progress = _progress.tracker(progress, _progress.total_of(iterables))
 
         def submit_slice() -> None:
             nonlocal exhausted
@@ -341,11 +389,7 @@ class InterpreterPoolExecutor(Executor):
                 if item is None:
                     exhausted = True
                     return
-                task = (
-                    self._submit(_worker.run_chunk, (fn, item), {}, self._task_timeout)
-                    if chunksize > 1
-                    else self._submit(fn, item, {}, self._task_timeout)
-                )
+                task = self._submit_item(fn, item, chunksize, advance)
                 pending.append((task, asyncio.wrap_future(task)))
 
         try:
@@ -363,6 +407,7 @@ class InterpreterPoolExecutor(Executor):
             for task, waiter in pending:  # left early: stop what has not finished
                 waiter.cancel()
                 task.interrupt()
+            close_progress()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False, interrupt: bool = False) -> None:
         """As :meth:`concurrent.futures.Executor.shutdown`; with ``interrupt=True``, running

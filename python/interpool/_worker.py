@@ -42,6 +42,10 @@ def bootstrap(settings: dict[str, Any], index: int) -> ModuleType:
     if sys.version_info[:2] == (3, 12):
         _py312_datetime()
     _main.set_source(settings.get("main"))
+    if settings.get("logging") is not None:
+        from . import _logging
+
+        _logging.install(settings["logging"], f"{settings.get('name', 'worker')}_{index}")
     return sys.modules[__name__]
 
 
@@ -97,6 +101,11 @@ def exec_script(source: str) -> None:
 def run_chunk(fn: Callable[..., Any], chunk: Iterable[tuple[Any, ...]]) -> list[Any]:
     """A batch of ``map`` calls sent as one task."""
     return [fn(*args) for args in chunk]
+
+
+def run_calls(calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+    """A batch of independent calls (a joblib batch) sent as one task."""
+    return [fn(*args, **kwargs) for fn, args, kwargs in calls]
 
 
 def _explain(exc: BaseException) -> BaseException:

@@ -337,6 +337,11 @@ impl<F: WorkerFactory> Pool<F> {
         done
     }
 
+    /// The factory the workers are built with.
+    pub fn factory(&self) -> &F {
+        &self.shared.factory
+    }
+
     /// The message of the worker start failure that broke the pool, if any.
     pub fn broken(&self) -> Option<&str> {
         self.shared.broken.get().map(String::as_str)

@@ -1,0 +1,157 @@
+"""joblib's Parallel on the "interpool" backend (interpool.joblib), against the real joblib."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import tasks
+from conftest import run_script
+
+joblib = pytest.importorskip("joblib")
+from joblib import Parallel, delayed, parallel_config  # noqa: E402
+
+import interpool.joblib  # noqa: E402  (registers the backend)
+from interpool import ExecutionFailed  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def shared_pool_ends() -> Iterator[None]:
+    yield
+    interpool.joblib.shutdown()
+
+
+def test_results_in_order_from_worker_interpreters() -> None:
+    with parallel_config(backend="interpool", n_jobs=2):
+        results = Parallel()(delayed(tasks.square)(i) for i in range(100))
+    assert results == [i * i for i in range(100)]
+    with parallel_config(backend="interpool", n_jobs=2):
+        where = set(Parallel()(delayed(tasks.interpreter_id)() for _ in range(20)))
+    assert tasks.interpreter_id() not in where, "the calls ran in worker interpreters"
+
+
+def test_keyword_arguments_and_mixed_functions() -> None:
+    calls = [delayed(tasks.add)(i, b=1) if i % 2 else delayed(tasks.square)(i) for i in range(20)]
+    results = Parallel(backend="interpool", n_jobs=2, batch_size=3)(calls)
+    assert results == [i + 1 if i % 2 else i * i for i in range(20)]
+
+
+def test_joblib_is_not_imported_in_the_workers() -> None:
+    with parallel_config(backend="interpool", n_jobs=2):
+        imported = Parallel()(delayed(tasks.is_imported)("joblib") for _ in range(4))
+    assert imported == [False] * 4
+
+
+@pytest.mark.parametrize("return_as", ["generator", "generator_unordered"])
+def test_generators(return_as: str) -> None:
+    parallel = Parallel(backend="interpool", n_jobs=2, return_as=return_as)
+    out = parallel(delayed(tasks.square)(i) for i in range(50))
+    assert not isinstance(out, list)
+    results = list(out)
+    if return_as == "generator":
+        assert results == [i * i for i in range(50)]
+    else:
+        assert sorted(results) == [i * i for i in range(50)]
+
+
+def test_unordered_generator_yields_fast_results_first() -> None:
+    parallel = Parallel(backend="interpool", n_jobs=2, return_as="generator_unordered", batch_size=1)
+    results = list(parallel(delayed(tasks.sleep_then)(d, d) for d in (1.0, 0.05, 0.05, 0.05)))
+    assert results[-1] == 1.0 and sorted(results) == [0.05, 0.05, 0.05, 1.0]
+
+
+def test_errors_keep_their_type_and_the_worker_traceback() -> None:
+    with pytest.raises(ZeroDivisionError) as info:
+        Parallel(backend="interpool", n_jobs=2)(delayed(tasks.divide)(1, i) for i in (3, 2, 0, 1))
+    assert isinstance(info.value.__cause__, ExecutionFailed)
+    assert "divide" in info.value.__cause__.formatted
+
+
+def test_a_failure_interrupts_the_rest_and_the_pool_stays_usable() -> None:
+    parallel = Parallel(backend="interpool", n_jobs=2, batch_size=1)
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="boom"):
+        parallel([delayed(tasks.fail)("boom")] + [delayed(tasks.busy_for)(30.0) for _ in range(4)])
+    assert time.monotonic() - started < 20, "the spinning batches were interrupted, not waited for"
+    assert Parallel(backend="interpool", n_jobs=2)(delayed(tasks.square)(i) for i in range(5)) == [0, 1, 4, 9, 16]
+
+
+def test_parallel_timeout_stops_running_tasks() -> None:
+    started = time.monotonic()
+    # joblib raises multiprocessing's TimeoutError, whatever the backend.
+    with pytest.raises(multiprocessing.TimeoutError):
+        Parallel(backend="interpool", n_jobs=2, timeout=0.5)(delayed(tasks.busy_for)(30.0) for _ in range(2))
+    assert time.monotonic() - started < 20
+
+
+def test_n_jobs_minus_one_uses_every_cpu() -> None:
+    backend = interpool.joblib.InterpoolBackend()
+    assert backend.effective_n_jobs(-1) == joblib.cpu_count()
+    assert backend.effective_n_jobs(-2) == max(joblib.cpu_count() - 1, 1)
+    with parallel_config(backend="interpool", n_jobs=-1):
+        assert Parallel()(delayed(tasks.square)(i) for i in range(10)) == [i * i for i in range(10)]
+    with pytest.raises(ValueError, match="n_jobs == 0"):
+        Parallel(backend="interpool", n_jobs=0)(delayed(tasks.square)(1) for _ in range(1))
+
+
+def test_one_job_runs_sequentially_in_the_caller() -> None:
+    assert (
+        Parallel(backend="interpool", n_jobs=1)(delayed(tasks.interpreter_id)() for _ in range(3))
+        == [tasks.interpreter_id()] * 3
+    )
+
+
+def test_successive_calls_reuse_the_pool_and_its_workers() -> None:
+    first = set(Parallel(backend="interpool", n_jobs=2)(delayed(tasks.interpreter_id)() for _ in range(20)))
+    second = set(Parallel(backend="interpool", n_jobs=2)(delayed(tasks.interpreter_id)() for _ in range(20)))
+    assert first & second, "the second call ran on the workers the first started"
+
+
+def test_context_managed_parallel_and_executor_options() -> None:
+    with parallel_config(backend="interpool", n_jobs=2, max_tasks_per_worker=1), Parallel(batch_size=1) as parallel:
+        a = parallel(delayed(tasks.interpreter_id)() for _ in range(6))
+        b = parallel(delayed(tasks.square)(i) for i in range(6))
+    assert len(set(a)) == 6, "max_tasks_per_worker=1 gives each batch a fresh interpreter"
+    assert b == [i * i for i in range(6)]
+
+
+def test_unknown_backend_parameter_is_a_clear_error() -> None:
+    with pytest.raises(TypeError, match="unknown parameters \\['max_nbytez'\\]"):
+        with parallel_config(backend="interpool", max_nbytez=3):
+            pass
+
+
+def test_unsendable_argument_fails_with_not_shareable_error() -> None:
+    import threading
+
+    from interpool import NotShareableError
+
+    with pytest.raises(NotShareableError, match="lock"):
+        Parallel(backend="interpool", n_jobs=2)(delayed(tasks.square)(threading.Lock()) for _ in range(2))
+
+
+def test_sharedmem_requirement_falls_back_to_threads() -> None:
+    with parallel_config(backend="interpool", n_jobs=2):
+        where = Parallel(require="sharedmem")(delayed(tasks.interpreter_id)() for _ in range(4))
+    assert where == [tasks.interpreter_id()] * 4
+
+
+def test_works_from_a_script_with_functions_in_main() -> None:
+    proc = run_script(
+        """
+        import interpool.joblib
+        from joblib import Parallel, delayed
+
+        def cube(x):
+            return x ** 3
+
+        if __name__ == "__main__":
+            print(sum(Parallel(backend="interpool", n_jobs=2)(delayed(cube)(i) for i in range(100))))
+        """,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(sum(i**3 for i in range(100)))
