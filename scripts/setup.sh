@@ -5,7 +5,7 @@
 #                            PATH, else the pinned 3.14 build). Prints the venv's path.
 #
 # The venv lives in .venvs/TAG (ignored by git) and is reused; it is rebuilt when its base
-# interpreter or requirements-dev.txt change. interpool itself is rebuilt with
+# interpreter or a requirements file changes. interpool itself is rebuilt with
 # `maturin develop --release` every time (cargo makes that a no-op when nothing changed).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,7 +14,8 @@ log() { echo "[setup.sh] $*" >&2; }
 
 py=$("$root/scripts/python.sh" "$tag") || exit $?  # 3: no such Python here
 venv="$root/.venvs/$tag"
-want="$py $(cat "$root/requirements-dev.txt" "$root/requirements-integrations.txt" | sha256sum | cut -c1-16)"
+reqs=("$root/requirements-dev.txt" "$root/requirements-integrations.txt" "$root/requirements-isolation.txt")
+want="$py $(cat "${reqs[@]}" | sha256sum | cut -c1-16)"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.interpool-stamp" 2>/dev/null)" != "$want" ]; then
     log "creating $venv from $py"
     rm -rf "$venv"
@@ -23,6 +24,11 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.interpool-stamp" 2>/dev/null)
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/requirements-dev.txt" >&2
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/requirements-integrations.txt" >&2 \
         || log "optional integrations did not install for $tag; their tests will be skipped"
+    # One at a time: a package without a wheel for this Python must not keep the others out.
+    grep -Ev '^\s*(#|$)' "$root/requirements-isolation.txt" | while read -r req; do
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check --only-binary=:all: "$req" >&2 \
+            || log "$req has no wheel for $tag; its isolation tests will be skipped"
+    done
     echo "$want" >"$venv/.interpool-stamp"
 fi
 log "building interpool for $("$venv/bin/python" -c 'import sys; print(sys.version.split()[0], "free-threaded" if not sys._is_gil_enabled() else "")' 2>/dev/null || echo "$tag")"

@@ -8,7 +8,8 @@
 //! - `state` (per-interpreter module state), `object` (Rust payloads in Python objects),
 //!   `args` (the argument parser), `trampoline` (the one way CPython enters Rust).
 //! - `codec` (objects <-> Values), `protocol` (the owner/worker wire protocol), `interp`
-//!   (one subinterpreter's lifecycle), `worker` (a pool's workers).
+//!   (one subinterpreter's lifecycle), `worker` (a pool's workers), `isolate` (private
+//!   copies of extension modules loaded into one interpreter).
 //! - the classes: `pool` (Pool, Ticket), `queue` (Queue), `buffer` (SharedBuffer); and
 //!   `module`, which assembles the module definition.
 //!
@@ -25,6 +26,7 @@ mod fork_guard;
 mod globals;
 mod interp;
 mod interrupt;
+mod isolate;
 mod module;
 mod object;
 mod pin;

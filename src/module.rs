@@ -16,7 +16,7 @@ use crate::protocol::Status;
 use crate::py::{Borrowed, Owned, PyResult, Python};
 use crate::state::{ModuleRef, State};
 use crate::trampoline::{Module, method};
-use crate::{buffer, codec, fork_guard, pool, queue};
+use crate::{buffer, codec, fork_guard, isolate, pool, queue};
 
 /// `interpreter_id() -> int`: the id of the calling interpreter.
 fn interpreter_id<'py>(py: Python<'py>, _module: ModuleRef<'py>) -> PyResult<Owned<'py>> {
@@ -127,7 +127,7 @@ unsafe extern "C" fn module_free(module: *mut c_void) {
     unsafe { crate::trampoline::run(free) };
 }
 
-static mut METHODS: [ffi::PyMethodDef; 8] = [
+static mut METHODS: [ffi::PyMethodDef; 11] = [
     method!(Module, c"interpreter_id", noargs interpreter_id, c"interpreter_id() -> int: id of the calling interpreter"),
     method!(Module, c"roundtrip", o codec::roundtrip, c"roundtrip(obj, /) -> object: encode and decode (tests, benchmarks)"),
     method!(Module, c"_configure", args configure, c"_configure(*, dumps, loads, error_class): the package's hooks"),
@@ -135,6 +135,9 @@ static mut METHODS: [ffi::PyMethodDef; 8] = [
     method!(Module, c"_interpreters_alive", noargs interpreters_alive, c"_interpreters_alive() -> int"),
     queue::FROM_ID,
     queue::CYCLES,
+    isolate::LOAD_COPY,
+    isolate::EXEC_COPY,
+    isolate::DLOPEN,
     ffi::PyMethodDef::zeroed(),
 ];
 

@@ -227,6 +227,11 @@ impl<'py> Python<'py> {
         self.raise_builtin(unsafe { ffi::PyExc_SystemError }, msg)
     }
 
+    pub fn import_error(self, msg: &str) -> PyErr {
+        // SAFETY: as above.
+        self.raise_builtin(unsafe { ffi::PyExc_ImportError }, msg)
+    }
+
     /// Raise `MemoryError` (what a failed allocation on behalf of Python must become).
     pub fn memory_error(self) -> PyErr {
         // SAFETY: attached; sets MemoryError and returns null.

@@ -42,6 +42,10 @@ def bootstrap(settings: dict[str, Any], index: int) -> ModuleType:
     if sys.version_info[:2] == (3, 12):
         _py312_datetime()
     _main.set_source(settings.get("main"))
+    if settings.get("isolate") is not None:
+        from . import _isolate
+
+        _isolate.install(settings["isolate"])
     if settings.get("logging") is not None:
         from . import _logging
 
@@ -116,12 +120,13 @@ def _explain(exc: BaseException) -> BaseException:
         match = re.search(r"module (\S+) " + _NO_SUBINTERP, str(exc))
         if match:
             name = match.group(1)
+            top = name.partition(".")[0]
             better = ImportError(
                 f"extension module {name!r} does not support loading in subinterpreters, so it cannot "
-                f"be imported in an interpool worker. Use {name} in the main interpreter only (for "
-                "example, call it before or after the pool's work), run this work on a "
-                "ProcessPoolExecutor, or ask the maintainers of that module for PEP 684 support "
-                "(multi-phase init with Py_mod_multiple_interpreters).",
+                f"be imported in an interpool worker as it is. Give each worker a private copy of it: "
+                f'InterpreterPoolExecutor(..., isolate=[{top!r}]) (see "Extension modules in workers" in '
+                f"interpool's README); or use {top} in "
+                "the main interpreter only, or run this work on a ProcessPoolExecutor.",
                 name=name,
             )
             better.__cause__ = exc

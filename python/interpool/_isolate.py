@@ -1,0 +1,469 @@
+"""Isolation: each worker interpreter loads its own private copy of extension modules.
+
+An extension module refuses own-GIL interpreters for one of two reasons: the import system
+refuses it (it did not declare support), or it keeps process-wide C state and so can exist
+once per process. Both go away when each interpreter loads its own physical copy of the
+extension's file: a different file is a different module to CPython and a different set of
+C globals to the dynamic loader, so each copy sees exactly one interpreter, which is what
+its authors assumed. docs/isolation.md has the facts this relies on.
+
+Two halves:
+
+* in the main interpreter, :func:`plan` checks ``isolate=`` and makes the pool's settings
+  (names, the directory for copies), and :func:`stats` reports the copies' cost;
+* in a worker, :func:`install` puts :class:`_Finder` first on ``sys.meta_path``. For an
+  extension module in scope it copies the file into the worker's own directory (laid out
+  like the ``sys.path`` entry it came from), loads the copy with the Rust loader
+  (``src/isolate.rs``: the init function runs in this interpreter), and unlinks the copy:
+  the mapping stays valid, and no other interpreter can ever load the same file.
+
+The import policy switch ``_imp._override_multi_interp_extensions_check`` is per
+interpreter; it is lifted only in a worker that asked for isolation, and only while one of
+its isolated loads runs, so an extension outside the scope is still refused cleanly instead
+of loading the shared original.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False  # not `from typing import`: typing costs workers ~7 ms at start-up
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+    from typing import Any
+
+AUTO = "auto"
+
+# mypyc puts a compiled package's shared runtime in a top-level module named like this.
+_MYPYC_SUFFIX = "__mypyc"
+
+# numpy warns on import in any subinterpreter; a private copy sees a single interpreter,
+# which is the case the warning is about.
+_NUMPY_WARNING = "NumPy was imported from a Python sub-interpreter"
+
+
+# ---------------------------------------------------------------- the main interpreter
+
+
+def _is_mypyc_runtime(top: str) -> bool:
+    head = top[: -len(_MYPYC_SUFFIX)]
+    return top.endswith(_MYPYC_SUFFIX) and len(head) == 20 and all(c in "0123456789abcdef" for c in head)
+
+
+def _close_matches(name: str) -> str:
+    import difflib
+    import pkgutil
+
+    names = {module.name for module in pkgutil.iter_modules()}
+    matches = difflib.get_close_matches(name, names, n=3)
+    return f" (did you mean {' or '.join(repr(m) for m in matches)}?)" if matches else ""
+
+
+def normalize(isolate: object) -> tuple[str, ...] | str | None:
+    """Check ``isolate=``: ``None``, ``"auto"`` or an iterable of top-level module names.
+
+    Raises TypeError for a value of the wrong kind and ValueError for a name that is not a
+    top-level module importable here."""
+    if isolate is None:
+        return None
+    if isinstance(isolate, str):
+        if isolate == AUTO:
+            return AUTO
+        raise TypeError(
+            f"isolate must be None, 'auto' or a list of top-level package names, not the string {isolate!r}: "
+            f"write isolate=[{isolate!r}]"
+        )
+    try:
+        names = list(isolate)  # type: ignore[call-overload]
+    except TypeError:
+        raise TypeError(
+            f"isolate must be None, 'auto' or a list of top-level package names, not {type(isolate).__name__}"
+        ) from None
+    import importlib.util
+
+    checked: list[str] = []
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"isolate names must be str, not {type(name).__name__}: {name!r}")
+        if "." in name:
+            top = name.partition(".")[0]
+            raise ValueError(f"isolate takes top-level package names: {name!r} is in {top!r}, write isolate=[{top!r}]")
+        if name == "interpool":
+            raise ValueError("isolate cannot contain 'interpool' itself: it loads in every worker as it is")
+        if name in sys.builtin_module_names:
+            raise ValueError(f"{name!r} is built into the interpreter: it has no file of which to make a copy")
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError) as exc:
+            raise ValueError(f"isolate: cannot find the module {name!r}: {exc}") from exc
+        if spec is None:
+            raise ValueError(f"isolate: no module named {name!r} is installed{_close_matches(name)}")
+        if name not in checked:
+            checked.append(name)
+    return tuple(checked)
+
+
+_root: str | None = None
+
+
+def _stdlib_dirs() -> list[str]:
+    """Where the stdlib's own extension modules are: ``lib-dynload`` (not the stdlib
+    directory as a whole: a system Python's ``site-packages`` is below it, and a venv's
+    ``platstdlib`` is the venv itself)."""
+    import sysconfig
+
+    dirs = {p for p in sys.path if os.path.basename(p.rstrip(os.sep)) == "lib-dynload"}
+    dirs.add(sysconfig.get_config_var("DESTSHARED") or "")
+    return sorted(os.path.realpath(d) + os.sep for d in dirs if d and os.path.isdir(d))
+
+
+def _remove_stale(tmp: str) -> None:
+    """Remove the copy directories of interpool processes that died without cleaning up."""
+    import shutil
+
+    try:
+        entries = os.listdir(tmp)
+    except OSError:
+        return
+    for entry in entries:
+        parts = entry.split("-")
+        if len(parts) != 3 or parts[0] != "interpool" or not parts[1].isdigit():
+            continue
+        try:
+            os.kill(int(parts[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(tmp, entry), ignore_errors=True)
+        except OSError:
+            pass  # alive (another user's process, EPERM), or not ours to judge
+
+
+def root() -> str:
+    """The process's directory for copies (in the temp dir), created on first use and
+    removed when the main interpreter exits."""
+    global _root
+    if _root is None or not os.path.isdir(_root):
+        import atexit
+        import shutil
+        import tempfile
+
+        _remove_stale(tempfile.gettempdir())
+        _root = tempfile.mkdtemp(prefix=f"interpool-{os.getpid()}-")
+        atexit.register(shutil.rmtree, _root, True)
+    return _root
+
+
+def _forget_root() -> None:
+    global _root
+    _root = None  # a forked child makes its own (the parent removes its directory)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_root)
+
+
+def plan(isolate: tuple[str, ...] | str | None, pool_name: str) -> dict[str, Any] | None:
+    """The settings a pool's workers isolate with (``None``: no isolation)."""
+    if isolate is None:
+        return None
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", pool_name)[:64] or "pool"
+    directory = os.path.join(root(), safe)
+    os.makedirs(directory, exist_ok=True)
+    return {
+        "names": None if isolate == AUTO else list(isolate),
+        "dir": directory,
+        "stdlib": _stdlib_dirs(),
+    }
+
+
+def stats(settings: dict[str, Any] | None) -> dict[str, int]:
+    """The cost of a pool's copies: ``isolated_files`` (copies loaded, by every worker so
+    far: ended workers' copies stay mapped), ``isolated_mapped_bytes`` (their size in the
+    address space), ``isolated_resident_bytes`` (of which in memory now) and
+    ``isolated_disk_bytes`` (files on disk now; copies are removed once loaded)."""
+    out = {"isolated_files": 0, "isolated_mapped_bytes": 0, "isolated_resident_bytes": 0, "isolated_disk_bytes": 0}
+    if settings is None:
+        return out
+    prefix = settings["dir"] + os.sep
+    files: set[str] = set()
+    current = False
+    try:
+        with open("/proc/self/smaps", encoding="utf-8", errors="replace") as smaps:
+            for line in smaps:
+                if line[0] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
+                    fields = line.split(None, 5)
+                    path = fields[5].rstrip("\n") if len(fields) > 5 else ""
+                    current = path.startswith(prefix)
+                    if current:
+                        files.add(fields[4])  # the inode: one per copy
+                elif current and line.startswith(("Size:", "Rss:")):
+                    kib = int(line.split()[1]) * 1024
+                    out["isolated_mapped_bytes" if line[0] == "S" else "isolated_resident_bytes"] += kib
+    except OSError:
+        pass  # not Linux: only the disk figure
+    out["isolated_files"] = len(files)
+    for directory, _dirs, names in os.walk(settings["dir"]):
+        for name in names:
+            try:
+                out["isolated_disk_bytes"] += os.lstat(os.path.join(directory, name)).st_size
+            except OSError:
+                pass
+    return out
+
+
+# ---------------------------------------------------------------- a worker interpreter
+
+
+def _elf_dependencies(path: str) -> tuple[list[str], list[str]]:
+    """The DT_NEEDED names and the DT_RUNPATH (else DT_RPATH) directories of an ELF64
+    little-endian shared object; empty for anything else."""
+    import struct
+
+    needed: list[str] = []
+    runpath: list[str] = []
+    rpath: list[str] = []
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+            return needed, runpath
+        (shoff,) = struct.unpack_from("<Q", head, 0x28)
+        shentsize, shnum = struct.unpack_from("<HH", head, 0x3A)
+        f.seek(shoff)
+        table = f.read(shentsize * shnum)
+        sections = [struct.unpack_from("<IIQQQQIIQQ", table, i * shentsize) for i in range(shnum)]
+        for section in sections:
+            if section[1] != 6:  # SHT_DYNAMIC
+                continue
+            f.seek(section[4])
+            dynamic = f.read(section[5])
+            strtab = sections[section[6]]
+            f.seek(strtab[4])
+            strings = f.read(strtab[5])
+
+            def text(offset: int, strings: bytes = strings) -> str:
+                return strings[offset : strings.index(b"\0", offset)].decode("utf-8", "surrogateescape")
+
+            for offset in range(0, len(dynamic) - 15, 16):
+                tag, value = struct.unpack_from("<qQ", dynamic, offset)
+                if tag == 0:
+                    break
+                if tag == 1:  # DT_NEEDED
+                    needed.append(text(value))
+                elif tag == 15:  # DT_RPATH
+                    rpath.extend(text(value).split(":"))
+                elif tag == 29:  # DT_RUNPATH
+                    runpath.extend(text(value).split(":"))
+    return needed, runpath or rpath
+
+
+def _bundled_libraries(origin: str) -> list[str]:
+    """The libraries an extension finds through an ``$ORIGIN``-relative search path (a
+    wheel's ``<dist>.libs``): a copy elsewhere would not find them, so they are loaded from
+    where they are first, once per process, and every copy links to that one instance."""
+    needed, dirs = _elf_dependencies(origin)
+    here = os.path.dirname(os.path.realpath(origin))
+    found = []
+    for directory in dirs:
+        if "$ORIGIN" not in directory and "${ORIGIN}" not in directory:
+            continue  # an absolute path resolves from the copy as well
+        directory = directory.replace("${ORIGIN}", here).replace("$ORIGIN", here)
+        for name in needed:
+            candidate = os.path.join(directory, name)
+            if os.path.exists(candidate):
+                found.append(os.path.normpath(candidate))
+    return found
+
+
+def _init_symbol(fullname: str) -> str:
+    """The name of the extension's init function (PEP 489, including non-ASCII names)."""
+    short = fullname.rpartition(".")[2]
+    try:
+        short.encode("ascii")
+    except UnicodeEncodeError:
+        return "PyInitU_" + short.encode("punycode").decode("ascii").replace("-", "_")
+    return "PyInit_" + short
+
+
+class _State:
+    def __init__(self, settings: dict[str, Any]) -> None:
+        import threading
+
+        names = settings["names"]
+        self.auto = names is None
+        self.names = frozenset(names or ())
+        self.base = settings["dir"]
+        self.stdlib = tuple(settings["stdlib"])
+        self.dir: str | None = None
+        self.depth = 0  # > 0 while an isolated load runs in this interpreter
+        self.saved = 0
+        self.lock = threading.RLock()
+        self.loaded_libraries: set[str] = set()
+
+    def in_scope(self, fullname: str) -> bool:
+        top = fullname.partition(".")[0]
+        if top == "interpool":
+            return False
+        return self.auto or self.depth > 0 or top in self.names or _is_mypyc_runtime(top)
+
+    def enter(self) -> None:
+        import _imp
+
+        with self.lock:
+            if self.depth == 0:
+                self.saved = _imp._override_multi_interp_extensions_check(-1)  # type: ignore[attr-defined]
+            self.depth += 1
+
+    def exit(self) -> None:
+        import _imp
+
+        with self.lock:
+            self.depth -= 1
+            if self.depth == 0:
+                _imp._override_multi_interp_extensions_check(self.saved)  # type: ignore[attr-defined]
+
+    def copy_dir(self) -> str:
+        if self.dir is None:
+            import tempfile
+
+            os.makedirs(self.base, exist_ok=True)
+            self.dir = tempfile.mkdtemp(prefix="worker-", dir=self.base)
+        return self.dir
+
+    def make_copy(self, origin: str) -> str:
+        """A private copy of ``origin`` (a new file: hard and symbolic links would give the
+        same loaded instance), at the same place below the copy directory as below its
+        ``sys.path`` entry, so that relative lookups between copies keep working."""
+        import shutil
+
+        real = os.path.realpath(origin)
+        entry = ""
+        for path in sys.path:
+            candidate = os.path.realpath(path or os.getcwd()) + os.sep
+            if real.startswith(candidate) and len(candidate) > len(entry):
+                entry = candidate
+        relative = os.path.relpath(real, entry) if entry else os.path.basename(real)
+        copy = os.path.join(self.copy_dir(), relative)
+        os.makedirs(os.path.dirname(copy), exist_ok=True)
+        shutil.copyfile(real, copy)
+        return copy
+
+    def load_libraries(self, origin: str) -> None:
+        from . import _interpool
+
+        for library in _bundled_libraries(origin):
+            if library not in self.loaded_libraries:
+                _interpool._dlopen(library)
+                self.loaded_libraries.add(library)
+
+
+class _Loader:
+    """Creates a module from a private copy of ``spec.origin`` (importlib's Loader protocol)."""
+
+    def __init__(self, state: _State) -> None:
+        self.state = state
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType:
+        from . import _interpool
+
+        state, origin = self.state, spec.origin
+        assert origin is not None
+        copy = None
+        try:
+            with state.lock:
+                copy = state.make_copy(origin)
+            state.load_libraries(origin)
+            state.enter()
+            try:
+                module, multi_phase = _interpool._load_copy(copy, _init_symbol(spec.name), spec)
+            finally:
+                state.exit()
+        except Exception as exc:
+            raise _load_error(spec.name, origin, exc) from exc
+        finally:
+            if copy is not None:
+                try:
+                    os.unlink(copy)  # loaded: the mapping stays; no one else may load it
+                except OSError:
+                    pass
+        spec.loader_state = multi_phase
+        return module
+
+    def exec_module(self, module: ModuleType) -> None:
+        from . import _interpool
+
+        spec = module.__spec__
+        assert spec is not None
+        if spec.loader_state:  # multi-phase: run its exec slots (they may create modules too)
+            self.state.enter()
+            try:
+                _interpool._exec_copy(module)
+            except Exception as exc:
+                raise _load_error(spec.name, spec.origin or "?", exc) from exc
+            finally:
+                self.state.exit()
+
+
+def _load_error(name: str, origin: str, exc: BaseException) -> ImportError:
+    top = name.partition(".")[0]
+    return ImportError(
+        f"isolate: the extension module {name!r} of package {top!r} ({origin}) failed to load from its "
+        f"private copy: {type(exc).__name__}: {exc}. Leave {top!r} out of isolate= and run this work in the "
+        "main interpreter or a process pool",
+        name=name,
+        path=origin,
+    )
+
+
+class _Finder:
+    """Sends extension modules in scope to :class:`_Loader` (importlib's MetaPathFinder
+    protocol); everything else, pure-Python modules included, imports as usual."""
+
+    def __init__(self, state: _State) -> None:
+        import importlib.machinery
+        import importlib.util
+
+        # Imported here: find_spec runs inside imports, and must not import anything.
+        self.state = state
+        self.path_finder = importlib.machinery.PathFinder
+        self.extension_loader = importlib.machinery.ExtensionFileLoader
+        self.spec_from_file_location = importlib.util.spec_from_file_location
+
+    def find_spec(self, fullname: str, path: Iterable[str] | None = None, target: object = None) -> ModuleSpec | None:
+        state = self.state
+        if not state.in_scope(fullname):
+            return None
+        spec = self.path_finder.find_spec(fullname, path)  # type: ignore[arg-type]
+        if spec is None or not isinstance(spec.loader, self.extension_loader):
+            return None
+        origin = spec.origin or ""
+        if (state.auto or state.depth > 0) and os.path.realpath(origin).startswith(state.stdlib):
+            return None  # the stdlib's own extensions load as they are, unless named
+        return self.spec_from_file_location(
+            fullname,
+            origin,
+            loader=_Loader(state),  # type: ignore[arg-type]
+            submodule_search_locations=spec.submodule_search_locations,
+        )
+
+
+def install(settings: dict[str, Any]) -> None:
+    """Isolate in this worker interpreter (never in the main one)."""
+    import warnings
+
+    from . import _interpool
+
+    if _interpool.interpreter_id() == 0:
+        raise RuntimeError("isolation is for worker interpreters: the main interpreter loads the originals")
+    # What the finder and loader use, imported now: later they run inside imports.
+    import _imp  # noqa: F401
+    import shutil  # noqa: F401
+    import struct  # noqa: F401
+    import tempfile  # noqa: F401
+
+    warnings.filterwarnings("ignore", message=_NUMPY_WARNING, category=UserWarning)
+    sys.meta_path.insert(0, _Finder(_State(settings)))

@@ -1,0 +1,52 @@
+"""Build the test extension packages of tests/test_isolation.py with the running Python's
+headers (a C compiler is on every machine that builds interpool: Rust links with it).
+
+Layout, as a wheel repaired by auditwheel would have it:
+
+    ipt_pkg/__init__.py
+    ipt_pkg/_single<EXT>   single-phase, a C counter, links libiptdep through $ORIGIN
+    ipt_pkg/_multi<EXT>    multi-phase without Py_mod_multiple_interpreters, a C counter
+    ipt_pkg/_broken<EXT>   its init function raises
+    ipt_pkg.libs/libiptdep.so
+    ipt_other/__init__.py, ipt_other/_multi<EXT>
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sysconfig
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _cc(*args: str) -> None:
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or "cc"
+    subprocess.run([compiler, "-shared", "-fPIC", "-O1", *args], check=True, capture_output=True, text=True)
+
+
+def build(dest: str) -> str:
+    """Build the packages under ``dest`` (a directory to put on ``sys.path``); return it."""
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    include = sysconfig.get_paths()["include"]
+    libs = os.path.join(dest, "ipt_pkg.libs")
+    for package in ("ipt_pkg", "ipt_other"):
+        os.makedirs(os.path.join(dest, package), exist_ok=True)
+        with open(os.path.join(dest, package, "__init__.py"), "w") as f:
+            f.write('"""A test package with extension modules that refuse worker interpreters."""\n')
+    os.makedirs(libs, exist_ok=True)
+    _cc(os.path.join(HERE, "dep.c"), "-o", os.path.join(libs, "libiptdep.so"), "-Wl,-soname,libiptdep.so")
+    _cc(
+        f"-I{include}",
+        os.path.join(HERE, "single.c"),
+        "-o",
+        os.path.join(dest, "ipt_pkg", "_single" + suffix),
+        f"-L{libs}",
+        "-liptdep",
+        "-Wl,--enable-new-dtags,-rpath,$ORIGIN/../ipt_pkg.libs",
+    )
+    for package in ("ipt_pkg", "ipt_other"):
+        _cc(f"-I{include}", os.path.join(HERE, "multi.c"), "-o", os.path.join(dest, package, "_multi" + suffix))
+    _cc(f"-I{include}", os.path.join(HERE, "broken.c"), "-o", os.path.join(dest, "ipt_pkg", "_broken" + suffix))
+    return dest

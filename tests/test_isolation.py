@@ -1,0 +1,204 @@
+"""isolate=: each worker loads its own private copy of extension modules.
+
+Dependency-free: the extension modules are built from tests/isolation_ext/*.c for the
+running Python (a single-phase module with a C counter linking a bundled library through
+``$ORIGIN``, a multi-phase one that does not declare own-GIL support, one whose init
+fails). Real packages (numpy, ...) are in test_isolation_packages.py.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+
+import isolation_tasks as tasks
+import pytest
+
+from interpool import InterpreterPoolExecutor, _isolate
+
+from conftest import run_script
+
+
+@pytest.fixture(scope="module")
+def ext_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from isolation_ext.build import build
+
+    path = build(str(tmp_path_factory.mktemp("isolation_ext")))
+    sys.path.insert(0, path)
+    yield path
+    sys.path.remove(path)
+    for name in [m for m in sys.modules if m.partition(".")[0] in ("ipt_pkg", "ipt_other")]:
+        del sys.modules[name]
+
+
+def test_refused_without_isolate_names_the_option(ext_path: str) -> None:
+    with InterpreterPoolExecutor(1) as pool:
+        with pytest.raises(ImportError) as info:
+            pool.submit(tasks.bump, "ipt_pkg._multi").result(timeout=60)
+    message = str(info.value)
+    assert "'ipt_pkg._multi' does not support loading in subinterpreters" in message
+    assert "isolate=['ipt_pkg']" in message
+
+
+@pytest.mark.parametrize("module", ["ipt_pkg._single", "ipt_pkg._multi"])
+def test_each_worker_has_its_own_copy(ext_path: str, module: str) -> None:
+    # Two workers held busy together, so that each task runs on a different worker: each
+    # sees a C counter of its own, starting at 1.
+    with InterpreterPoolExecutor(2, isolate=["ipt_pkg"]) as pool:
+        futures = [pool.submit(tasks.bump, module, 3) for _ in range(2)]
+        results = [f.result(timeout=60) for f in futures]
+        ids = pool.stats()
+    assert results == [[1, 2, 3], [1, 2, 3]] or sorted(results) == [[1, 2, 3], [4, 5, 6]], results
+    assert ids["isolated_files"] >= 1
+
+
+def test_workers_count_separately_in_parallel(ext_path: str) -> None:
+    from interpool import Queue
+
+    with InterpreterPoolExecutor(2, isolate=["ipt_pkg"]) as pool:
+        first = [pool.submit(tasks.bump, "ipt_pkg._multi", 1) for _ in range(2)]
+        assert [f.result(timeout=60) for f in first] in ([[1], [1]], [[1], [2]])
+        Queue()  # a queue alongside isolation: still works
+        many = [pool.submit(tasks.bump, "ipt_pkg._multi", 100) for _ in range(20)]
+        counts = [f.result(timeout=60) for f in many]
+    assert all(c == list(range(c[0], c[0] + 100)) for c in counts)
+
+
+def test_main_interpreter_keeps_the_original(ext_path: str) -> None:
+    import importlib
+
+    with InterpreterPoolExecutor(1, isolate=["ipt_pkg"]) as pool:
+        facts = pool.submit(tasks.module_facts, "ipt_pkg._multi").result(timeout=60)
+        worker_counts = pool.submit(tasks.bump, "ipt_pkg._multi", 2).result(timeout=60)
+    original = importlib.import_module("ipt_pkg._multi")
+    assert facts["executed"] == 1  # the exec slot ran in the worker
+    assert facts["file"] == original.__file__  # __file__ is the original, not the copy
+    assert original.bump() == 1  # the main interpreter's counter is untouched by workers
+    assert worker_counts == [1, 2]
+
+
+def test_bundled_library_is_loaded_once(ext_path: str) -> None:
+    # libiptdep.so is found through $ORIGIN/../ipt_pkg.libs, which a copy elsewhere would
+    # not find: it is loaded from where it is, once, and every copy links to that instance.
+    with InterpreterPoolExecutor(2, isolate=["ipt_pkg"]) as pool:
+        values = [f.result(timeout=60) for f in [pool.submit(tasks.dep) for _ in range(10)]]
+    assert sorted(values) == list(range(min(values), min(values) + 10))
+
+
+def test_recycled_workers_get_fresh_copies(ext_path: str) -> None:
+    # A new interpreter must never reuse a copy that an ended one used (its C globals
+    # would point into freed memory): every task here runs on a new worker.
+    with InterpreterPoolExecutor(1, isolate=["ipt_pkg"], max_tasks_per_worker=1) as pool:
+        results = [pool.submit(tasks.bump, "ipt_pkg._single", 2).result(timeout=60) for _ in range(4)]
+        stats = pool.stats()
+    assert results == [[1, 2]] * 4
+    assert stats["recycled"] >= 3
+    assert stats["isolated_files"] >= 4  # ended workers' copies stay mapped, and are counted
+
+
+def test_out_of_scope_modules_stay_refused(ext_path: str) -> None:
+    with InterpreterPoolExecutor(1, isolate=["ipt_pkg"]) as pool:
+        assert pool.submit(tasks.bump, "ipt_pkg._multi").result(timeout=60) == [1]
+        message = pool.submit(tasks.try_import, "ipt_other._multi").result(timeout=60)
+    assert "does not support loading in subinterpreters" in message  # the policy is back on
+
+
+def test_auto_isolates_every_extension(ext_path: str) -> None:
+    with InterpreterPoolExecutor(1, isolate="auto") as pool:
+        assert pool.submit(tasks.bump, "ipt_pkg._multi").result(timeout=60) == [1]
+        assert pool.submit(tasks.bump, "ipt_other._multi").result(timeout=60) == [1]
+        assert pool.submit(tasks.bump, "ipt_pkg._single").result(timeout=60) == [1]
+
+
+def test_initializer_can_import_isolated_modules(ext_path: str) -> None:
+    with InterpreterPoolExecutor(1, isolate=["ipt_pkg"], initializer=tasks.bump, initargs=("ipt_pkg._multi",)) as pool:
+        assert pool.submit(tasks.bump, "ipt_pkg._multi").result(timeout=60) == [2]
+
+
+def test_failing_init_names_package_file_and_reason(ext_path: str) -> None:
+    with InterpreterPoolExecutor(1, isolate=["ipt_pkg"]) as pool:
+        with pytest.raises(ImportError) as info:
+            pool.submit(tasks.bump, "ipt_pkg._broken").result(timeout=60)
+        # the worker is still usable
+        assert pool.submit(tasks.bump, "ipt_pkg._multi").result(timeout=60) == [1]
+    message = str(info.value)
+    assert "'ipt_pkg._broken'" in message and "package 'ipt_pkg'" in message
+    assert os.path.join("ipt_pkg", "_broken") in message
+    assert "RuntimeError: this module refuses to start" in message
+
+
+def test_stats_report_the_copies(ext_path: str) -> None:
+    with InterpreterPoolExecutor(2, isolate=["ipt_pkg"]) as pool:
+        assert pool.stats()["isolated_files"] == 0  # nothing imported yet
+        pool.submit(tasks.bump, "ipt_pkg._multi").result(timeout=60)
+        stats = pool.stats()
+    assert stats["isolated_files"] == 1
+    assert stats["isolated_mapped_bytes"] > 0
+    assert stats["isolated_disk_bytes"] == 0  # a copy is removed once loaded
+    with InterpreterPoolExecutor(1) as plain:
+        assert plain.stats()["isolated_files"] == 0
+
+
+def test_copies_are_removed_at_exit(ext_path: str) -> None:
+    result = run_script(
+        f"""
+        import sys
+        sys.path.insert(0, {ext_path!r})
+        import isolation_tasks
+        from interpool import InterpreterPoolExecutor, _isolate
+        pool = InterpreterPoolExecutor(1, isolate=["ipt_pkg"], max_tasks_per_worker=1)
+        print(pool.submit(isolation_tasks.bump, "ipt_pkg._single").result())
+        print(_isolate.root())
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split()
+    assert lines[0] == "[1]"
+    assert os.path.basename(lines[1]).startswith("interpool-")
+    assert not os.path.exists(lines[1])
+
+
+def test_stale_directories_of_dead_processes_are_removed(tmp_path: object) -> None:
+    import subprocess
+    import tempfile
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(child.stdout)
+    stale = os.path.join(tempfile.gettempdir(), f"interpool-{dead}-test")
+    os.makedirs(os.path.join(stale, "pool"), exist_ok=True)
+    _isolate._remove_stale(tempfile.gettempdir())
+    assert not os.path.exists(stale)
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "text"),
+    [
+        ("numpy", TypeError, "write isolate=['numpy']"),
+        (42, TypeError, "not int"),
+        ([1], TypeError, "isolate names must be str"),
+        (["numpy.linalg"], ValueError, "write isolate=['numpy']"),
+        (["interpool"], ValueError, "cannot contain 'interpool'"),
+        (["sys"], ValueError, "built into the interpreter"),
+        (["no_such_module_xyz"], ValueError, "no module named 'no_such_module_xyz'"),
+    ],
+)
+def test_bad_isolate_values(value: object, error: type[Exception], text: str) -> None:
+    with pytest.raises(error, match=text.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
+        InterpreterPoolExecutor(1, isolate=value)  # type: ignore[arg-type]
+
+
+def test_unknown_name_suggests_close_matches() -> None:
+    with pytest.raises(ValueError, match="did you mean 'tasks'"):
+        InterpreterPoolExecutor(1, isolate=["taskz"])
+
+
+def test_isolation_never_runs_in_the_main_interpreter() -> None:
+    with pytest.raises(RuntimeError, match="worker interpreters"):
+        _isolate.install({"names": ["x"], "dir": "/nonexistent", "stdlib": []})
+
+
+def test_init_symbol_names() -> None:
+    assert _isolate._init_symbol("numpy._core._multiarray_umath") == "PyInit__multiarray_umath"
+    assert _isolate._init_symbol("pkg.spam") == "PyInit_spam"
+    assert _isolate._init_symbol("pkg.\u00e9t\u00e9").startswith("PyInitU_")
