@@ -84,6 +84,7 @@ fn load_copy<'py>(py: Python<'py>, _module: ModuleRef<'py>, args: Args<'py>) -> 
     let is_def = unsafe { ffi::Py_TYPE(raw) == &raw mut ffi::PyModuleDef_Type };
     if is_def {
         let def = raw.cast::<ffi::PyModuleDef>();
+        declare_own_gil_support(def);
         // SAFETY: attached; `def` was initialized by PyModuleDef_Init in its init function;
         // `spec` is the module spec; new reference or null.
         let module = unsafe { py.own(ffi::PyModule_FromDefAndSpec2(def, spec.as_ptr(), ffi::PYTHON_API_VERSION))? };
@@ -99,6 +100,39 @@ fn load_copy<'py>(py: Python<'py>, _module: ModuleRef<'py>, args: Args<'py>) -> 
     }
     register_single_phase(py, module.borrowed())?;
     py.tuple(vec![module, py.bool(false)])
+}
+
+/// Make this copy's definition declare `Py_MOD_PER_INTERPRETER_GIL_SUPPORTED`, which is true
+/// of a private copy (it sees a single interpreter), so that `PyModule_FromDefAndSpec2`
+/// accepts it in an own-GIL interpreter. The definition lives in the copy's own writable
+/// data (its init function has just initialized it), so no other interpreter sees the
+/// change. Free-threaded builds have no other way: `_imp._override_multi_interp_extensions_check`
+/// is refused there. The new slot table is leaked: the definition refers to it for ever.
+fn declare_own_gil_support(def: *mut ffi::PyModuleDef) {
+    let mut slots = Vec::new();
+    // SAFETY: an initialized definition; `m_slots` is null or a table ended by slot 0.
+    let mut slot = unsafe { (*def).m_slots };
+    while !slot.is_null() {
+        // SAFETY: within the table (the loop stops at its terminator).
+        let entry = unsafe { slot.read() };
+        if entry.slot == 0 {
+            break;
+        }
+        if entry.slot != ffi::Py_mod_multiple_interpreters {
+            slots.push(entry);
+        }
+        // SAFETY: the terminator has not been reached, so the next entry exists.
+        slot = unsafe { slot.add(1) };
+    }
+    slots.push(ffi::PyModuleDef_Slot {
+        slot: ffi::Py_mod_multiple_interpreters,
+        value: ffi::Py_MOD_PER_INTERPRETER_GIL_SUPPORTED,
+    });
+    slots.push(ffi::PyModuleDef_Slot { slot: 0, value: std::ptr::null_mut() });
+    let table = Box::leak(slots.into_boxed_slice());
+    // SAFETY: the definition is in the private copy's writable data, used by this interpreter
+    // only; the table lives for ever.
+    unsafe { (*def).m_slots = table.as_mut_ptr() };
 }
 
 /// What `import.c` does for a single-phase module: make it `PyState_FindModule`'s answer in

@@ -279,6 +279,12 @@ def _bundled_libraries(origin: str) -> list[str]:
     return found
 
 
+def sysconfig_flag(name: str) -> bool:
+    import sysconfig
+
+    return bool(sysconfig.get_config_var(name))
+
+
 def _init_symbol(fullname: str) -> str:
     """The name of the extension's init function (PEP 489, including non-ASCII names)."""
     short = fullname.rpartition(".")[2]
@@ -303,6 +309,10 @@ class _State:
         self.saved = 0
         self.lock = threading.RLock()
         self.loaded_libraries: set[str] = set()
+        # The Rust loader declares own-GIL support in each copy's definition; the switch
+        # also covers modules that a copy's code creates from definitions of its own. The
+        # free-threaded build refuses the switch (and needs only the loader's part).
+        self.switch = not sysconfig_flag("Py_GIL_DISABLED")
 
     def in_scope(self, fullname: str) -> bool:
         top = fullname.partition(".")[0]
@@ -314,7 +324,7 @@ class _State:
         import _imp
 
         with self.lock:
-            if self.depth == 0:
+            if self.depth == 0 and self.switch:
                 self.saved = _imp._override_multi_interp_extensions_check(-1)  # type: ignore[attr-defined]
             self.depth += 1
 
@@ -323,7 +333,7 @@ class _State:
 
         with self.lock:
             self.depth -= 1
-            if self.depth == 0:
+            if self.depth == 0 and self.switch:
                 _imp._override_multi_interp_extensions_check(self.saved)  # type: ignore[attr-defined]
 
     def copy_dir(self) -> str:
