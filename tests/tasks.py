@@ -470,3 +470,34 @@ def configure_own_logging_and_log(path: str) -> None:
 
 def divide(a: float, b: float) -> float:
     return a / b
+
+
+def race(buffer: object, slot: int, budget: float = 30.0) -> int:
+    """Write a counter into ``slot`` of a shared array of two int64 while watching the other
+    slot; return the longest run of consecutive iterations that each saw the other slot
+    change (stopping at 100, or after ``budget`` seconds). Threads that share a GIL, or
+    share one CPU, take turns: the other side cannot move between two of our iterations
+    twice in a row, so their runs stay at 1 or 2. Threads that run at the same time reach
+    100 within microseconds of overlap, however loaded the machine is."""
+    view = memoryview(buffer).cast("q")  # type: ignore[arg-type]
+    other = 1 - slot
+    view[slot] = 1
+    deadline = time.monotonic() + budget
+    while view[other] == 0 and time.monotonic() < deadline:
+        pass  # both started
+    best = run = 0
+    last, i = view[other], 1
+    while best < 100 and last != -1:
+        i += 1
+        view[slot] = i
+        seen = view[other]
+        if seen != last:
+            run += 1
+            best = max(best, run)
+            last = seen
+        else:
+            run = 0
+        if not i % 65536 and time.monotonic() > deadline:
+            break
+    view[slot] = -1  # done: the other side stops too
+    return best

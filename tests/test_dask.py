@@ -36,11 +36,41 @@ def test_dask_worker_runs_tasks_on_interpool() -> None:
             except ValueError as exc:
                 print(exc)
             print(db.from_sequence(range(10), npartitions=4).map(lambda x: x * x).sum().compute())
+            # string pipelines use cytoolz when it is installed: DaskExecutor isolates it
+            words = db.from_sequence("the quick fox and the lazy dog the end".split() * 5, npartitions=3)
+            print(sorted(words.map(str.upper).frequencies().compute())[-1])
+            print(sorted(words.filter(lambda w: len(w) > 3).distinct().compute()))
         """,
         timeout=170,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split("\n")[:4] == ["True", "True", "bad 3", "285"], proc.stdout
+    assert proc.stdout.split("\n")[:6] == [
+        "True",
+        "True",
+        "bad 3",
+        "285",
+        "('THE', 15)",
+        "['lazy', 'quick']",
+    ], proc.stdout
+
+
+def test_dask_executor_isolates_cytoolz_when_installed() -> None:
+    pytest.importorskip("cytoolz", reason="cytoolz is not installed for this Python")
+    from interpool.dask import DaskExecutor
+
+    for given, expected in [
+        (None, ["cytoolz"]),
+        (["json"], ["json", "cytoolz"]),
+        (["cytoolz"], ["cytoolz"]),
+        ("auto", None),
+    ]:
+        executor = DaskExecutor(1, isolate=given)
+        try:
+            isolation = executor.pool._isolation
+            assert isolation is not None
+            assert isolation["names"] == expected
+        finally:
+            executor.shutdown()
 
 
 def test_plain_interpool_executor_cannot_host_dask_tasks_and_says_why() -> None:

@@ -18,10 +18,13 @@ are passed through. Usage, with an in-process worker::
             print(client.gather(client.map(cpu_heavy, range(100))))
 
 What works: pure-Python task functions (and anything importable in a subinterpreter),
-including ``dask.bag`` pipelines; values travel like any interpool argument. What does not:
-tasks that use extension modules which cannot load in subinterpreters (numpy, pandas,
-psutil, ...: use ``python -m interpool check MODULE``), ``distributed.get_worker()`` and
-other worker state inside tasks, and coroutine tasks (Dask runs those on its event loop).
+including ``dask.bag`` pipelines; values travel like any interpool argument. Dask's
+functions come from cytoolz when it is installed, and cytoolz cannot load in
+subinterpreters as it is, so DaskExecutor adds ``"cytoolz"`` to the pool's ``isolate=``
+(each worker loads a private copy; docs/isolation.md). Tasks that use other such extension
+modules (numpy, pandas, ...) need them in ``isolate=`` too. What does not work:
+``distributed.get_worker()`` and other worker state inside tasks, and coroutine tasks (Dask
+runs those on its event loop).
 With ``processes=True`` each Dask worker process needs its own ``DaskExecutor``, e.g.
 created by a worker plugin or preload.
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import Executor, Future
 from typing import Any
 
@@ -39,6 +43,16 @@ from ._executor import InterpreterPoolExecutor
 def _call_task(task: Any, data: dict[str, Any]) -> Any:
     """Runs in the worker interpreter: only dask's task object and its inputs are needed."""
     return task(data)
+
+
+def _with_cytoolz(isolate: Iterable[str] | str | None) -> Iterable[str] | str | None:
+    """``isolate=`` plus cytoolz, where Dask will use it (it refuses subinterpreters)."""
+    import importlib.util
+
+    if isolate == "auto" or importlib.util.find_spec("cytoolz") is None:
+        return isolate
+    names = [] if isolate is None else [isolate] if isinstance(isolate, str) else list(isolate)
+    return names if "cytoolz" in names else [*names, "cytoolz"]
 
 
 def _is_dask_run_task(fn: object) -> bool:
@@ -52,6 +66,7 @@ class DaskExecutor(Executor):
     Dask tasks on an :class:`interpool.InterpreterPoolExecutor` (same arguments)."""
 
     def __init__(self, max_workers: int | None = None, *args: Any, **kwargs: Any) -> None:
+        kwargs["isolate"] = _with_cytoolz(kwargs.get("isolate"))
         self.pool = InterpreterPoolExecutor(max_workers, *args, **kwargs)
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:

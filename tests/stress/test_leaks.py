@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 
 import pytest
 
@@ -43,8 +44,6 @@ def cpython_growth_per_interpreter(count: int) -> float:
     """RSS growth per interpreter created, used and destroyed by CPython alone: CPython 3.13
     leaks about 1.5-2.6 MiB per ended own-GIL interpreter (measured here with bare
     _interpreters.create/destroy); 3.14 leaks nothing."""
-    import sys
-
     # The same start-up work as a worker (importing interpool's worker module), done by a
     # bare CPython interpreter: what remains above this is interpool's own.
     script = f"import sys\nsys.path[:] = {sys.path!r}\nimport interpool._worker, tasks\ntasks.square(2)\n"
@@ -63,6 +62,11 @@ def cpython_growth_per_interpreter(count: int) -> float:
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.skipif(
+    not getattr(sys, "_is_gil_enabled", lambda: True)(),
+    reason="the free-threaded build leaks 6-12 MiB per ended interpreter itself (measured with bare "
+    "_interpreters.create/destroy), varying run to run by more than interpool's whole share",
+)
 def test_rss_is_flat_over_pool_lifetimes() -> None:
     cycles = size(20, 200)
     baseline = cpython_growth_per_interpreter(2 * cycles)
