@@ -202,3 +202,9 @@ def test_init_symbol_names() -> None:
     assert _isolate._init_symbol("numpy._core._multiarray_umath") == "PyInit__multiarray_umath"
     assert _isolate._init_symbol("pkg.spam") == "PyInit_spam"
     assert _isolate._init_symbol("pkg.\u00e9t\u00e9").startswith("PyInitU_")
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 12), reason="3.12 workers use the pure-Python datetime")
+def test_py312_names_the_missing_datetime_capi() -> None:
+    error = _isolate._load_error("numpy._core._multiarray_umath", "/x.so", AttributeError("datetime_CAPI"))
+    assert "gh-117953" in str(error) and "3.13 or newer" in str(error)

@@ -420,6 +420,14 @@ class _Loader:
 
 def _load_error(name: str, origin: str, exc: BaseException) -> ImportError:
     top = name.partition(".")[0]
+    if sys.version_info[:2] == (3, 12) and "datetime_CAPI" in str(exc):
+        return ImportError(
+            f"isolate: the extension module {name!r} of package {top!r} ({origin}) needs datetime's C API, "
+            "which CPython 3.12 workers do not have: they use the pure-Python datetime, because the C "
+            "module crashes in a second interpreter (CPython gh-117953). Isolate it on CPython 3.13 or newer",
+            name=name,
+            path=origin,
+        )
     return ImportError(
         f"isolate: the extension module {name!r} of package {top!r} ({origin}) failed to load from its "
         f"private copy: {type(exc).__name__}: {exc}. Leave {top!r} out of isolate= and run this work in the "
