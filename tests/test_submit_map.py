@@ -135,6 +135,7 @@ def test_stats_counts_tasks() -> None:
     with interpool.InterpreterPoolExecutor(2) as pool:
         keys = {"max_workers", "threads", "workers", "busy", "queued", "submitted", "completed", "recycled"}
         keys |= {"pending", "abandoned", "stuck"}
+        keys |= {"isolated_files", "isolated_mapped_bytes", "isolated_resident_bytes", "isolated_disk_bytes"}
         assert set(pool.stats()) == keys
         list(pool.map(tasks.square, range(30)))
         stats = pool.stats()
