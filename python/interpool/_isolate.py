@@ -386,7 +386,7 @@ class _Loader:
         try:
             with state.lock:
                 copy = state.make_copy(origin)
-            state.load_libraries(origin)
+                state.load_libraries(origin)
             state.enter()
             try:
                 module, multi_phase = _interpool._load_copy(copy, _init_symbol(spec.name), spec)
