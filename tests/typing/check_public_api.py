@@ -37,3 +37,10 @@ def use(pool: InterpreterPoolExecutor) -> None:
     assert_type(memoryview(buf), memoryview)
     assert isinstance(interpool.__version__, str)
     del executor
+
+
+def construct() -> None:
+    InterpreterPoolExecutor(2, isolate=["numpy", "pandas"])
+    InterpreterPoolExecutor(2, isolate="auto")
+    InterpreterPoolExecutor(2, isolate=None)
+    InterpreterPoolExecutor(2, isolate=("numpy",))
