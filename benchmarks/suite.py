@@ -17,7 +17,10 @@ Workloads (every result is checked):
   (best of 5 sequential vs best of 5 parallel runs);
 * transfer: ``identity(x)`` round trip for an int, a small tuple, a list and a dict of
   1000 items, 1 MiB and 64 MiB of bytes (interpool also with a 64 MiB SharedBuffer);
-* GIL-releasing stdlib work: sha256 over 4 KiB blocks.
+* GIL-releasing stdlib work: sha256 over 4 KiB blocks;
+* data used by many tasks: a read-only 1000x1000 tuple grid given to 32 tasks that each sum
+  one row, passed plainly, through an initializer (a global in each worker), and (interpool)
+  as an ``interpool.Constant``; pool start included, median of 3 interleaved runs.
 
 Writes ``results.md``, ``results.json`` and ``results.png`` into ``--out``.
 
@@ -205,6 +208,42 @@ def bench_hash(pool: cf.Executor, workers: int, blocks: int) -> dict[str, float]
     return {"sha256_mib_per_s": tasks * blocks * 4096 / MiB / (time.perf_counter() - t0)}
 
 
+def bench_shared_data(name: str, factory: Factory, workers: int, quick: bool) -> dict[str, float]:
+    rows = 200 if quick else 1000
+    table = workloads.grid(rows)
+    count = 32
+    picks = [i * rows // count for i in range(count)]
+    expected = [sum(table[r]) for r in picks]
+
+    def plain() -> list[int]:
+        with factory(workers) as pool:
+            return list(pool.map(workloads.grid_row_sum, [table] * count, picks))
+
+    def constant() -> list[int]:
+        shared = interpool.Constant(table)
+        with factory(workers) as pool:
+            return list(pool.map(workloads.grid_row_sum, [shared] * count, picks))
+
+    def initializer() -> list[int]:
+        make: Any = type(factory(1))  # the executor class, to pass initializer=
+        kwargs: dict[str, Any] = {}
+        if name.startswith("ProcessPool"):
+            kwargs["mp_context"] = mp.get_context("forkserver" if "forkserver" in name else "fork")
+        with make(workers, initializer=workloads.set_grid, initargs=(table,), **kwargs) as pool:
+            return list(pool.map(workloads.global_grid_row_sum, picks))
+
+    variants = {"grid_plain_ms": plain, "grid_initializer_ms": initializer}
+    if name.startswith("interpool"):
+        variants["grid_constant_ms"] = constant
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(3):
+        for key, run in variants.items():
+            t0 = time.perf_counter()
+            assert run() == expected
+            times[key].append((time.perf_counter() - t0) * 1000)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def run_all(selected: list[str] | None, quick: bool, suffix: str) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, float]] = {}
     workers = min(CORES, 8)
@@ -224,6 +263,8 @@ def run_all(selected: list[str] | None, quick: bool, suffix: str) -> dict[str, d
             print(f"  {label}: transfer and hashing", file=sys.stderr, flush=True)
             row.update(bench_transfer(pool, name, quick))
             row.update(bench_hash(pool, workers, 500 if quick else 2000))
+        print(f"  {label}: data used by many tasks", file=sys.stderr, flush=True)
+        row.update(bench_shared_data(name, factory, workers, quick))
         print(f"  {label}: CPU-bound scaling", file=sys.stderr, flush=True)
         row.update(bench_cpu(factory, worker_counts, 300_000 if quick else 3_000_000, 2_000 if quick else 15_000))
         results[label] = row
@@ -267,6 +308,9 @@ ROWS: list[tuple[str, str, str, bool]] = [
     ("Transfer (identity round trip)", "64 MiB bytes_us", "64 MiB bytes (us)", False),
     ("Transfer (identity round trip)", "64 MiB SharedBuffer_us", "64 MiB SharedBuffer (us)", False),
     ("GIL-releasing stdlib work", "sha256_mib_per_s", "sha256 over 4 KiB blocks (MiB/s)", True),
+    ("Data used by many tasks (1000x1000 grid, 32 tasks)", "grid_plain_ms", "passed plainly (ms)", False),
+    ("Data used by many tasks (1000x1000 grid, 32 tasks)", "grid_initializer_ms", "via initializer (ms)", False),
+    ("Data used by many tasks (1000x1000 grid, 32 tasks)", "grid_constant_ms", "as interpool.Constant (ms)", False),
 ]
 
 

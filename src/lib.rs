@@ -9,7 +9,8 @@
 //!   `args` (the argument parser), `trampoline` (the one way CPython enters Rust).
 //! - `codec` (objects <-> Values), `protocol` (the owner/worker wire protocol), `interp`
 //!   (one subinterpreter's lifecycle), `worker` (a pool's workers).
-//! - the classes: `pool` (Pool, Ticket), `queue` (Queue), `buffer` (SharedBuffer); and
+//! - the classes: `pool` (Pool, Ticket), `queue` (Queue), `buffer` (SharedBuffer), `constant`
+//!   (Constant); and
 //!   `module`, which assembles the module definition.
 //!
 //! Unsafe code is confined to small blocks, mostly in the first two layers; the pool engine
@@ -21,6 +22,7 @@ compile_error!("interpool needs CPython >= 3.12 (own-GIL subinterpreters, PEP 68
 mod args;
 mod buffer;
 mod codec;
+mod constant;
 mod fork_guard;
 mod globals;
 mod interp;

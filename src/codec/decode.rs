@@ -170,11 +170,14 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
                 obj
             }
             f::GLOBAL => self.state.globals.resolve(py, r.blob().map_err(corrupt(py))?)?,
-            f::QUEUE | f::BUFFER => {
+            f::QUEUE | f::BUFFER | f::CONSTANT => {
                 let index = r.size().map_err(corrupt(py))?;
                 match (tag, self.handles.get(index)) {
                     (f::QUEUE, Some(Handle::Queue(queue))) => crate::queue::wrap(py, self.state, queue.clone())?,
                     (f::BUFFER, Some(Handle::Memory(lease))) => crate::buffer::wrap(py, self.state, lease.clone())?,
+                    (f::CONSTANT, Some(Handle::Constant(constant))) => {
+                        self.state.constants.get(py, self.state, constant)?
+                    }
                     _ => return Err(corrupt(py)(Corrupt)),
                 }
             }

@@ -1,7 +1,7 @@
 //! Python objects -> [`Value`]: one pass over the object graph, without recursion.
 //!
-//! Exact built-in types are written natively; interpool's Queue and SharedBuffer become
-//! handles; functions and classes that can be found by name go by reference; anything else
+//! Exact built-in types are written natively; interpool's Queue, SharedBuffer and Constant
+//! become handles; functions and classes that can be found by name go by reference; anything else
 //! is pickled by the hook the package configured. Containers and pickled objects are
 //! memoized by identity, so a shared sub-object is written once and arrives shared (the cost
 //! is linear in the object graph, whatever its sharing), and cycles through lists, dicts and
@@ -20,6 +20,7 @@ use pyo3_ffi as ffi;
 
 use super::format::{self as f, Writer};
 use crate::buffer::BufferObject;
+use crate::constant::ConstantObject;
 use crate::object::Instance;
 use crate::py::{Borrowed, Owned, PyErr, PyResult, Python};
 use crate::queue::QueueObject;
@@ -220,6 +221,9 @@ impl<'s, 'py> Encoder<'s, 'py> {
         }
         if let Some(buffer) = Instance::<BufferObject>::downcast(obj, self.state) {
             return self.handle(f::BUFFER, Handle::Memory(buffer.get().lease()));
+        }
+        if let Some(constant) = Instance::<ConstantObject>::downcast(obj, self.state) {
+            return self.handle(f::CONSTANT, Handle::Constant(constant.get().shared()));
         }
         self.other(obj)
     }

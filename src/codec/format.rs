@@ -18,6 +18,7 @@
 //! | `GLOBAL` | varint n, `module\0qualname` | a function or class by reference |
 //! | `QUEUE`, `BUFFER` | varint handle index | the shared queue or memory |
 //! | `MEMO` | varint index | the n-th memoized object again |
+//! | `CONSTANT` | varint handle index | the receiver's cached object of an `interpool.Constant` |
 //!
 //! Memoized objects are numbered in the order their tags appear. A list, dict or set exists
 //! from its tag on, so `MEMO` may refer to one still being filled (cycles); a tuple or
@@ -47,6 +48,7 @@ pub const GLOBAL: u8 = 18;
 pub const QUEUE: u8 = 19;
 pub const BUFFER: u8 = 20;
 pub const MEMO: u8 = 21;
+pub const CONSTANT: u8 = 22;
 
 /// An append-only buffer whose growth is fallible: a value too large for memory becomes a
 /// `MemoryError`, never an abort.
