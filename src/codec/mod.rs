@@ -39,6 +39,13 @@ pub fn encode<'py>(py: Python<'py>, state: &State, obj: Borrowed<'_, 'py>) -> Py
     Ok(encoder.finish())
 }
 
+/// Encode a task's reply in a worker, lending its large `bytes` (see `encode.rs`).
+pub fn encode_reply<'py>(py: Python<'py>, state: &State, obj: Borrowed<'_, 'py>) -> PyResult<Value> {
+    let mut encoder = Encoder::new(py, state).lending();
+    encoder.push(obj)?;
+    Ok(encoder.finish())
+}
+
 /// Decode a value holding one object.
 pub fn decode<'py>(py: Python<'py>, state: &State, value: &Value) -> PyResult<Owned<'py>> {
     Decoder::new(py, state, value).single()

@@ -63,6 +63,51 @@ pub struct Value {
     pub handles: Vec<Handle>,
 }
 
+impl Drop for Value {
+    fn drop(&mut self) {
+        spare::give(std::mem::take(&mut self.bytes));
+    }
+}
+
+/// Large byte buffers kept for reuse by the next large value.
+///
+/// A value of a few MiB is written in one thread and dropped in another, right after the
+/// other side rebuilt its object: with fresh allocations every time, glibc trims the heap and
+/// grows it again on the next value (a `brk` and a page fault per 4 KiB, each way), which cost
+/// more than the copy itself. A couple of kept buffers make that memory stay mapped and warm.
+pub mod spare {
+    use std::sync::{Mutex, PoisonError};
+
+    /// Buffers this large and up to [`MAX`] are kept, at most [`KEEP`] of them.
+    pub const MIN: usize = 256 * 1024;
+    pub const MAX: usize = 16 * 1024 * 1024;
+    const KEEP: usize = 2;
+
+    static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+    /// Keep `buf` for reuse if it is worth it.
+    pub fn give(mut buf: Vec<u8>) {
+        if !(MIN..=MAX).contains(&buf.capacity()) {
+            return;
+        }
+        let mut spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner);
+        if spare.len() < KEEP {
+            buf.clear();
+            spare.push(buf);
+        }
+    }
+
+    /// A kept buffer with room for `capacity` bytes, if there is one.
+    pub fn take(capacity: usize) -> Option<Vec<u8>> {
+        if !(MIN..=MAX).contains(&capacity) {
+            return None;
+        }
+        let mut spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = spare.iter().position(|b| b.capacity() >= capacity)?;
+        Some(spare.swap_remove(at))
+    }
+}
+
 impl std::fmt::Debug for Value {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Value({} bytes, {} handles)", self.bytes.len(), self.handles.len())
