@@ -143,3 +143,15 @@ def set_grid(table):  # type: ignore[no-untyped-def]
 
 def global_grid_row_sum(row):  # type: ignore[no-untyped-def]
     return sum(_GRID[row])  # type: ignore[index]
+
+
+def echo_on_cpu(inbox, outbox, count, cpu):  # type: ignore[no-untyped-def]
+    """``echo`` with the calling thread pinned to one CPU (Linux), restored afterwards."""
+    import os
+
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        return echo(inbox, outbox, count)
+    finally:
+        os.sched_setaffinity(0, before)
