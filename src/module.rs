@@ -16,7 +16,7 @@ use crate::protocol::Status;
 use crate::py::{Borrowed, Owned, PyResult, Python};
 use crate::state::{ModuleRef, State};
 use crate::trampoline::{Module, method};
-use crate::{buffer, codec, constant, fork_guard, pool, queue};
+use crate::{buffer, codec, fork_guard, pool, queue};
 
 /// `interpreter_id() -> int`: the id of the calling interpreter.
 fn interpreter_id<'py>(py: Python<'py>, _module: ModuleRef<'py>) -> PyResult<Owned<'py>> {
@@ -65,10 +65,9 @@ fn exec(py: Python<'_>, module: Borrowed<'_, '_>) -> PyResult<()> {
     }
     let [pool, ticket, queue, buffer]: [Owned<'_>; 4] = types.try_into().map_err(|_| py.system_error("types"))?;
     state.set_types(pool, ticket, queue, buffer);
+    let spec = &raw mut codec::constant::CONSTANT_SPEC;
     // SAFETY: attached; a static spec CPython only reads; new reference or null.
-    let constant = unsafe {
-        py.own(ffi::PyType_FromModuleAndSpec(module.as_ptr(), &raw mut constant::CONSTANT_SPEC, ptr::null_mut()))?
-    };
+    let constant = unsafe { py.own(ffi::PyType_FromModuleAndSpec(module.as_ptr(), spec, ptr::null_mut()))? };
     // SAFETY: attached; a module, a NUL-terminated name; takes its own reference.
     crate::py::check(unsafe { ffi::PyModule_AddObjectRef(module.as_ptr(), c"Constant".as_ptr(), constant.as_ptr()) })?;
     state.set_constant_type(constant);

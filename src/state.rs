@@ -105,8 +105,8 @@ pub struct State {
     pub globals: crate::globals::Globals,
     /// Memory of this interpreter's objects that other interpreters borrow (see buffer.rs).
     pub pins: crate::pin::PinHome,
-    /// `Constant`s decoded in this interpreter (see constant.rs).
-    pub constants: crate::constant::ConstantCache,
+    /// `Constant`s decoded in this interpreter (see decoded.rs).
+    pub constants: crate::decoded::ConstantCache,
 }
 
 impl State {
@@ -118,7 +118,7 @@ impl State {
             errors: Default::default(),
             globals: crate::globals::Globals::default(),
             pins: crate::pin::PinHome::new(py),
-            constants: crate::constant::ConstantCache::default(),
+            constants: crate::decoded::ConstantCache::default(),
         }
     }
 

@@ -8,10 +8,11 @@ import threading
 import weakref
 
 import pytest
-import tasks
 
 import interpool
 from interpool import _interpool
+
+import tasks
 
 
 def test_tasks_receive_the_value() -> None:

@@ -211,9 +211,7 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
                 match (tag, self.handles.get(index)) {
                     (f::QUEUE, Some(Handle::Queue(queue))) => crate::queue::wrap(py, self.state, queue.clone())?,
                     (f::BUFFER, Some(Handle::Memory(lease))) => crate::buffer::wrap(py, self.state, lease.clone())?,
-                    (f::CONSTANT, Some(Handle::Constant(constant))) => {
-                        self.state.constants.get(py, self.state, constant)?
-                    }
+                    (f::CONSTANT, Some(Handle::Constant(constant))) => super::constant::get(py, self.state, constant)?,
                     (f::LENT_BYTES, Some(Handle::Memory(lease))) => {
                         // SAFETY: a lease keeps `len` bytes at `ptr` valid and unchanged (lent
                         // `bytes` are immutable) while the value, which holds it, is decoded.

@@ -26,9 +26,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use interpool_core::{Handle, Value};
 use pyo3_ffi as ffi;
 
+use super::constant::ConstantObject;
 use super::format::{self as f, Writer};
 use crate::buffer::BufferObject;
-use crate::constant::ConstantObject;
 use crate::object::Instance;
 use crate::pin::Pin;
 use crate::py::{Borrowed, Owned, PyErr, PyResult, Python};

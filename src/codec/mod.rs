@@ -4,6 +4,7 @@
 //! `format.rs` defines the bytes, `encode.rs` and `decode.rs` walk object graphs without
 //! recursion. Both sides work in the interpreter whose module [`State`] they are given (its
 //! hooks pickle what has no native form; its caches resolve functions by name).
+pub mod constant;
 mod decode;
 mod encode;
 pub mod format;

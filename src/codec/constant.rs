@@ -4,22 +4,22 @@
 //! [`interpool_core::Constant`] (an id and a [`Value`](interpool_core::Value)). A task
 //! argument that is a Constant crosses as a handle to that shared value, never as a copy.
 //! Each receiving interpreter decodes it the first time it sees it and keeps the object in
-//! its [`ConstantCache`] (module state), so later tasks get the very same object: tasks must
+//! its `ConstantCache` (module state), so later tasks get the very same object: tasks must
 //! treat it as read-only, since the changes one task makes are seen by the next tasks of that
 //! worker and by no other worker.
 //!
-//! A cached object is released when its constant is gone everywhere (the `Constant` object
+//! The cache lives in `decoded.rs` (module state). A cached object is released when its
+//! constant is gone everywhere (the `Constant` object
 //! dropped, no task holding it in flight) and the interpreter caches another constant, or
 //! when the interpreter ends. A Constant never carries a Queue: queues in constants would
 //! escape the collection of queue cycles (`interpool_core::shared`).
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::Arc;
 
 use interpool_core::{Constant, Handle};
 use pyo3_ffi as ffi;
 
+use super::Decoder;
 use crate::args::Args;
-use crate::codec::{self, Decoder};
 use crate::object::{Instance, PyClass};
 use crate::py::{Owned, PyResult, Python};
 use crate::state::{ErrorClass, State};
@@ -56,7 +56,7 @@ impl Drop for ConstantObject {
 /// `Constant(obj, /)`
 fn constant_new<'py>(py: Python<'py>, state: &'py State, args: Args<'py>) -> PyResult<ConstantObject> {
     let [obj] = args.exactly::<1>("Constant")?;
-    let value = codec::encode(py, state, obj)?;
+    let value = super::encode(py, state, obj)?;
     if value.handles.iter().any(|h| matches!(h, Handle::Queue(_))) {
         return Err(state.raise(
             py,
@@ -78,73 +78,6 @@ fn reduce<'py>(py: Python<'py>, _slf: Instance<'py, ConstantObject>) -> PyResult
         "Constant cannot be pickled: pass it to tasks directly (as an argument or initarg, also inside tuples, \
          lists and dicts); each worker then converts its value once",
     ))
-}
-
-struct Entry {
-    constant: Weak<Constant>,
-    /// A strong reference to the decoded object, in the cache's interpreter.
-    obj: usize,
-}
-
-/// The constants an interpreter decoded, by id (in its module state).
-#[derive(Default)]
-pub struct ConstantCache(Mutex<HashMap<u64, Entry>>);
-
-impl ConstantCache {
-    /// The object for `constant` in this interpreter: cached, or decoded now and cached.
-    pub fn get<'py>(&self, py: Python<'py>, state: &State, constant: &Arc<Constant>) -> PyResult<Owned<'py>> {
-        if let Some(found) = self.lookup(py, constant.id()) {
-            return Ok(found);
-        }
-        // Decoded without the lock: unpickling may run any code, even decode constants.
-        let obj = Decoder::new(py, state, constant.value()).single()?;
-        let mut stale = Vec::new();
-        let result = {
-            let mut cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-            cache.retain(|_, entry| {
-                let alive = entry.constant.strong_count() > 0;
-                if !alive {
-                    stale.push(entry.obj);
-                }
-                alive
-            });
-            match cache.get(&constant.id()) {
-                // Another thread of this interpreter decoded it meanwhile: use theirs.
-                // SAFETY: the cache owns a strong reference to an object of this interpreter.
-                Some(entry) => unsafe { py.borrow(entry.obj as *mut ffi::PyObject) }.to_owned(),
-                None => {
-                    let entry = Entry {
-                        constant: Arc::downgrade(constant),
-                        obj: obj.borrowed().to_owned().into_ptr() as usize,
-                    };
-                    cache.insert(constant.id(), entry);
-                    obj
-                }
-            }
-        };
-        release(py, stale); // without the lock: a decref may run any code
-        Ok(result)
-    }
-
-    fn lookup<'py>(&self, py: Python<'py>, id: u64) -> Option<Owned<'py>> {
-        let cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        // SAFETY: the cache owns a strong reference to an object of this interpreter (`py`'s:
-        // the cache is in its module state); taken under the lock, so no sweep frees it first.
-        cache.get(&id).map(|entry| unsafe { py.borrow(entry.obj as *mut ffi::PyObject) }.to_owned())
-    }
-
-    /// Release every cached object (module clear/free, attached).
-    pub fn clear(&self, py: Python<'_>) {
-        let entries = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
-        release(py, entries.into_values().map(|entry| entry.obj).collect());
-    }
-}
-
-fn release(_py: Python<'_>, objects: Vec<usize>) {
-    for obj in objects {
-        // SAFETY: strong references the cache owned, released attached to its interpreter.
-        unsafe { ffi::Py_DECREF(obj as *mut ffi::PyObject) };
-    }
 }
 
 static mut METHODS: [ffi::PyMethodDef; 2] = [
@@ -174,3 +107,13 @@ same object. Treat it as read-only: changes stay in one worker and are seen by i
 
 pub static mut CONSTANT_SPEC: ffi::PyType_Spec =
     type_spec!(c"interpool.Constant", ConstantObject, SLOTS, ffi::Py_TPFLAGS_DEFAULT);
+
+/// The object for `constant` in this interpreter: cached, or decoded now and cached.
+pub fn get<'py>(py: Python<'py>, state: &State, constant: &Arc<Constant>) -> PyResult<Owned<'py>> {
+    if let Some(found) = state.constants.lookup(py, constant.id()) {
+        return Ok(found);
+    }
+    // Decoded without the cache's lock: unpickling may run any code, even decode constants.
+    let obj = Decoder::new(py, state, constant.value()).single()?;
+    Ok(state.constants.insert(py, constant, obj))
+}
