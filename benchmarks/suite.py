@@ -9,7 +9,8 @@ Workloads (every result is checked):
 
 * start-up: pool creation until N workers each ran a task (N = 1, 2, 4, 8), and the RSS
   of the whole process tree per idle worker (8 workers);
-* round trip: ``submit(abs, -i).result()`` one at a time, p50 and p99;
+* round trip: ``submit(abs, -i).result()`` one at a time, p50 and p99; also with one worker
+  per executor, every executor's calls interleaved call by call (so noise hits all alike);
 * throughput: tiny tasks via ``submit`` (all submitted, then gathered) and via ``map``
   with ``chunksize=1`` and ``chunksize=auto`` (tasks / (4 x workers));
 * CPU-bound scaling: the ``total += i*i`` loop and pyperformance's n-body, 2 tasks per
@@ -124,6 +125,25 @@ def bench_round_trip(pool: cf.Executor, count: int) -> dict[str, float]:
         times.append(time.perf_counter() - t0)
     times.sort()
     return {"p50_us": times[len(times) // 2] * 1e6, "p99_us": times[int(len(times) * 0.99)] * 1e6}
+
+
+def bench_round_trip_interleaved(factories: dict[str, Factory], count: int) -> dict[str, float]:
+    """p50 of the trivial round trip with one worker per executor, the executors taking turns
+    call by call."""
+    pools = {name: factory(1) for name, factory in factories.items()}
+    times: dict[str, list[float]] = {name: [] for name in pools}
+    try:
+        for pool in pools.values():
+            pool.submit(abs, 1).result()
+        for i in range(count):
+            for name, pool in pools.items():
+                t0 = time.perf_counter()
+                assert pool.submit(abs, -i).result() == i
+                times[name].append(time.perf_counter() - t0)
+    finally:
+        for pool in pools.values():
+            pool.shutdown()
+    return {name: statistics.median(t) * 1e6 for name, t in times.items()}
 
 
 def bench_throughput(pool: cf.Executor, workers: int, count: int) -> dict[str, float]:
@@ -250,10 +270,12 @@ def run_all(selected: list[str] | None, quick: bool, suffix: str) -> dict[str, d
     worker_counts = sorted({1, 2, workers, *([4] if CORES >= 4 else []), *([8] if CORES >= 8 else [])})
     worker_counts = [w for w in worker_counts if w <= max(2, CORES)]
     fast_count = 20_000 if quick else 100_000
+    print("  every executor: interleaved round trips, one worker each", file=sys.stderr, flush=True)
+    interleaved = bench_round_trip_interleaved(executors(selected), 300 if quick else 2000)
     for name, factory in executors(selected).items():
         label = name + suffix
         slow = not name.startswith(("interpool", "ThreadPool"))
-        row: dict[str, float] = {}
+        row: dict[str, float] = {"p50_1w_interleaved_us": interleaved[name]}
         print(f"  {label}: start-up", file=sys.stderr, flush=True)
         row.update(bench_startup(factory, quick))
         with factory(workers) as pool:
@@ -297,6 +319,7 @@ ROWS: list[tuple[str, str, str, bool]] = [
     ("Start-up and memory", "rss_per_worker_mib", "RSS per idle worker (MiB)", False),
     ("Per-task overhead", "p50_us", "trivial round trip p50 (us)", False),
     ("Per-task overhead", "p99_us", "trivial round trip p99 (us)", False),
+    ("Per-task overhead", "p50_1w_interleaved_us", "trivial round trip p50, 1 worker, interleaved (us)", False),
     ("Per-task overhead", "submit_per_s", "tiny tasks via submit (/s)", True),
     ("Per-task overhead", "map_c1_per_s", "tiny tasks via map, chunksize=1 (/s)", True),
     ("Per-task overhead", "map_auto_per_s", "tiny tasks via map, chunksize=auto (/s)", True),
