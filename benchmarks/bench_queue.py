@@ -4,7 +4,9 @@ Scenarios, each run side by side in one process on the same Python (3.14+ for th
 side), results checked:
 
 * ping-pong: the main thread puts a small int, a worker interpreter echoes it back; the
-  median round trip over ``--rounds`` exchanges;
+  median round trip over ``--rounds`` exchanges; also with the two threads pinned to
+  different CPUs and to one CPU (Linux, 2+ CPUs), where a waiter's spin (different CPUs)
+  or its yield (one CPU) decides the latency;
 * one-way: a worker interpreter puts ``--items`` small ints, the main thread gets them all;
   items per second;
 * buffer: pass a 1 MiB and a 64 MiB buffer to a worker, which reads its last byte and
@@ -85,6 +87,25 @@ def ping_pong(side: Side, rounds: int) -> float:
     return round_trips(side, workloads.echo, list(range(rounds)), lambda i: i)
 
 
+def pinned_ping_pong(side: Side, rounds: int, main_cpu: int, worker_cpu: int) -> float:
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {main_cpu})  # this thread only
+    try:
+        inbox, outbox = side.make_queue(), side.make_queue()
+        join = side.start(workloads.echo_on_cpu, inbox, outbox, rounds, worker_cpu)
+        times = []
+        for i in range(rounds):
+            t0 = time.perf_counter()
+            inbox.put(i)
+            got = outbox.get()
+            times.append(time.perf_counter() - t0)
+            assert got == i
+        join()
+    finally:
+        os.sched_setaffinity(0, before)
+    return statistics.median(times)
+
+
 def one_way(side: Side, items: int) -> float:
     q = side.make_queue()
     t0 = time.perf_counter()
@@ -127,6 +148,11 @@ def main() -> int:
             # The stdlib's blocking get polls every 10 ms: fewer rounds keep it short.
             rounds = args.rounds if side is sides[0] else max(50, args.rounds // 20)
             r["ping-pong round trip (us)"] = min(ping_pong(side, rounds) for _ in range(args.repeat)) * 1e6
+            cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+            if len(cpus) >= 2:
+                for label, pair in (("different CPUs", (cpus[0], cpus[1])), ("one CPU", (cpus[0], cpus[0]))):
+                    best = min(pinned_ping_pong(side, rounds, *pair) for _ in range(args.repeat))
+                    r[f"ping-pong, threads on {label} (us)"] = best * 1e6
             r["one-way small items (items/s)"] = max(one_way(side, args.items) for _ in range(args.repeat))
             for size in (MiB, 64 * MiB):
                 key = f"pass a {size // MiB} MiB buffer (us)"

@@ -9,7 +9,8 @@ Workloads (every result is checked):
 
 * start-up: pool creation until N workers each ran a task (N = 1, 2, 4, 8), and the RSS
   of the whole process tree per idle worker (8 workers);
-* round trip: ``submit(abs, -i).result()`` one at a time, p50 and p99;
+* round trip: ``submit(abs, -i).result()`` one at a time, p50 and p99; also with one worker
+  per in-process executor, their calls interleaved call by call (so noise hits all alike);
 * throughput: tiny tasks via ``submit`` (all submitted, then gathered) and via ``map``
   with ``chunksize=1`` and ``chunksize=auto`` (tasks / (4 x workers));
 * CPU-bound scaling: the ``total += i*i`` loop and pyperformance's n-body, 2 tasks per
@@ -17,7 +18,10 @@ Workloads (every result is checked):
   (best of 5 sequential vs best of 5 parallel runs);
 * transfer: ``identity(x)`` round trip for an int, a small tuple, a list and a dict of
   1000 items, 1 MiB and 64 MiB of bytes (interpool also with a 64 MiB SharedBuffer);
-* GIL-releasing stdlib work: sha256 over 4 KiB blocks.
+* GIL-releasing stdlib work: sha256 over 4 KiB blocks;
+* data used by many tasks: a read-only 1000x1000 tuple grid given to 32 tasks that each sum
+  one row, passed plainly, through an initializer (a global in each worker), and (interpool)
+  as an ``interpool.Constant``; pool start included, median of 3 interleaved runs.
 
 Writes ``results.md``, ``results.json`` and ``results.png`` into ``--out``.
 
@@ -123,6 +127,25 @@ def bench_round_trip(pool: cf.Executor, count: int) -> dict[str, float]:
     return {"p50_us": times[len(times) // 2] * 1e6, "p99_us": times[int(len(times) * 0.99)] * 1e6}
 
 
+def bench_round_trip_interleaved(factories: dict[str, Factory], count: int) -> dict[str, float]:
+    """p50 of the trivial round trip with one worker per executor, the executors taking turns
+    call by call."""
+    pools = {name: factory(1) for name, factory in factories.items()}
+    times: dict[str, list[float]] = {name: [] for name in pools}
+    try:
+        for pool in pools.values():
+            pool.submit(abs, 1).result()
+        for i in range(count):
+            for name, pool in pools.items():
+                t0 = time.perf_counter()
+                assert pool.submit(abs, -i).result() == i
+                times[name].append(time.perf_counter() - t0)
+    finally:
+        for pool in pools.values():
+            pool.shutdown()
+    return {name: statistics.median(t) * 1e6 for name, t in times.items()}
+
+
 def bench_throughput(pool: cf.Executor, workers: int, count: int) -> dict[str, float]:
     out = {}
     expected = list(range(count))
@@ -205,16 +228,58 @@ def bench_hash(pool: cf.Executor, workers: int, blocks: int) -> dict[str, float]
     return {"sha256_mib_per_s": tasks * blocks * 4096 / MiB / (time.perf_counter() - t0)}
 
 
+def bench_shared_data(name: str, factory: Factory, workers: int, quick: bool) -> dict[str, float]:
+    rows = 200 if quick else 1000
+    table = workloads.grid(rows)
+    count = 32
+    picks = [i * rows // count for i in range(count)]
+    expected = [sum(table[r]) for r in picks]
+
+    def plain() -> list[int]:
+        with factory(workers) as pool:
+            return list(pool.map(workloads.grid_row_sum, [table] * count, picks))
+
+    def constant() -> list[int]:
+        shared = interpool.Constant(table)
+        with factory(workers) as pool:
+            return list(pool.map(workloads.grid_row_sum, [shared] * count, picks))
+
+    def initializer() -> list[int]:
+        make: Any = type(factory(1))  # the executor class, to pass initializer=
+        kwargs: dict[str, Any] = {}
+        if name.startswith("ProcessPool"):
+            kwargs["mp_context"] = mp.get_context("forkserver" if "forkserver" in name else "fork")
+        with make(workers, initializer=workloads.set_grid, initargs=(table,), **kwargs) as pool:
+            return list(pool.map(workloads.global_grid_row_sum, picks))
+
+    variants = {"grid_plain_ms": plain}
+    if not name.startswith("stdlib"):  # its workers' tasks do not see the globals its initializer set
+        variants["grid_initializer_ms"] = initializer
+    if name.startswith("interpool"):
+        variants["grid_constant_ms"] = constant
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(3):
+        for key, run in variants.items():
+            t0 = time.perf_counter()
+            assert run() == expected
+            times[key].append((time.perf_counter() - t0) * 1000)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def run_all(selected: list[str] | None, quick: bool, suffix: str) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, float]] = {}
     workers = min(CORES, 8)
     worker_counts = sorted({1, 2, workers, *([4] if CORES >= 4 else []), *([8] if CORES >= 8 else [])})
     worker_counts = [w for w in worker_counts if w <= max(2, CORES)]
     fast_count = 20_000 if quick else 100_000
+    print("  every executor: interleaved round trips, one worker each", file=sys.stderr, flush=True)
+    # Process pools sit this one out: a fork pool cannot fork while interpreter pools live.
+    in_process = {k: v for k, v in executors(selected).items() if not k.startswith("ProcessPool")}
+    interleaved = bench_round_trip_interleaved(in_process, 300 if quick else 2000)
     for name, factory in executors(selected).items():
         label = name + suffix
         slow = not name.startswith(("interpool", "ThreadPool"))
-        row: dict[str, float] = {}
+        row: dict[str, float] = {"p50_1w_interleaved_us": interleaved[name]} if name in interleaved else {}
         print(f"  {label}: start-up", file=sys.stderr, flush=True)
         row.update(bench_startup(factory, quick))
         with factory(workers) as pool:
@@ -224,6 +289,8 @@ def run_all(selected: list[str] | None, quick: bool, suffix: str) -> dict[str, d
             print(f"  {label}: transfer and hashing", file=sys.stderr, flush=True)
             row.update(bench_transfer(pool, name, quick))
             row.update(bench_hash(pool, workers, 500 if quick else 2000))
+        print(f"  {label}: data used by many tasks", file=sys.stderr, flush=True)
+        row.update(bench_shared_data(name, factory, workers, quick))
         print(f"  {label}: CPU-bound scaling", file=sys.stderr, flush=True)
         row.update(bench_cpu(factory, worker_counts, 300_000 if quick else 3_000_000, 2_000 if quick else 15_000))
         results[label] = row
@@ -256,6 +323,7 @@ ROWS: list[tuple[str, str, str, bool]] = [
     ("Start-up and memory", "rss_per_worker_mib", "RSS per idle worker (MiB)", False),
     ("Per-task overhead", "p50_us", "trivial round trip p50 (us)", False),
     ("Per-task overhead", "p99_us", "trivial round trip p99 (us)", False),
+    ("Per-task overhead", "p50_1w_interleaved_us", "trivial round trip p50, 1 worker, interleaved (us)", False),
     ("Per-task overhead", "submit_per_s", "tiny tasks via submit (/s)", True),
     ("Per-task overhead", "map_c1_per_s", "tiny tasks via map, chunksize=1 (/s)", True),
     ("Per-task overhead", "map_auto_per_s", "tiny tasks via map, chunksize=auto (/s)", True),
@@ -267,6 +335,9 @@ ROWS: list[tuple[str, str, str, bool]] = [
     ("Transfer (identity round trip)", "64 MiB bytes_us", "64 MiB bytes (us)", False),
     ("Transfer (identity round trip)", "64 MiB SharedBuffer_us", "64 MiB SharedBuffer (us)", False),
     ("GIL-releasing stdlib work", "sha256_mib_per_s", "sha256 over 4 KiB blocks (MiB/s)", True),
+    ("Data used by many tasks (1000x1000 grid, 32 tasks)", "grid_plain_ms", "passed plainly (ms)", False),
+    ("Data used by many tasks (1000x1000 grid, 32 tasks)", "grid_initializer_ms", "via initializer (ms)", False),
+    ("Data used by many tasks (1000x1000 grid, 32 tasks)", "grid_constant_ms", "as interpool.Constant (ms)", False),
 ]
 
 

@@ -122,3 +122,36 @@ def report_start_then_spin(q: object) -> None:
     n = 0
     while True:
         n += 1
+
+
+def grid(rows: int, cols: int = 1000) -> tuple[tuple[int, ...], ...]:
+    """A read-only table of ints, as in the "large read-only argument" benchmarks."""
+    return tuple(tuple(range(r, r + cols)) for r in range(rows))
+
+
+def grid_row_sum(table, row):  # type: ignore[no-untyped-def]
+    return sum(table[row])
+
+
+_GRID = None
+
+
+def set_grid(table):  # type: ignore[no-untyped-def]
+    global _GRID
+    _GRID = table
+
+
+def global_grid_row_sum(row):  # type: ignore[no-untyped-def]
+    return sum(_GRID[row])  # type: ignore[index]
+
+
+def echo_on_cpu(inbox, outbox, count, cpu):  # type: ignore[no-untyped-def]
+    """``echo`` with the calling thread pinned to one CPU (Linux), restored afterwards."""
+    import os
+
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        return echo(inbox, outbox, count)
+    finally:
+        os.sched_setaffinity(0, before)

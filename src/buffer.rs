@@ -114,6 +114,12 @@ impl BufferObject {
     }
 }
 
+/// A lease on an immutable object's memory, read in place by other interpreters (the codec
+/// lends large `bytes` this way instead of copying them into the value).
+pub fn lend(pin: Pin) -> Lease {
+    Arc::new(Pinned(pin))
+}
+
 /// A Python object of this interpreter for `lease`.
 pub fn wrap<'py>(py: Python<'py>, state: &State, lease: Lease) -> PyResult<Owned<'py>> {
     new_object(py, state, BufferObject { lease, zero_copy: false })

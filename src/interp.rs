@@ -130,6 +130,14 @@ impl SubInterpreter {
     }
 }
 
+impl SubInterpreter {
+    /// Leave the interpreter alive, detached, for good (when ending it would be unsafe).
+    pub fn abandon(mut self) {
+        self.detach();
+        std::mem::forget(self);
+    }
+}
+
 /// How long ending an interpreter waits for threads its tasks started.
 const THREADS_GRACE: Duration = Duration::from_secs(60);
 

@@ -4,12 +4,13 @@
 //! subinterpreters; see docs/design.md). Layers, each depending only on those above it:
 //!
 //! - `py` (tokens, references, errors), `pin` (memory lent to other interpreters),
-//!   `globals` (functions by reference), `fork_guard`: the RAII layer over the C API.
+//!   `globals` (functions by reference), `decoded` (constants an interpreter decoded),
+//!   `fork_guard`: the RAII layer over the C API.
 //! - `state` (per-interpreter module state), `object` (Rust payloads in Python objects),
 //!   `args` (the argument parser), `trampoline` (the one way CPython enters Rust).
-//! - `codec` (objects <-> Values), `protocol` (the owner/worker wire protocol), `interp`
-//!   (one subinterpreter's lifecycle), `worker` (a pool's workers), `isolate` (private
-//!   copies of extension modules loaded into one interpreter).
+//! - `codec` (objects <-> Values, and the `Constant` class), `protocol` (the owner/worker
+//!   wire protocol), `interp` (one subinterpreter's lifecycle), `worker` (a pool's workers),
+//!   `isolate` (private copies of extension modules loaded into one interpreter).
 //! - the classes: `pool` (Pool, Ticket), `queue` (Queue), `buffer` (SharedBuffer); and
 //!   `module`, which assembles the module definition.
 //!
@@ -22,6 +23,7 @@ compile_error!("interpool needs CPython >= 3.12 (own-GIL subinterpreters, PEP 68
 mod args;
 mod buffer;
 mod codec;
+mod decoded;
 mod fork_guard;
 mod globals;
 mod interp;

@@ -65,6 +65,12 @@ fn exec(py: Python<'_>, module: Borrowed<'_, '_>) -> PyResult<()> {
     }
     let [pool, ticket, queue, buffer]: [Owned<'_>; 4] = types.try_into().map_err(|_| py.system_error("types"))?;
     state.set_types(pool, ticket, queue, buffer);
+    let spec = &raw mut codec::constant::CONSTANT_SPEC;
+    // SAFETY: attached; a static spec CPython only reads; new reference or null.
+    let constant = unsafe { py.own(ffi::PyType_FromModuleAndSpec(module.as_ptr(), spec, ptr::null_mut()))? };
+    // SAFETY: attached; a module, a NUL-terminated name; takes its own reference.
+    crate::py::check(unsafe { ffi::PyModule_AddObjectRef(module.as_ptr(), c"Constant".as_ptr(), constant.as_ptr()) })?;
+    state.set_constant_type(constant);
     // SAFETY: attached; NUL-terminated name and doc; BaseException is an immortal builtin class;
     // new reference or null.
     let interrupted = unsafe {

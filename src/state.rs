@@ -78,6 +78,7 @@ pub struct Types {
     pub ticket: Slot,
     pub queue: Slot,
     pub buffer: Slot,
+    pub constant: Slot,
     /// `TaskInterrupted`, the exception that stops a running task (a `BaseException`).
     pub interrupted: Slot,
 }
@@ -97,30 +98,35 @@ pub struct State {
     pub types: Types,
     /// Raw type pointers, read on hot paths without locking (set once at exec, before any
     /// use; owned by `types`).
-    type_ptrs: [usize; 4],
+    type_ptrs: [usize; 5],
     pub hooks: Hooks,
     errors: [Slot; ERROR_CLASSES],
     /// Functions and classes sent by reference (see `globals.rs`).
     pub globals: crate::globals::Globals,
     /// Memory of this interpreter's objects that other interpreters borrow (see buffer.rs).
     pub pins: crate::pin::PinHome,
+    /// `Constant`s decoded in this interpreter (see decoded.rs).
+    pub constants: crate::decoded::ConstantCache,
 }
 
 impl State {
     pub fn new(py: Python<'_>) -> Self {
         State {
             types: Types::default(),
-            type_ptrs: [0; 4],
+            type_ptrs: [0; 5],
             hooks: Hooks::default(),
             errors: Default::default(),
             globals: crate::globals::Globals::default(),
             pins: crate::pin::PinHome::new(py),
+            constants: crate::decoded::ConstantCache::default(),
         }
     }
 
     /// Record the classes' types (exec time, before any instance exists).
     pub fn set_types(&mut self, pool: Owned<'_>, ticket: Owned<'_>, queue: Owned<'_>, buffer: Owned<'_>) {
-        self.type_ptrs = [pool.as_ptr(), ticket.as_ptr(), queue.as_ptr(), buffer.as_ptr()].map(|p| p as usize);
+        for (i, tp) in [&pool, &ticket, &queue, &buffer].into_iter().enumerate() {
+            self.type_ptrs[i] = tp.as_ptr() as usize;
+        }
         self.types.pool.set(Some(pool));
         self.types.ticket.set(Some(ticket));
         self.types.queue.set(Some(queue));
@@ -138,6 +144,15 @@ impl State {
     }
     pub fn buffer_type(&self) -> *mut ffi::PyTypeObject {
         self.type_ptrs[3] as *mut ffi::PyTypeObject
+    }
+    pub fn constant_type(&self) -> *mut ffi::PyTypeObject {
+        self.type_ptrs[4] as *mut ffi::PyTypeObject
+    }
+
+    /// Record the `Constant` class's type (exec time, before any instance exists).
+    pub fn set_constant_type(&mut self, constant: Owned<'_>) {
+        self.type_ptrs[4] = constant.as_ptr() as usize;
+        self.types.constant.set(Some(constant));
     }
 
     /// The state of the module that created heap type `tp`.
@@ -218,7 +233,7 @@ impl State {
     fn slots(&self) -> impl Iterator<Item = &Slot> {
         let t = &self.types;
         let h = &self.hooks;
-        [&t.pool, &t.ticket, &t.queue, &t.buffer, &t.interrupted, &h.dumps, &h.loads, &h.error_class]
+        [&t.pool, &t.ticket, &t.queue, &t.buffer, &t.constant, &t.interrupted, &h.dumps, &h.loads, &h.error_class]
             .into_iter()
             .chain(self.errors.iter())
     }
@@ -234,6 +249,7 @@ impl State {
             slot.set(None);
         }
         self.globals.clear(py);
+        self.constants.clear(py);
     }
 }
 

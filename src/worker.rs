@@ -226,7 +226,14 @@ impl WorkerFactory for PyFactory {
     fn stop(&self, mut worker: PyWorker) {
         let py = worker.interp.attach();
         if !worker_state(worker.module.bind(py)).pins.settle(py, SETTLE) {
-            eprintln!("interpool: a worker interpreter ends while memory it lent is still in use");
+            // Ending it would free memory that another interpreter may still read.
+            eprintln!(
+                "interpool: memory a worker interpreter lent is still in use after {}s; the interpreter is left \
+                 alive instead of ended",
+                SETTLE.as_secs()
+            );
+            worker.interp.abandon();
+            return;
         }
         worker.hooks.release(py);
         worker.module.release(py);
@@ -291,7 +298,7 @@ fn run_task(
         Err(_) => return failure(py, state, hooks, Status::Raised),
     };
     drop((args, kwargs));
-    match codec::encode(py, state, result.borrowed()) {
+    match codec::encode_reply(py, state, result.borrowed()) {
         Ok(payload) => Ok((Reply { status: Status::Returned, payload }, false)),
         Err(_) => {
             let exc = py.take_exception().unwrap_or_else(|| py.none());

@@ -501,3 +501,37 @@ def race(buffer: object, slot: int, budget: float = 30.0) -> int:
             break
     view[slot] = -1  # done: the other side stops too
     return best
+
+
+# Constants (tests/test_constant.py): objects that count how often a worker rebuilds them.
+LOADS = 0
+
+
+def _counted_load(payload: object) -> Counted:
+    global LOADS
+    LOADS += 1
+    return Counted(payload)
+
+
+class Counted:
+    """Pickled (no native form); each unpickling in an interpreter is counted in ``LOADS``."""
+
+    def __init__(self, payload: object) -> None:
+        self.payload = payload
+
+    def __reduce__(self) -> tuple[object, tuple[object]]:
+        return (_counted_load, (self.payload,))
+
+
+def constant_seen(value: object) -> tuple[int, int, int, object]:
+    """Which interpreter, which object, how many rebuilds so far, and the payload."""
+    return interpreter_id(), id(value), LOADS, getattr(value, "payload", value)
+
+
+def constant_in_initializer(value: object) -> None:
+    set_global(repr(getattr(value, "payload", value)))
+
+
+def append_and_len(items: list[int]) -> int:
+    items.append(len(items))
+    return len(items)

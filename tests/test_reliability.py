@@ -135,9 +135,9 @@ def test_failed_allocations_raise_memory_error_in_main_and_in_workers() -> None:
             else:
                 raise AssertionError("no MemoryError in the worker")
             assert pool.submit(tasks.square, 4).result() == 16
-            # Address space for about 1.2 GB more: a 600 MB bytes object exists, sending it
-            # needs another 600 MB for the encoded copy.
-            big = b"x" * (600 * 1024 * 1024)
+            # Address space for about 1.2 GB more: a 600 MB bytearray exists, sending it
+            # needs another 600 MB for the encoded copy (large bytes would be lent, not copied).
+            big = bytearray(b"x" * (600 * 1024 * 1024))
             used = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
             resource.setrlimit(resource.RLIMIT_AS, (used + 300 * 1024 * 1024, resource.RLIM_INFINITY))
             try:

@@ -200,3 +200,24 @@ def test_lists_and_dicts_are_converted_natively_not_pickled(monkeypatch: pytest.
         assert calls == [complex(1, 2)]
     finally:
         interpool._interpool._configure(dumps=real, loads=_pickling.loads)
+
+
+def test_strings_keep_their_width_and_ascii_flag() -> None:
+    for text in ["", "plain ascii", "caf\xe9", "\u20ac uro", "\U0001f600 wide", "x" * 10_000]:
+        back = roundtrip(text)
+        assert back == text and type(back) is str
+        assert back.isascii() == text.isascii()
+    assert roundtrip({"k\xe9": "v", "k": "\u20ac"}) == {"k\xe9": "v", "k": "\u20ac"}
+
+
+def test_large_bytes_are_lent_and_arrive_whole() -> None:
+    # Large bytes cross by lending the sender's memory (one copy per hop), in both
+    # directions, also when the worker that lent its reply ends right after it.
+    big = bytes(range(256)) * 4096  # 1 MiB
+    assert roundtrip(big) == big
+    assert roundtrip([big, big, b"small"]) == [big, big, b"small"]
+    for recycle in (None, 1):
+        with interpool.InterpreterPoolExecutor(2, max_tasks_per_worker=recycle) as pool:
+            results = [pool.submit(tasks.identity, big) for _ in range(6)]
+            assert all(f.result() == big for f in results)
+            assert pool.submit(tasks.identity, {"a": big}).result() == {"a": big}

@@ -10,7 +10,7 @@ a worker pays only for what it uses, which keeps pool start-up fast and workers 
 from __future__ import annotations
 
 from . import _setup
-from ._interpool import Queue, SharedBuffer, TaskInterrupted
+from ._interpool import Constant, Queue, SharedBuffer, TaskInterrupted
 
 _setup.configure()  # pickler, exception classes, fork hooks: once per interpreter
 
@@ -33,6 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BrokenInterpreterPool",
+    "Constant",
     "ExecutionFailed",
     "InterpreterPoolExecutor",
     "NotShareableError",

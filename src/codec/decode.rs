@@ -74,8 +74,14 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
     /// The next object written by the encoder.
     pub fn next(&mut self) -> PyResult<Owned<'py>> {
         loop {
-            let Some(mut obj) = self.item()? else {
-                continue; // a container was opened: read its first item
+            let mut obj = if self.fill_top()? {
+                let frame = self.stack.pop().expect("a frame");
+                self.complete(frame)?
+            } else {
+                match self.item()? {
+                    Some(obj) => obj,
+                    None => continue, // a container was opened: read its first item
+                }
             };
             // Hand the finished object to the innermost open container, completing as many
             // containers as it finishes.
@@ -89,6 +95,51 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
                 let frame = self.stack.pop().expect("a frame");
                 obj = self.complete(frame)?;
             }
+        }
+    }
+
+    /// The fast path for runs of scalars: put the scalars that come next straight into the
+    /// list, tuple or dict being filled. `true` when that container is then complete.
+    fn fill_top(&mut self) -> PyResult<bool> {
+        let py = self.py;
+        let r = &mut self.reader;
+        match self.stack.last_mut() {
+            Some(Build::Seq { obj, next, len, memo }) => {
+                while *next < *len {
+                    let Some(item) = scalar(py, r)? else { return Ok(false) };
+                    // SAFETY: a list or tuple of `len` items pre-filled with None (immortal:
+                    // overwriting it needs no decref); SET_ITEM steals `item`.
+                    unsafe {
+                        if memo.is_some() {
+                            ffi::PyTuple_SET_ITEM(obj.as_ptr(), *next, item.into_ptr());
+                        } else {
+                            ffi::PyList_SET_ITEM(obj.as_ptr(), *next, item.into_ptr());
+                        }
+                    }
+                    *next += 1;
+                }
+                Ok(true)
+            }
+            Some(Build::Dict { obj, remaining, key }) => {
+                while *remaining > 0 {
+                    let k = match key.take() {
+                        Some(k) => k,
+                        None => match scalar(py, r)? {
+                            Some(k) => k,
+                            None => return Ok(false),
+                        },
+                    };
+                    let Some(v) = scalar(py, r)? else {
+                        *key = Some(k);
+                        return Ok(false);
+                    };
+                    // SAFETY: attached; a dict; takes its own references.
+                    crate::py::check(unsafe { ffi::PyDict_SetItem(obj.as_ptr(), k.as_ptr(), v.as_ptr()) })?;
+                    *remaining -= 1;
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 
@@ -107,10 +158,10 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
         let r = &mut self.reader;
         let tag = r.byte().map_err(corrupt(py))?;
         let obj = match tag {
-            f::NONE => py.none(),
-            f::TRUE => py.bool(true),
-            f::FALSE => py.bool(false),
-            f::INT => py.int(f::unzigzag(r.varint().map_err(corrupt(py))?))?,
+            f::NONE | f::TRUE | f::FALSE | f::INT | f::FLOAT | f::ASCII | f::STR1 | f::STR2 | f::STR4 | f::BYTES => {
+                r.pos_back();
+                scalar(py, r)?.ok_or_else(|| corrupt(py)(Corrupt))?
+            }
             f::BIGINT => big_int(py, r.blob().map_err(corrupt(py))?)?,
             f::BIGHEX => {
                 let text = std::str::from_utf8(r.blob().map_err(corrupt(py))?).map_err(|_| corrupt(py)(Corrupt))?;
@@ -118,21 +169,6 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
                 // SAFETY: attached; NUL-terminated hex literal; new reference or null.
                 unsafe { py.own(ffi::PyLong_FromString(text.as_ptr(), std::ptr::null_mut(), 0))? }
             }
-            f::FLOAT => py.float(r.f64().map_err(corrupt(py))?)?,
-            f::STR1 | f::STR2 | f::STR4 => {
-                let width = match tag {
-                    f::STR1 => 1,
-                    f::STR2 => 2,
-                    _ => 4,
-                };
-                let chars = r.size().map_err(corrupt(py))?;
-                let data =
-                    r.take(chars.checked_mul(width).ok_or(Corrupt).map_err(corrupt(py))?).map_err(corrupt(py))?;
-                // SAFETY: attached; `data` holds `chars` characters of `width` bytes (as
-                // written from a str of that kind); new reference or null.
-                unsafe { py.own(ffi::PyUnicode_FromKindAndData(width as i32, data.as_ptr().cast(), py.ssize(chars)?))? }
-            }
-            f::BYTES => py.bytes(r.blob().map_err(corrupt(py))?)?,
             f::BYTEARRAY => {
                 let data = r.blob().map_err(corrupt(py))?;
                 // SAFETY: attached; `data` is valid for its length; new reference or null.
@@ -170,11 +206,17 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
                 obj
             }
             f::GLOBAL => self.state.globals.resolve(py, r.blob().map_err(corrupt(py))?)?,
-            f::QUEUE | f::BUFFER => {
+            f::QUEUE | f::BUFFER | f::CONSTANT | f::LENT_BYTES => {
                 let index = r.size().map_err(corrupt(py))?;
                 match (tag, self.handles.get(index)) {
                     (f::QUEUE, Some(Handle::Queue(queue))) => crate::queue::wrap(py, self.state, queue.clone())?,
                     (f::BUFFER, Some(Handle::Memory(lease))) => crate::buffer::wrap(py, self.state, lease.clone())?,
+                    (f::CONSTANT, Some(Handle::Constant(constant))) => super::constant::get(py, self.state, constant)?,
+                    (f::LENT_BYTES, Some(Handle::Memory(lease))) => {
+                        // SAFETY: a lease keeps `len` bytes at `ptr` valid and unchanged (lent
+                        // `bytes` are immutable) while the value, which holds it, is decoded.
+                        py.bytes(unsafe { std::slice::from_raw_parts(lease.as_ptr(), lease.len()) })?
+                    }
                     _ => return Err(corrupt(py)(Corrupt)),
                 }
             }
@@ -242,6 +284,63 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
             Build::FrozenSet { items, memo, .. } => self.frozenset(items, memo),
         }
     }
+}
+
+/// The next item if it is a scalar (consumed), else `None` (nothing consumed).
+#[inline]
+fn scalar<'py>(py: Python<'py>, r: &mut Reader<'_>) -> PyResult<Option<Owned<'py>>> {
+    let Some(tag) = r.peek() else { return Err(corrupt(py)(Corrupt)) };
+    let obj = match tag {
+        f::INT => {
+            r.skip(1);
+            py.int(f::unzigzag(r.varint().map_err(corrupt(py))?))?
+        }
+        f::ASCII | f::STR1 | f::STR2 | f::STR4 => {
+            r.skip(1);
+            let width = match tag {
+                f::ASCII | f::STR1 => 1,
+                f::STR2 => 2,
+                _ => 4,
+            };
+            let chars = r.size().map_err(corrupt(py))?;
+            let data = r.take(chars.checked_mul(width).ok_or(Corrupt).map_err(corrupt(py))?).map_err(corrupt(py))?;
+            if tag == f::ASCII {
+                ascii(py, data)?
+            } else {
+                // SAFETY: attached; `data` holds `chars` characters of `width` bytes (as
+                // written from a str of that kind); new reference or null.
+                unsafe { py.own(ffi::PyUnicode_FromKindAndData(width as i32, data.as_ptr().cast(), py.ssize(chars)?))? }
+            }
+        }
+        f::FLOAT => {
+            r.skip(1);
+            py.float(r.f64().map_err(corrupt(py))?)?
+        }
+        f::NONE => {
+            r.skip(1);
+            py.none()
+        }
+        f::TRUE | f::FALSE => {
+            r.skip(1);
+            py.bool(tag == f::TRUE)
+        }
+        f::BYTES => {
+            r.skip(1);
+            py.bytes(r.blob().map_err(corrupt(py))?)?
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(obj))
+}
+
+/// A str of ASCII characters (as the encoder found them), made without scanning them again.
+fn ascii<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Owned<'py>> {
+    // SAFETY: attached; a new, compact ASCII str of `data.len()` characters, or null.
+    let obj = unsafe { py.own(ffi::PyUnicode_New(py.ssize(data.len())?, 127))? };
+    // SAFETY: the fresh str has room for `data.len()` 1-byte characters (plus its NUL), and
+    // nobody else sees it before it is filled; the characters are ASCII (encoder's check).
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ffi::PyUnicode_DATA(obj.as_ptr()).cast(), data.len()) };
+    Ok(obj)
 }
 
 /// Give `item` to the container being built; `true` when it is then complete.

@@ -1,12 +1,20 @@
 //! Python objects -> [`Value`]: one pass over the object graph, without recursion.
 //!
-//! Exact built-in types are written natively; interpool's Queue and SharedBuffer become
-//! handles; functions and classes that can be found by name go by reference; anything else
+//! Exact built-in types are written natively; interpool's Queue, SharedBuffer and Constant
+//! become handles; functions and classes that can be found by name go by reference; anything else
 //! is pickled by the hook the package configured. Containers and pickled objects are
 //! memoized by identity, so a shared sub-object is written once and arrives shared (the cost
 //! is linear in the object graph, whatever its sharing), and cycles through lists, dicts and
 //! sets are kept. A cycle through a tuple or frozenset (which exists only once complete on
 //! the other side) makes the encoder pickle that whole value instead.
+//!
+//! Large `bytes` (at least [`LEND_MIN`]) are *lent* instead of copied when the encoder may:
+//! the value carries a lease on the object's memory (a pin, released in the object's own
+//! interpreter when the value is dropped, see `pin.rs`), and the receiver copies straight
+//! from it, which makes one copy per hop instead of two. That is safe when the lending
+//! interpreter outlives every reader: the main interpreter, or a worker for its task's reply,
+//! which the owner reads at once (an ending worker waits for its leases to come back, and is
+//! leaked rather than ended if they do not). Other values copy.
 //!
 //! The graph is walked with an explicit stack, so nesting depth is bounded only by memory.
 //! Every object on the stack is held by a strong reference: pickling a leaf runs Python code,
@@ -18,9 +26,11 @@ use std::hash::{BuildHasherDefault, Hasher};
 use interpool_core::{Handle, Value};
 use pyo3_ffi as ffi;
 
+use super::constant::ConstantObject;
 use super::format::{self as f, Writer};
 use crate::buffer::BufferObject;
 use crate::object::Instance;
+use crate::pin::Pin;
 use crate::py::{Borrowed, Owned, PyErr, PyResult, Python};
 use crate::queue::QueueObject;
 use crate::state::{ErrorClass, State, not_configured};
@@ -94,7 +104,12 @@ pub struct Encoder<'s, 'py> {
     /// Memoized objects, kept alive so that no other object can take their address.
     keep: Vec<Owned<'py>>,
     stack: Vec<Frame<'py>>,
+    /// Whether large `bytes` may be lent (see above).
+    lend: bool,
 }
+
+/// `bytes` at least this large are lent when the encoder may.
+pub const LEND_MIN: usize = 256 * 1024;
 
 fn oom(py: Python<'_>) -> impl FnOnce(std::collections::TryReserveError) -> Fail + '_ {
     move |_| Fail::Py(py.memory_error())
@@ -111,7 +126,14 @@ impl<'s, 'py> Encoder<'s, 'py> {
             memo_count: 0,
             keep: Vec::new(),
             stack: Vec::new(),
+            lend: py.is_main_interpreter(),
         }
+    }
+
+    /// Also lend large `bytes` from this (worker) interpreter: for a task's reply only.
+    pub fn lending(mut self) -> Self {
+        self.lend = true;
+        self
     }
 
     /// Append one object.
@@ -143,7 +165,7 @@ impl<'s, 'py> Encoder<'s, 'py> {
     fn walk(&mut self, obj: Borrowed<'_, 'py>) -> Result<(), Fail> {
         self.item(obj)?;
         while let Some(top) = self.stack.last_mut() {
-            match next_child(self.py, top)? {
+            match next_child(self.py, top, &mut self.out)? {
                 Some(child) => self.item(child.borrowed())?,
                 None => {
                     if let Some(Frame::Seq { key: Some(key), .. } | Frame::Iter { key: Some(key), .. }) =
@@ -161,28 +183,13 @@ impl<'s, 'py> Encoder<'s, 'py> {
     /// Write a scalar, or open a container (pushing a frame for its items).
     fn item(&mut self, obj: Borrowed<'_, 'py>) -> Result<(), Fail> {
         let py = self.py;
+        if scalar(py, &mut self.out, obj)? {
+            return Ok(());
+        }
         let out = &mut self.out;
         let tp = obj.type_ptr();
-        if tp == &raw mut ffi::PyLong_Type {
-            return self.int(obj);
-        }
-        if tp == &raw mut ffi::PyUnicode_Type {
-            return self.str(obj);
-        }
-        if tp == &raw mut ffi::PyFloat_Type {
-            out.tag(f::FLOAT).map_err(oom(py))?;
-            return out.raw(&obj.as_f64()?.to_le_bytes()).map_err(oom(py));
-        }
-        if obj.is_none() {
-            return out.tag(f::NONE).map_err(oom(py));
-        }
-        if tp == &raw mut ffi::PyBool_Type {
-            // SAFETY: comparing against the True singleton.
-            let tag = if obj.as_ptr() == unsafe { ffi::Py_True() } { f::TRUE } else { f::FALSE };
-            return out.tag(tag).map_err(oom(py));
-        }
         if tp == &raw mut ffi::PyBytes_Type {
-            return out.blob(f::BYTES, obj.as_bytes("bytes")?).map_err(oom(py));
+            return self.large_bytes(obj);
         }
         if tp == &raw mut ffi::PyByteArray_Type {
             // SAFETY: a bytearray: its buffer is `GET_SIZE` bytes, read while attached.
@@ -221,7 +228,20 @@ impl<'s, 'py> Encoder<'s, 'py> {
         if let Some(buffer) = Instance::<BufferObject>::downcast(obj, self.state) {
             return self.handle(f::BUFFER, Handle::Memory(buffer.get().lease()));
         }
+        if let Some(constant) = Instance::<ConstantObject>::downcast(obj, self.state) {
+            return self.handle(f::CONSTANT, Handle::Constant(constant.get().shared()));
+        }
         self.other(obj)
+    }
+
+    /// `bytes` that `scalar` left: lent if allowed, else copied.
+    fn large_bytes(&mut self, obj: Borrowed<'_, 'py>) -> Result<(), Fail> {
+        if self.lend
+            && let Some(pin) = Pin::acquire(&self.state.pins, obj)?
+        {
+            return self.handle(f::LENT_BYTES, Handle::Memory(crate::buffer::lend(pin)));
+        }
+        self.out.blob(f::BYTES, obj.as_bytes("bytes")?).map_err(oom(self.py))
     }
 
     fn handle(&mut self, tag: u8, handle: Handle) -> Result<(), Fail> {
@@ -279,58 +299,6 @@ impl<'s, 'py> Encoder<'s, 'py> {
         self.open(obj, f::DICT, len, |_, _| Frame::Dict { obj: walked, pos: 0, len, value: None })
     }
 
-    fn int(&mut self, obj: Borrowed<'_, 'py>) -> Result<(), Fail> {
-        let py = self.py;
-        let mut overflow = 0;
-        // SAFETY: an int; sets `overflow` instead of raising when out of range.
-        let v = unsafe { ffi::PyLong_AsLongLongAndOverflow(obj.as_ptr(), &mut overflow) };
-        if overflow == 0 {
-            if v == -1 && py.error_occurred() {
-                return Err(PyErr::fetched().into());
-            }
-            return self.out.head(f::INT, f::zigzag(v)).map_err(oom(py));
-        }
-        #[cfg(Py_3_13)]
-        {
-            let flags = ffi::Py_ASNATIVEBYTES_LITTLE_ENDIAN;
-            // SAFETY: an int; with no buffer, returns the number of bytes needed.
-            let needed = unsafe { ffi::PyLong_AsNativeBytes(obj.as_ptr(), std::ptr::null_mut(), 0, flags) };
-            let mut data = Vec::new();
-            data.try_reserve_exact(needed.unsigned_abs()).map_err(oom(py))?;
-            data.resize(needed.unsigned_abs(), 0);
-            // SAFETY: `data` has room for `needed` bytes.
-            let wrote = unsafe { ffi::PyLong_AsNativeBytes(obj.as_ptr(), data.as_mut_ptr().cast(), needed, flags) };
-            if wrote < 0 {
-                return Err(PyErr::fetched().into());
-            }
-            self.out.blob(f::BIGINT, &data).map_err(oom(py))
-        }
-        #[cfg(not(Py_3_13))]
-        {
-            // SAFETY: attached; an int; new reference (a str like "-0x1f") or null.
-            let hex = unsafe { py.own(ffi::PyNumber_ToBase(obj.as_ptr(), 16))? };
-            self.out.blob(f::BIGHEX, hex.borrowed().as_str("hex")?.as_bytes()).map_err(oom(py))
-        }
-    }
-
-    fn str(&mut self, obj: Borrowed<'_, 'py>) -> Result<(), Fail> {
-        // SAFETY: an exact str: its kind, length and data describe its characters, which are
-        // immutable and owned by the object (alive during this call).
-        let data = unsafe {
-            let (kind, len) = (ffi::PyUnicode_KIND(obj.as_ptr()), ffi::PyUnicode_GET_LENGTH(obj.as_ptr()));
-            let bytes = crate::py::slice(ffi::PyUnicode_DATA(obj.as_ptr()).cast(), len * kind as isize);
-            (kind, len, bytes)
-        };
-        let (kind, len, bytes) = data;
-        let tag = match kind {
-            1 => f::STR1,
-            2 => f::STR2,
-            _ => f::STR4,
-        };
-        self.out.head(tag, len.unsigned_abs() as u64).map_err(oom(self.py))?;
-        self.out.raw(bytes).map_err(oom(self.py))
-    }
-
     /// Not a built-in value: by reference if possible, else pickled (memoized either way).
     fn other(&mut self, obj: Borrowed<'_, 'py>) -> Result<(), Fail> {
         if let Some(wire) = self.state.globals.name_of(obj)? {
@@ -353,15 +321,137 @@ impl<'s, 'py> Encoder<'s, 'py> {
     }
 }
 
-/// The next item of a frame's container (for a dict: key, then value), or `None` when done.
-fn next_child<'py>(py: Python<'py>, frame: &mut Frame<'py>) -> PyResult<Option<Owned<'py>>> {
+/// Write `obj` if it is a scalar (int, str, float, None, bool, bytes): `Ok(false)` if it is
+/// not. Runs no Python code, so callers may pass borrowed references whose owner stays
+/// untouched meanwhile.
+#[inline]
+fn scalar(py: Python<'_>, out: &mut Writer, obj: Borrowed<'_, '_>) -> Result<bool, Fail> {
+    let tp = obj.type_ptr();
+    if tp == &raw mut ffi::PyLong_Type {
+        int(py, out, obj)?;
+    } else if tp == &raw mut ffi::PyUnicode_Type {
+        str(out, obj).map_err(oom(py))?;
+    } else if tp == &raw mut ffi::PyFloat_Type {
+        // SAFETY: an exact float.
+        let v = unsafe { ffi::PyFloat_AS_DOUBLE(obj.as_ptr()) };
+        out.reserve(9).map_err(oom(py))?;
+        out.buf.push(f::FLOAT);
+        out.buf.extend_from_slice(&v.to_le_bytes());
+    } else if obj.is_none() {
+        out.tag(f::NONE).map_err(oom(py))?;
+    } else if tp == &raw mut ffi::PyBool_Type {
+        // SAFETY: comparing against the True singleton.
+        let tag = if obj.as_ptr() == unsafe { ffi::Py_True() } { f::TRUE } else { f::FALSE };
+        out.tag(tag).map_err(oom(py))?;
+    } else if tp == &raw mut ffi::PyBytes_Type {
+        let data = obj.as_bytes("bytes")?;
+        if data.len() >= LEND_MIN {
+            return Ok(false); // maybe lent: `Encoder::large_bytes`
+        }
+        out.blob(f::BYTES, data).map_err(oom(py))?;
+    } else {
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+#[inline]
+fn int(py: Python<'_>, out: &mut Writer, obj: Borrowed<'_, '_>) -> Result<(), Fail> {
+    let mut overflow = 0;
+    // SAFETY: an int; sets `overflow` instead of raising when out of range.
+    let v = unsafe { ffi::PyLong_AsLongLongAndOverflow(obj.as_ptr(), &mut overflow) };
+    if overflow == 0 {
+        if v == -1 && py.error_occurred() {
+            return Err(PyErr::fetched().into());
+        }
+        return out.head(f::INT, f::zigzag(v)).map_err(oom(py));
+    }
+    big_int(py, out, obj)
+}
+
+#[cold]
+fn big_int(py: Python<'_>, out: &mut Writer, obj: Borrowed<'_, '_>) -> Result<(), Fail> {
+    #[cfg(Py_3_13)]
+    {
+        let flags = ffi::Py_ASNATIVEBYTES_LITTLE_ENDIAN;
+        // SAFETY: an int; with no buffer, returns the number of bytes needed.
+        let needed = unsafe { ffi::PyLong_AsNativeBytes(obj.as_ptr(), std::ptr::null_mut(), 0, flags) };
+        let mut data = Vec::new();
+        data.try_reserve_exact(needed.unsigned_abs()).map_err(oom(py))?;
+        data.resize(needed.unsigned_abs(), 0);
+        // SAFETY: `data` has room for `needed` bytes.
+        let wrote = unsafe { ffi::PyLong_AsNativeBytes(obj.as_ptr(), data.as_mut_ptr().cast(), needed, flags) };
+        if wrote < 0 {
+            return Err(PyErr::fetched().into());
+        }
+        out.blob(f::BIGINT, &data).map_err(oom(py))
+    }
+    #[cfg(not(Py_3_13))]
+    {
+        // SAFETY: attached; an int; new reference (a str like "-0x1f") or null.
+        let hex = unsafe { py.own(ffi::PyNumber_ToBase(obj.as_ptr(), 16))? };
+        out.blob(f::BIGHEX, hex.borrowed().as_str("hex")?.as_bytes()).map_err(oom(py))
+    }
+}
+
+/// An exact str, at its width (`ASCII` for pure ASCII, so the receiver need not scan it).
+#[inline]
+fn str(out: &mut Writer, obj: Borrowed<'_, '_>) -> Result<(), std::collections::TryReserveError> {
+    // SAFETY: an exact str: its kind, length and data describe its characters, which are
+    // immutable and owned by the object (alive during this call).
+    let (kind, len, data) = unsafe {
+        let (kind, len) = (ffi::PyUnicode_KIND(obj.as_ptr()), ffi::PyUnicode_GET_LENGTH(obj.as_ptr()));
+        (kind, len, ffi::PyUnicode_DATA(obj.as_ptr()).cast::<u8>())
+    };
+    // SAFETY: as above: `len` characters of `kind` bytes.
+    let bytes = unsafe { crate::py::slice(data, len * kind as isize) };
+    let tag = match kind {
+        1 if is_compact_ascii(obj, data) => f::ASCII,
+        1 => f::STR1,
+        2 => f::STR2,
+        _ => f::STR4,
+    };
+    out.head_raw(tag, len.unsigned_abs() as u64, bytes)
+}
+
+/// Whether a 1-byte str is compact ASCII. CPython keeps the characters of a compact ASCII
+/// string right after its `PyASCIIObject` header, and those of every other string elsewhere
+/// (after the larger `PyCompactUnicodeObject` header, or in a separate block): that is how its
+/// `_PyUnicode_COMPACT_DATA` finds them. The `ascii` bit itself is not reachable through
+/// pyo3-ffi on 3.14, so the address tells; a check on the first use confirms the layout
+/// (otherwise every 1-byte str goes as `STR1`, which the receiver scans).
+#[inline]
+fn is_compact_ascii(obj: Borrowed<'_, '_>, data: *const u8) -> bool {
+    static LAYOUT_HOLDS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let after_header = |obj: Borrowed<'_, '_>, data: *const u8| {
+        std::ptr::eq(data, obj.as_ptr().cast::<u8>().wrapping_add(std::mem::size_of::<ffi::PyASCIIObject>()))
+    };
+    let holds = *LAYOUT_HOLDS.get_or_init(|| {
+        let py = obj.py();
+        let (Ok(ascii), Ok(latin1)) = (py.str("a"), py.str("\u{e9}")) else {
+            py.clear_exception();
+            return false;
+        };
+        // SAFETY: two exact str objects, alive here.
+        let data = |s: &Owned<'_>| unsafe { ffi::PyUnicode_DATA(s.as_ptr()).cast::<u8>() };
+        after_header(ascii.borrowed(), data(&ascii)) && !after_header(latin1.borrowed(), data(&latin1))
+    });
+    holds && after_header(obj, data)
+}
+
+/// The next item of a frame's container that is not a scalar (for a dict: key, then value),
+/// or `None` when done. Scalars are written to `out` on the way, from borrowed references:
+/// writing them runs no Python code, so nothing can change the container meanwhile (in
+/// free-threaded builds other threads could change a list, so its items are taken as strong
+/// references there; dicts are walked as private copies).
+fn next_child<'py>(py: Python<'py>, frame: &mut Frame<'py>, out: &mut Writer) -> Result<Option<Owned<'py>>, Fail> {
     match frame {
-        Frame::Seq { obj, next, len, list, .. } => {
+        Frame::Seq { obj, next, len, list, .. } => loop {
             if *list {
                 // SAFETY: a list.
                 let now = unsafe { ffi::PyList_GET_SIZE(obj.as_ptr()) };
                 if now != *len {
-                    return Err(py.runtime_error("list changed size while it was being sent"));
+                    return Err(py.runtime_error("list changed size while it was being sent").into());
                 }
             }
             if *next == *len {
@@ -369,36 +459,58 @@ fn next_child<'py>(py: Python<'py>, frame: &mut Frame<'py>) -> PyResult<Option<O
             }
             let i = *next;
             *next += 1;
-            if *list {
-                // SAFETY: attached; a list; a new reference, or null with IndexError.
-                return unsafe { py.own(ffi::compat::PyList_GetItemRef(obj.as_ptr(), i)) }.map(Some);
+            let item = if *list {
+                #[cfg(Py_GIL_DISABLED)]
+                {
+                    // SAFETY: attached; a list; a new reference, or null with IndexError.
+                    let item = unsafe { py.own(ffi::compat::PyList_GetItemRef(obj.as_ptr(), i))? };
+                    if scalar(py, out, item.borrowed())? {
+                        continue;
+                    }
+                    return Ok(Some(item));
+                }
+                #[cfg(not(Py_GIL_DISABLED))]
+                // SAFETY: a list of `len` items (checked above); the item is owned by the list,
+                // which no code changes before the item is written or a reference taken.
+                unsafe {
+                    py.borrow(ffi::PyList_GET_ITEM(obj.as_ptr(), i))
+                }
+            } else {
+                // SAFETY: a tuple and `i < len`; the item is owned by the (immutable) tuple.
+                unsafe { py.borrow(ffi::PyTuple_GET_ITEM(obj.as_ptr(), i)) }
+            };
+            if !scalar(py, out, item)? {
+                return Ok(Some(item.to_owned()));
             }
-            // SAFETY: a tuple and `i < len`; the item is owned by the (immutable) tuple.
-            Ok(Some(unsafe { py.borrow(ffi::PyTuple_GET_ITEM(obj.as_ptr(), i)) }.to_owned()))
-        }
-        Frame::Dict { obj, pos, len, value } => {
+        },
+        Frame::Dict { obj, pos, len, value } => loop {
             if let Some(value) = value.take() {
                 return Ok(Some(value));
             }
             // SAFETY: a dict.
             if unsafe { ffi::PyDict_Size(obj.as_ptr()) } != *len {
-                return Err(py.runtime_error("dictionary changed size while it was being sent"));
+                return Err(py.runtime_error("dictionary changed size while it was being sent").into());
             }
             let (mut k, mut v) = (std::ptr::null_mut(), std::ptr::null_mut());
             // SAFETY: a dict whose size did not change; borrowed references owned by it.
             if unsafe { ffi::PyDict_Next(obj.as_ptr(), pos, &mut k, &mut v) } == 0 {
                 return Ok(None);
             }
-            // SAFETY: as above; strong references taken before any Python code runs.
-            let (k, v) = unsafe { (py.borrow(k).to_owned(), py.borrow(v).to_owned()) };
-            *value = Some(v);
-            Ok(Some(k))
-        }
+            // SAFETY: as above; strong references are taken before any Python code runs.
+            let (k, v) = unsafe { (py.borrow(k), py.borrow(v)) };
+            if !scalar(py, out, k)? {
+                *value = Some(v.to_owned());
+                return Ok(Some(k.to_owned()));
+            }
+            if !scalar(py, out, v)? {
+                return Ok(Some(v.to_owned()));
+            }
+        },
         Frame::Iter { iter, .. } => {
             // SAFETY: attached; an iterator; new reference, or null when exhausted or failed.
             match unsafe { py.own(ffi::PyIter_Next(iter.as_ptr())) } {
                 Ok(item) => Ok(Some(item)),
-                Err(err) if py.error_occurred() => Err(err),
+                Err(err) if py.error_occurred() => Err(err.into()),
                 Err(_) => Ok(None),
             }
         }

@@ -10,6 +10,7 @@
 //! | `BIGINT` | varint n, n bytes two's complement (3.13+) | any `int` |
 //! | `BIGHEX` | varint n, n ASCII bytes of `hex()` (3.12) | any `int` |
 //! | `FLOAT` | 8 bytes | `float` |
+//! | `ASCII` | varint n, n bytes | an ASCII `str` |
 //! | `STR1`/`STR2`/`STR4` | varint chars, chars x width bytes | `str` at its PEP 393 width |
 //! | `BYTES`, `BYTEARRAY` | varint n, n bytes | `bytes`, `bytearray` |
 //! | `TUPLE`, `LIST`, `SET`, `FROZENSET` | varint n, n items | containers (memoized) |
@@ -17,7 +18,9 @@
 //! | `PICKLE` | varint n, n bytes | `loads(bytes)` (memoized) |
 //! | `GLOBAL` | varint n, `module\0qualname` | a function or class by reference |
 //! | `QUEUE`, `BUFFER` | varint handle index | the shared queue or memory |
+//! | `LENT_BYTES` | varint handle index | `bytes`, copied from memory the sender lent (`encode.rs`) |
 //! | `MEMO` | varint index | the n-th memoized object again |
+//! | `CONSTANT` | varint handle index | the receiver's cached object of an `interpool.Constant` |
 //!
 //! Memoized objects are numbered in the order their tags appear. A list, dict or set exists
 //! from its tag on, so `MEMO` may refer to one still being filled (cycles); a tuple or
@@ -47,6 +50,9 @@ pub const GLOBAL: u8 = 18;
 pub const QUEUE: u8 = 19;
 pub const BUFFER: u8 = 20;
 pub const MEMO: u8 = 21;
+pub const CONSTANT: u8 = 22;
+pub const ASCII: u8 = 23;
+pub const LENT_BYTES: u8 = 24;
 
 /// An append-only buffer whose growth is fallible: a value too large for memory becomes a
 /// `MemoryError`, never an abort.
@@ -56,42 +62,81 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// Room for `additional` more bytes (the check is inlined; growth is not).
+    #[inline]
     pub fn reserve(&mut self, additional: usize) -> Result<(), TryReserveError> {
+        if self.buf.capacity() - self.buf.len() < additional {
+            return self.grow(additional);
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn grow(&mut self, additional: usize) -> Result<(), TryReserveError> {
+        let needed = self.buf.len().saturating_add(additional);
+        if let Some(mut reused) = interpool_core::spare::take(needed) {
+            reused.extend_from_slice(&self.buf);
+            let old = std::mem::replace(&mut self.buf, reused);
+            interpool_core::spare::give(old);
+            return Ok(());
+        }
         self.buf.try_reserve(additional)
     }
 
+    #[inline]
     pub fn tag(&mut self, tag: u8) -> Result<(), TryReserveError> {
         self.reserve(1)?;
         self.buf.push(tag);
         Ok(())
     }
 
-    pub fn varint(&mut self, mut v: u64) -> Result<(), TryReserveError> {
+    #[cfg(test)]
+    pub fn varint(&mut self, v: u64) -> Result<(), TryReserveError> {
         self.reserve(10)?;
+        self.put_varint(v);
+        Ok(())
+    }
+
+    /// A varint, with room for it reserved.
+    #[inline]
+    fn put_varint(&mut self, mut v: u64) {
         while v >= 0x80 {
             self.buf.push((v as u8) | 0x80);
             v >>= 7;
         }
         self.buf.push(v as u8);
-        Ok(())
     }
 
     /// A tag followed by a varint.
+    #[inline]
     pub fn head(&mut self, tag: u8, v: u64) -> Result<(), TryReserveError> {
-        self.tag(tag)?;
-        self.varint(v)
+        self.reserve(11)?;
+        self.buf.push(tag);
+        self.put_varint(v);
+        Ok(())
     }
 
+    #[inline]
     pub fn raw(&mut self, data: &[u8]) -> Result<(), TryReserveError> {
         self.reserve(data.len())?;
         self.buf.extend_from_slice(data);
         Ok(())
     }
 
+    /// A tag, a varint, then the bytes.
+    #[inline]
+    pub fn head_raw(&mut self, tag: u8, v: u64, data: &[u8]) -> Result<(), TryReserveError> {
+        self.reserve(11 + data.len())?;
+        self.buf.push(tag);
+        self.put_varint(v);
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+
     /// A tag, the length, then the bytes.
+    #[inline]
     pub fn blob(&mut self, tag: u8, data: &[u8]) -> Result<(), TryReserveError> {
-        self.head(tag, data.len() as u64)?;
-        self.raw(data)
+        self.head_raw(tag, data.len() as u64, data)
     }
 }
 
@@ -122,13 +167,41 @@ impl<'a> Reader<'a> {
         self.pos >= self.data.len()
     }
 
+    #[inline]
     pub fn byte(&mut self) -> Result<u8, Corrupt> {
         let b = *self.data.get(self.pos).ok_or(Corrupt)?;
         self.pos += 1;
         Ok(b)
     }
 
+    /// Step back over the byte just read.
+    #[inline]
+    pub fn pos_back(&mut self) {
+        self.pos -= 1;
+    }
+
+    #[inline]
+    pub fn skip(&mut self, n: usize) {
+        self.pos += n;
+    }
+
+    /// The next byte, not consumed.
+    #[inline]
+    pub fn peek(&self) -> Option<u8> {
+        self.data.get(self.pos).copied()
+    }
+
+    #[inline]
     pub fn varint(&mut self) -> Result<u64, Corrupt> {
+        let b = self.byte()?;
+        if b < 0x80 {
+            return Ok(u64::from(b));
+        }
+        self.pos -= 1;
+        self.long_varint()
+    }
+
+    fn long_varint(&mut self) -> Result<u64, Corrupt> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
@@ -141,10 +214,12 @@ impl<'a> Reader<'a> {
     }
 
     /// A varint used as a size.
+    #[inline]
     pub fn size(&mut self) -> Result<usize, Corrupt> {
         usize::try_from(self.varint()?).map_err(|_| Corrupt)
     }
 
+    #[inline]
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], Corrupt> {
         let end = self.pos.checked_add(n).ok_or(Corrupt)?;
         let out = self.data.get(self.pos..end).ok_or(Corrupt)?;
@@ -153,11 +228,13 @@ impl<'a> Reader<'a> {
     }
 
     /// A length-prefixed byte string.
+    #[inline]
     pub fn blob(&mut self) -> Result<&'a [u8], Corrupt> {
         let n = self.size()?;
         self.take(n)
     }
 
+    #[inline]
     pub fn f64(&mut self) -> Result<f64, Corrupt> {
         Ok(f64::from_le_bytes(self.take(8)?.try_into().map_err(|_| Corrupt)?))
     }

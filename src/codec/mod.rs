@@ -4,6 +4,7 @@
 //! `format.rs` defines the bytes, `encode.rs` and `decode.rs` walk object graphs without
 //! recursion. Both sides work in the interpreter whose module [`State`] they are given (its
 //! hooks pickle what has no native form; its caches resolve functions by name).
+pub mod constant;
 mod decode;
 mod encode;
 pub mod format;
@@ -35,6 +36,13 @@ pub fn text(s: &str) -> Value {
 /// Encode one object.
 pub fn encode<'py>(py: Python<'py>, state: &State, obj: Borrowed<'_, 'py>) -> PyResult<Value> {
     let mut encoder = Encoder::new(py, state);
+    encoder.push(obj)?;
+    Ok(encoder.finish())
+}
+
+/// Encode a task's reply in a worker, lending its large `bytes` (see `encode.rs`).
+pub fn encode_reply<'py>(py: Python<'py>, state: &State, obj: Borrowed<'_, 'py>) -> PyResult<Value> {
+    let mut encoder = Encoder::new(py, state).lending();
     encoder.push(obj)?;
     Ok(encoder.finish())
 }

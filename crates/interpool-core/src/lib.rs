@@ -22,4 +22,4 @@ pub use pool::{Event, INIT_TASK, Interrupt, Pool, PoolConfig, Stats, Stop, Submi
 pub use queue::{GetError, PutError, Queue, Wait};
 pub use shared::{SharedQueue, WeakQueue, collect as collect_queue_cycles, containers_alive};
 pub use task::Ticket;
-pub use value::{Handle, SharedMemory, Value};
+pub use value::{Constant, Handle, SharedMemory, Value, spare};

@@ -2,13 +2,33 @@
 //!
 //! A `Mutex<VecDeque>` with two condition variables (`not_empty`, `not_full`): waiters
 //! sleep in the kernel and are woken by the operation that changes their condition, so a
-//! blocked `get` wakes within microseconds of a `put`, with no polling. Deadlines are
+//! blocked `get` wakes within microseconds of a `put`, with no polling.
+//!
+//! Waking a sleeping thread on another CPU costs tens of microseconds, far more than a
+//! hand-off between two threads that keep running. So a waiter first *spins* (watching a
+//! lock-free mirror of the queue's length, without the lock) for up to the queue's current
+//! spin budget, and sleeps only if that runs out. The budget adapts: back to [`SPIN_MAX`]
+//! whenever a spin ends with the condition met, halved (down to 1 us) whenever it runs out, so
+//! a queue whose other side answers slowly, or runs on the same CPU (where spinning only
+//! delays it), soon spins for almost nothing; a process with one CPU never spins. Deadlines are
 //! absolute `Instant`s, so timeouts are exact to the scheduler's resolution. `close()`
 //! wakes everyone: later `put`s fail, `get`s drain what is left and then fail. Failed
 //! operations hand the item back (crossbeam style).
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+/// The most a waiter spins before sleeping, in microseconds.
+pub const SPIN_MAX: u32 = 50;
+
+/// Whether spinning can help: the process may run on more than one CPU, so the thread a
+/// waiter waits for may run meanwhile. Asked once (it reads cgroup files), when the first
+/// queue is made; threads pinned to one CPU later are left to the adaptive budget.
+fn spinning_helps() -> bool {
+    static MANY_CPUS: OnceLock<bool> = OnceLock::new();
+    *MANY_CPUS.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
 
 /// How long an operation may block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,17 +71,65 @@ pub struct Queue<T> {
     not_empty: Condvar,
     not_full: Condvar,
     maxsize: usize,
+    /// Mirrors of `items.len()` and `closed`, written under the lock, read by spinners.
+    len: AtomicUsize,
+    closed: AtomicBool,
+    /// The current spin budget in microseconds (see the module header).
+    spin_us: AtomicU32,
 }
 
 impl<T> Queue<T> {
     /// `maxsize == 0` means unbounded.
     pub fn new(maxsize: usize) -> Self {
+        spinning_helps();
         Self {
             state: Mutex::new(State { items: VecDeque::new(), closed: false, getters_waiting: 0, putters_waiting: 0 }),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
             maxsize,
+            len: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            spin_us: AtomicU32::new(SPIN_MAX),
         }
+    }
+
+    /// Spin (lock released) until `ready` holds for the mirrors or the budget runs out,
+    /// then adapt the budget. Returns the re-taken lock.
+    fn spin<'a>(
+        &'a self,
+        guard: MutexGuard<'a, State<T>>,
+        deadline: Option<Instant>,
+        ready: impl Fn(usize, bool) -> bool,
+    ) -> MutexGuard<'a, State<T>> {
+        let budget = self.spin_us.load(Ordering::Relaxed);
+        if budget == 0 || !spinning_helps() {
+            return guard;
+        }
+        drop(guard);
+        let start = Instant::now();
+        let mut limit = start + Duration::from_micros(u64::from(budget));
+        if let Some(deadline) = deadline {
+            limit = limit.min(deadline);
+        }
+        let met = loop {
+            for _ in 0..32 {
+                if ready(self.len.load(Ordering::Acquire), self.closed.load(Ordering::Acquire)) {
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+            if ready(self.len.load(Ordering::Acquire), self.closed.load(Ordering::Acquire)) {
+                break true;
+            }
+            if Instant::now() >= limit {
+                break false;
+            }
+            // Lets the awaited thread run if it shares this CPU.
+            std::thread::yield_now();
+        };
+        let next = if met { SPIN_MAX } else { (budget / 2).max(1) };
+        self.spin_us.store(next, Ordering::Relaxed);
+        self.lock()
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
@@ -71,13 +139,15 @@ impl<T> Queue<T> {
     /// Sleep on `cv` until `ready` holds, the wait runs out (`false`), or forever.
     /// `waiters` selects the counter of sleepers on `cv`, kept exact under the mutex.
     fn wait_for<'a>(
-        &self,
+        &'a self,
         cv: &Condvar,
         mut guard: MutexGuard<'a, State<T>>,
         wait: Wait,
         waiters: fn(&mut State<T>) -> &mut usize,
         ready: impl Fn(&State<T>) -> bool,
+        mirror: impl Fn(usize, bool) -> bool,
     ) -> (MutexGuard<'a, State<T>>, bool) {
+        let mut spun = false;
         loop {
             if ready(&guard) {
                 return (guard, true);
@@ -93,6 +163,15 @@ impl<T> Queue<T> {
                     Some(deadline - now)
                 }
             };
+            if !spun {
+                spun = true;
+                let deadline = match wait {
+                    Wait::Until(deadline) => Some(deadline),
+                    _ => None,
+                };
+                guard = self.spin(guard, deadline, &mirror);
+                continue;
+            }
             *waiters(&mut guard) += 1;
             guard = match timeout {
                 None => cv.wait(guard).unwrap_or_else(PoisonError::into_inner),
@@ -111,6 +190,7 @@ impl<T> Queue<T> {
             wait,
             |s| &mut s.putters_waiting,
             |s| s.closed || max == 0 || s.items.len() < max,
+            |len, closed| closed || max == 0 || len < max,
         );
         if guard.closed {
             return Err(PutError::Closed(item));
@@ -119,6 +199,7 @@ impl<T> Queue<T> {
             return Err(PutError::Full(item));
         }
         guard.items.push_back(item);
+        self.len.store(guard.items.len(), Ordering::Release);
         let wake = guard.getters_waiting > 0;
         drop(guard);
         if wake {
@@ -135,9 +216,11 @@ impl<T> Queue<T> {
             wait,
             |s| &mut s.getters_waiting,
             |s| s.closed || !s.items.is_empty(),
+            |len, closed| closed || len > 0,
         );
         match guard.items.pop_front() {
             Some(item) => {
+                self.len.store(guard.items.len(), Ordering::Release);
                 let wake = guard.putters_waiting > 0;
                 drop(guard);
                 if wake {
@@ -160,6 +243,7 @@ impl<T> Queue<T> {
             wait,
             |s| &mut s.putters_waiting,
             |s| s.closed || max == 0 || s.items.len() < max,
+            |len, closed| closed || max == 0 || len < max,
         )
         .1
     }
@@ -167,7 +251,15 @@ impl<T> Queue<T> {
     /// Wait until a `get` could succeed (an item, or closed); `false` if the wait ran out.
     pub fn wait_for_item(&self, wait: Wait) -> bool {
         let guard = self.lock();
-        self.wait_for(&self.not_empty, guard, wait, |s| &mut s.getters_waiting, |s| s.closed || !s.items.is_empty()).1
+        self.wait_for(
+            &self.not_empty,
+            guard,
+            wait,
+            |s| &mut s.getters_waiting,
+            |s| s.closed || !s.items.is_empty(),
+            |len, closed| closed || len > 0,
+        )
+        .1
     }
 
     /// Look at every queued item, in order (under the queue's lock).
@@ -179,6 +271,7 @@ impl<T> Queue<T> {
     pub fn drain(&self) -> Vec<T> {
         let mut state = self.lock();
         let items: Vec<T> = state.items.drain(..).collect();
+        self.len.store(0, Ordering::Release);
         let wake = state.putters_waiting > 0;
         drop(state);
         if wake {
@@ -205,7 +298,10 @@ impl<T> Queue<T> {
 
     /// Refuse further `put`s and wake every waiter. Idempotent.
     pub fn close(&self) {
-        self.lock().closed = true;
+        let mut state = self.lock();
+        state.closed = true;
+        self.closed.store(true, Ordering::Release);
+        drop(state);
         self.not_empty.notify_all();
         self.not_full.notify_all();
     }

@@ -57,7 +57,7 @@ impl Clone for SharedQueue {
 fn queues_in(value: &Value) -> impl Iterator<Item = &SharedQueue> {
     value.handles.iter().filter_map(|h| match h {
         Handle::Queue(q) => Some(q),
-        Handle::Memory(_) => None,
+        Handle::Memory(_) | Handle::Constant(_) => None,
     })
 }
 
