@@ -83,7 +83,7 @@ def test_extension_that_cannot_load_in_subinterpreters_is_named() -> None:
         message = str(info.value)
         assert "'_testsinglephase'" in message
         assert "does not support loading in subinterpreters" in message
-        assert "ProcessPoolExecutor" in message and "main interpreter" in message
+        assert "fallback='process'" in message and "main interpreter" in message
         assert info.value.name == "_testsinglephase"
         assert pool.submit(tasks.square, 2).result() == 4
 
