@@ -470,3 +470,11 @@ def configure_own_logging_and_log(path: str) -> None:
 
 def divide(a: float, b: float) -> float:
     return a / b
+
+
+def fail_outside_workers() -> None:
+    """An initializer that works only in worker interpreters (so it breaks a fallback lane)."""
+    from interpool import _worker
+
+    if not _worker.in_worker():
+        raise RuntimeError("this initializer runs only in workers")

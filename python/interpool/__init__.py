@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ._errors import (
         BrokenInterpreterPool,
         ExecutionFailed,
+        FallbackWarning,
         NotShareableError,
         QueueClosed,
         QueueEmpty,
@@ -34,6 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BrokenInterpreterPool",
     "ExecutionFailed",
+    "FallbackWarning",
     "InterpreterPoolExecutor",
     "NotShareableError",
     "Queue",
@@ -45,7 +47,15 @@ __all__ = [
     "__version__",
 ]
 
-_ERRORS = {"BrokenInterpreterPool", "ExecutionFailed", "NotShareableError", "QueueClosed", "QueueEmpty", "QueueFull"}
+_ERRORS = {
+    "BrokenInterpreterPool",
+    "ExecutionFailed",
+    "FallbackWarning",
+    "NotShareableError",
+    "QueueClosed",
+    "QueueEmpty",
+    "QueueFull",
+}
 
 
 def __getattr__(name: str) -> Any:

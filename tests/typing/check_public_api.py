@@ -37,3 +37,11 @@ def use(pool: InterpreterPoolExecutor) -> None:
     assert_type(memoryview(buf), memoryview)
     assert isinstance(interpool.__version__, str)
     del executor
+
+
+def use_fallback() -> None:
+    with InterpreterPoolExecutor(2, fallback="thread") as threads, InterpreterPoolExecutor(fallback=None) as none:
+        assert_type(threads.submit(square, 2), Future[int])
+        del none
+    warning: type[RuntimeWarning] = interpool.FallbackWarning
+    del warning
