@@ -2,29 +2,176 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+import textwrap
+from typing import Any
 
 import pytest
 
+import interpool
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "interpool", *args], capture_output=True, text=True, timeout=120)
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def cli(*args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if path is not None:
+        env["PYTHONPATH"] = path + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, "-m", "interpool", *args], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def check_json(*modules: str, path: str | None = None) -> tuple[int, dict[str, dict[str, Any]]]:
+    proc = cli("check", "--json", *modules, path=path)
+    assert proc.stderr == "" or "Traceback" not in proc.stderr, proc.stderr
+    document = json.loads(proc.stdout)
+    return proc.returncode, {report["module"]: report for report in document["modules"]}
+
+
+def in_worker(fn: Any, *args: Any) -> Any:
+    with interpool.InterpreterPoolExecutor(1, fallback=None) as pool:
+        return pool.submit(fn, *args).result(timeout=60)
+
+
+@pytest.mark.timeout(120)
 def test_check_reports_each_module() -> None:
     proc = cli("check", "json", "decimal", "no_such_module_xyz")
     assert proc.returncode == 1
-    assert "ok    json" in proc.stdout and "ok    decimal" in proc.stdout
-    assert "FAIL  no_such_module_xyz: ModuleNotFoundError" in proc.stdout
+    assert "ok        json: works in a worker" in proc.stdout
+    assert "ok        decimal: works in a worker" in proc.stdout
+    assert "FAIL      no_such_module_xyz: fails: ModuleNotFoundError" in proc.stdout
 
 
+@pytest.mark.timeout(120)
+def test_check_says_which_modules_work_only_in_the_lane_and_why() -> None:
+    proc = cli("check", "faulthandler", "readline")
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # usable: through the lane
+    for name in ("faulthandler", "readline"):
+        assert f"LANE      {name}: works only in the fallback lane" in proc.stdout
+        assert f"extension module {name!r} (standard library)" in proc.stdout
+        assert f"module {name} does not support loading in subinterpreters" in proc.stdout
+        assert f"fix: use {name} in the main interpreter only" in proc.stdout
+
+
+@pytest.mark.timeout(120)
 def test_check_explains_extensions_that_cannot_load() -> None:
     pytest.importorskip("_testsinglephase")
     proc = cli("check", "_testsinglephase")
-    assert proc.returncode == 1
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "LANE      _testsinglephase" in proc.stdout
     assert "does not support loading in subinterpreters" in proc.stdout
-    assert "ProcessPoolExecutor" in proc.stdout
+
+
+@pytest.mark.timeout(120)
+def test_check_json_and_exit_status() -> None:
+    code, reports = check_json("json", "faulthandler", "no_such_module_xyz")
+    assert code == 1
+    assert reports["json"]["status"] == "worker" and not reports["json"]["degraded"]
+    assert reports["faulthandler"]["status"] == "lane"
+    assert reports["faulthandler"]["refused"][0]["module"] == "faulthandler"
+    assert reports["no_such_module_xyz"]["status"] == "fails"
+    assert "ModuleNotFoundError" in reports["no_such_module_xyz"]["error"]
+    assert check_json("json", "faulthandler")[0] == 0
+
+
+@pytest.mark.timeout(120)
+def test_check_strict_fails_anything_not_fully_usable_in_a_worker() -> None:
+    assert cli("check", "--strict", "json").returncode == 0
+    assert cli("check", "--strict", "json", "faulthandler").returncode == 1
+
+
+@pytest.mark.timeout(120)
+def test_check_reports_refused_extensions_and_warnings_of_an_import_that_succeeds(tmp_path: Any) -> None:
+    # Like polars: the package catches the refusal of its binary and only warns.
+    (tmp_path / "swallows_refusal.py").write_text(
+        textwrap.dedent(
+            """
+            import warnings
+            try:
+                import faulthandler
+            except ImportError:
+                warnings.warn("binary is missing!", UserWarning)
+            """
+        )
+    )
+    proc = cli("check", "swallows_refusal", path=str(tmp_path))
+    assert proc.returncode == 0
+    assert "DEGRADED  swallows_refusal: works in a worker: it imports, but without" in proc.stdout
+    assert "faulthandler" in proc.stdout and "may fail at first use" in proc.stdout
+    assert "warning: UserWarning: binary is missing!" in proc.stdout
+    assert cli("check", "--strict", "swallows_refusal", path=str(tmp_path)).returncode == 1
+
+
+def _packer_module() -> str:
+    import msgpack  # type: ignore[import-untyped]
+
+    return str(msgpack.Packer.__module__)
+
+
+def _yaml_has_libyaml() -> bool:
+    import yaml  # type: ignore[import-untyped]
+
+    return bool(yaml.__with_libyaml__)
+
+
+@pytest.mark.timeout(120)
+def test_check_agrees_with_a_worker_about_lost_accelerators() -> None:
+    """pyyaml and msgpack import in a worker, silently without their C code; check says so
+    exactly when a real task sees the pure-Python fallback."""
+    pytest.importorskip("msgpack")
+    pytest.importorskip("yaml")
+    _, reports = check_json("msgpack", "yaml")
+    msgpack_lost = _packer_module() != in_worker(_packer_module)
+    assert reports["msgpack"]["degraded"] == msgpack_lost
+    if msgpack_lost:
+        assert [r["module"] for r in reports["msgpack"]["refused"]] == ["msgpack._cmsgpack"]
+        assert reports["msgpack"]["refused"][0]["distribution"] == "msgpack"
+    yaml_lost = _yaml_has_libyaml() and not in_worker(_yaml_has_libyaml)
+    assert reports["yaml"]["degraded"] == yaml_lost
+    if yaml_lost:
+        assert "yaml._yaml" in [r["module"] for r in reports["yaml"]["refused"]]
+        assert reports["yaml"]["refused"][0]["distribution"] == "PyYAML"
+        text = cli("check", "yaml").stdout
+        assert "without its accelerator yaml._yaml (PyYAML); a pure-Python fallback runs instead" in text
+
+
+@pytest.mark.timeout(120)
+def test_check_names_the_full_module_and_its_distribution() -> None:
+    pytest.importorskip("psutil")
+    proc = cli("check", "psutil")
+    assert "LANE      psutil" in proc.stdout
+    # CPython's own message calls it `_psutil_linux` on Linux; check gives the full name.
+    assert "(package psutil, distribution psutil)" in proc.stdout
+    assert "'psutil._psutil_" in proc.stdout
+
+
+@pytest.mark.timeout(120)
+def test_check_numpy_agrees_with_the_lane() -> None:
+    pytest.importorskip("numpy")
+    _, reports = check_json("numpy")
+    expected = "isolated" if reports["numpy"]["isolate"] else "lane"
+    assert reports["numpy"]["status"] == expected
+    assert reports["numpy"]["distribution"] == "numpy"
+
+
+@pytest.mark.timeout(120)
+def test_check_reports_modules_that_work_only_isolated() -> None:
+    from interpool import _check
+
+    if not _check.isolation_supported():
+        pytest.skip("this interpool has no isolate= (a private copy of extension modules per worker)")
+    pytest.importorskip("numpy")
+    _, reports = check_json("numpy")
+    assert reports["numpy"]["status"] == "isolated"
+    assert reports["numpy"]["isolate"] == ["numpy"]
+    assert (
+        "ISOLATED  numpy: works only isolated: InterpreterPoolExecutor(isolate=['numpy'])"
+        in cli("check", "numpy").stdout
+    )
 
 
 def test_info() -> None:
