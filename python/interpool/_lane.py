@@ -706,7 +706,13 @@ class ProcessLane(Lane):
         child: _Child | None = None
         try:
             while (task := self._next_task(me)) is not None:
-                child = self._execute(me, task, child)
+                try:
+                    child = self._execute(me, task, child)
+                except Exception as exc:  # interpool's own failure: this call fails, the lane goes on
+                    if child is not None:
+                        self._replace(me, child)
+                        child = None
+                    self._done(task, exc=RuntimeError(f"interpool's fallback process lane failed: {exc!r}"))
         finally:
             if child is not None:
                 self._retire(me, child, graceful=True)
