@@ -231,10 +231,17 @@ class PoolState:
         # since threading's atexit hooks (ours closes the pool) run before they are joined.
         number = len(self._threads)
         thread = threading.Thread(target=self._dispatch, name=f"{self.name}_dispatch_{number}", daemon=False)
+        try:
+            thread.start()
+        except RuntimeError:
+            # CPython 3.12 refuses new threads during exit ("can't create new thread at
+            # interpreter shutdown"): the dispatchers alive go on without a spare.
+            if self._running == 0:
+                raise
+            return
         self._threads.append(thread)
         self._waiting += 1
         self._running += 1
-        thread.start()
 
     def _dispatch(self) -> None:
         try:
