@@ -85,9 +85,10 @@ def test_check_strict_fails_anything_not_fully_usable_in_a_worker() -> None:
 
 
 @pytest.mark.timeout(120)
-def test_check_reports_refused_extensions_and_warnings_of_an_import_that_succeeds(tmp_path: Any) -> None:
-    # Like polars: the package catches the refusal of its binary and only warns.
-    (tmp_path / "swallows_refusal.py").write_text(
+def test_check_fails_an_import_that_swallows_a_refusal_and_warns(tmp_path: Any) -> None:
+    """Like polars: the package catches the refusal of its binary and only warns; its calls
+    then fail at first use, and nothing moves them to the lane (no import failed)."""
+    (tmp_path / "swallows_and_warns.py").write_text(
         textwrap.dedent(
             """
             import warnings
@@ -98,12 +99,49 @@ def test_check_reports_refused_extensions_and_warnings_of_an_import_that_succeed
             """
         )
     )
-    proc = cli("check", "swallows_refusal", path=str(tmp_path))
-    assert proc.returncode == 0
-    assert "DEGRADED  swallows_refusal: works in a worker: it imports, but without" in proc.stdout
-    assert "faulthandler" in proc.stdout and "may fail at first use" in proc.stdout
+    (tmp_path / "swallows_quietly.py").write_text("try:\n    import faulthandler\nexcept ImportError:\n    pass\n")
+    proc = cli("check", "swallows_and_warns", path=str(tmp_path))
+    assert proc.returncode == 1
+    assert (
+        "FAIL      swallows_and_warns: fails in a worker: it imports, but without its extension module" in proc.stdout
+    )
+    assert "faulthandler" in proc.stdout and "expect calls to fail at first use" in proc.stdout
+    assert "(it imports fully in a separate process)" in proc.stdout
     assert "warning: UserWarning: binary is missing!" in proc.stdout
-    assert cli("check", "--strict", "swallows_refusal", path=str(tmp_path)).returncode == 1
+    # Without a warning it is a lost accelerator: it works, slower.
+    proc = cli("check", "swallows_quietly", path=str(tmp_path))
+    assert proc.returncode == 0
+    assert "DEGRADED  swallows_quietly: works in a worker: it imports, but without its accelerator" in proc.stdout
+    assert cli("check", "--strict", "swallows_quietly", path=str(tmp_path)).returncode == 1
+
+
+@pytest.mark.timeout(120)
+def test_check_finds_accelerators_a_package_loads_only_when_used(tmp_path: Any) -> None:
+    """Like protobuf's upb: the import does not load the extension; check loads the
+    distribution's extension modules after it. A copy of readline's extension (it refuses
+    own-GIL interpreters) stands in for the accelerator."""
+    import importlib.machinery
+    import shutil
+
+    readline = importlib.machinery.PathFinder.find_spec("readline")
+    if readline is None or not readline.origin or not readline.origin.endswith(".so"):
+        pytest.skip("readline is not an extension module file here")
+    package = tmp_path / "lazyacc"
+    package.mkdir()
+    (package / "__init__.py").write_text("def speed():\n    from . import readline\n")
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    shutil.copy(readline.origin, package / f"readline{suffix}")
+    info = tmp_path / "lazyacc-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lazyacc\nVersion: 1.0\n")
+    (info / "RECORD").write_text(f"lazyacc/__init__.py,,\nlazyacc/readline{suffix},,\nlazyacc-1.0.dist-info/RECORD,,\n")
+    code, reports = check_json("lazyacc", path=str(tmp_path))
+    assert code == 0
+    report = reports["lazyacc"]
+    assert (report["status"], report["degraded"], report["distribution"]) == ("worker", True, "lazyacc")
+    assert [(r["module"], r["later"]) for r in report["refused"]] == [("lazyacc.readline", True)]
+    text = cli("check", "lazyacc", path=str(tmp_path)).stdout
+    assert "its extension module lazyacc.readline (lazyacc), loaded only when used, cannot load here" in text
 
 
 def _packer_module() -> str:

@@ -14,9 +14,15 @@ For each module, in the order the executor itself tries:
 3. if it still cannot import, import it in a process of the fallback lane: the executor's
    default (``fallback="process"``) runs such calls there.
 
-Statuses: ``worker`` (works in a worker; ``degraded`` when extension modules were refused on
-the way), ``isolated`` (works only isolated), ``lane`` (works only in the fallback lane),
-``fails`` (why). The exit status is 1 when a module fails (``--strict``: also when any is not
+After an import that succeeds, the distribution's other extension modules are loaded too:
+some packages load their accelerator only when first used (protobuf's upb), and a worker
+refuses it then just as silently.
+
+Statuses: ``worker`` (works in a worker; ``degraded`` when extension modules were refused),
+``isolated`` (works only isolated), ``lane`` (works only in the fallback lane), ``fails``
+(why; also an import that succeeds only after swallowing a refusal *and warning*, as polars
+does: its calls fail at first use, and the executor cannot move them to the lane, since no
+import failed). The exit status is 1 when a module fails (``--strict``: also when any is not
 fully usable in a plain worker).
 """
 
@@ -35,6 +41,8 @@ from ._executor import InterpreterPoolExecutor
 
 # How many times isolation is retried with the packages refused in the previous attempt.
 _ISOLATION_ROUNDS = 4
+# At most this many of a distribution's extension modules are loaded after its import.
+_MAX_EXTENSIONS = 200
 
 
 def _watch(cls: type, attr: str, sink: list[tuple[str, str]]) -> Callable[[], None]:
@@ -70,10 +78,37 @@ def _blocker(exc: BaseException, refused: list[tuple[str, str]]) -> str | None:
     return next((full for full, _ in reversed(refused) if full == name or full.rpartition(".")[2] == tail), name)
 
 
+def _unloaded_extensions(name: str) -> list[str]:
+    """The extension modules of ``name``'s distribution that are not loaded (yet)."""
+    from importlib import machinery, metadata
+
+    dist = _refusal.distribution(name)
+    if dist is None:
+        return []
+    try:
+        files = metadata.files(dist) or []
+    except Exception:
+        return []
+    suffixes = sorted(machinery.EXTENSION_SUFFIXES, key=len, reverse=True)
+    found = []
+    for path in files:
+        text = str(path).replace("\\", "/")
+        suffix = next((s for s in suffixes if text.endswith(s)), None)
+        if suffix is None:
+            continue
+        parts = text[: -len(suffix)].split("/")
+        if all(part.isidentifier() for part in parts):  # not a bundled library (numpy.libs/...)
+            module = ".".join(parts)
+            if module not in sys.modules:
+                found.append(module)
+    return found[:_MAX_EXTENSIONS]
+
+
 def probe(name: str) -> dict[str, Any]:
     """Import ``name`` in this interpreter (a worker, or a process of the lane) and report:
     ``ok``, ``file`` or the error, the extension modules refused on the way (``refused``:
-    ``[module, message]`` pairs, also when the import succeeded) and the warnings raised."""
+    ``[module, message]`` pairs, also when the import succeeded), those of its distribution
+    refused when loaded after it (``later``), and the warnings the import raised."""
     import importlib
     import warnings
     from importlib import machinery
@@ -99,15 +134,29 @@ def probe(name: str) -> dict[str, Any]:
                 }
             else:
                 result = {"ok": True, "file": getattr(module, "__file__", None) or "(built in)"}
+            during, during_warnings = len(refused), len(caught)
+            if result["ok"]:  # accelerators that packages load only when first used
+                for extension in _unloaded_extensions(name):
+                    try:
+                        importlib.import_module(extension)
+                    except Exception:  # refusals are recorded; anything else is not ours to judge
+                        pass
     finally:
         for restore in undo:
             restore()
-    seen: dict[str, str] = {}
-    for module_name, message in refused:
-        seen.setdefault(module_name, message)
-    result["refused"] = [[module_name, message] for module_name, message in seen.items()]
-    result["warnings"] = [f"{w.category.__name__}: {w.message}" for w in caught]
+    first = _unique(refused[:during], {})
+    result["refused"] = [list(pair) for pair in first.items()]
+    result["later"] = [list(pair) for pair in _unique(refused[during:], first).items()]
+    result["warnings"] = [f"{w.category.__name__}: {w.message}" for w in caught[:during_warnings]]
     return result
+
+
+def _unique(pairs: list[tuple[str, str]], skip: dict[str, str]) -> dict[str, str]:
+    seen: dict[str, str] = {}
+    for module_name, message in pairs:
+        if module_name not in skip:
+            seen.setdefault(module_name, message)
+    return seen
 
 
 def isolation_supported() -> bool:
@@ -121,6 +170,7 @@ def _in_worker(name: str, **options: Any) -> dict[str, Any]:
             result: dict[str, Any] = pool.submit(probe, name).result()
         except BaseException as exc:  # the probe itself could not run (e.g. the worker broke)
             result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "refused": [], "warnings": []}
+    result.setdefault("later", [])
     return result
 
 
@@ -139,9 +189,9 @@ def _in_lane_process(name: str) -> dict[str, Any]:
     return result
 
 
-def _refused_entries(pairs: list[list[str]]) -> list[dict[str, Any]]:
+def _refused_entries(pairs: list[list[str]], later: bool = False) -> list[dict[str, Any]]:
     return [
-        {"module": module, "distribution": _refusal.distribution(module), "message": message}
+        {"module": module, "distribution": _refusal.distribution(module), "message": message, "later": later}
         for module, message in pairs
     ]
 
@@ -165,20 +215,23 @@ def _isolated(name: str, refused: list[list[str]]) -> tuple[list[str], dict[str,
 def check_module(name: str) -> dict[str, Any]:
     """The report for one module (see the module docstring)."""
     worker = _in_worker(name)
+    all_refused = worker["refused"] + worker["later"]
+    # Refused and warned (polars): its calls fail at first use, and no import fails.
+    swallowed = bool(worker["ok"] and worker["refused"] and worker["warnings"])
     report: dict[str, Any] = {
         "module": name,
         "status": "fails",
-        "degraded": bool(worker["ok"] and worker["refused"]),
+        "degraded": bool(worker["ok"] and all_refused),
         "file": worker.get("file"),
         "distribution": _refusal.distribution(name),
-        "refused": _refused_entries(worker["refused"]),
+        "refused": _refused_entries(worker["refused"]) + _refused_entries(worker["later"], later=True),
         "warnings": worker["warnings"],
         "error": None if worker["ok"] else worker["error"],
         "isolate": None,
         "fixes": [],
     }
-    isolated = _isolated(name, worker["refused"]) if worker["refused"] and isolation_supported() else None
-    if worker["ok"]:
+    isolated = _isolated(name, all_refused) if all_refused and isolation_supported() else None
+    if worker["ok"] and not swallowed:
         report["status"] = "worker"
         if isolated is not None:
             report["isolate"] = isolated[0]
@@ -188,6 +241,18 @@ def check_module(name: str) -> dict[str, Any]:
         report.update(
             status="isolated", isolate=isolated[0], file=isolated[1]["file"], warnings=isolated[1]["warnings"]
         )
+        return report
+    if swallowed:
+        lane = _in_lane_process(name)
+        fully = lane["ok"] and not lane["refused"]
+        report["error"] = (
+            f"it imports, but {_accelerators(report)}. Its calls are not moved to the fallback lane, since no "
+            "import fails" + (" (it imports fully in a separate process)" if fully else "")
+        )
+        fixes = _refusal.fixes(worker["refused"][-1][0], lane=False)
+        report["fixes"] = [fix for fix in fixes if "isolate=" not in fix] or [
+            "use it in the main interpreter, or on a ProcessPoolExecutor"
+        ]
         return report
     refusal = worker.get("refusal") or bool(worker["refused"])
     lane = _in_lane_process(name)
@@ -210,20 +275,36 @@ def check_module(name: str) -> dict[str, Any]:
 _LABELS = {"worker": "ok", "isolated": "ISOLATED", "lane": "LANE", "fails": "FAIL"}
 
 
+def _names(entries: list[dict[str, Any]]) -> str:
+    return ", ".join(
+        f"{entry['module']}" + (f" ({entry['distribution']})" if entry["distribution"] else "") for entry in entries
+    )
+
+
 def _accelerators(report: dict[str, Any]) -> str:
-    names = ", ".join(
-        f"{entry['module']}" + (f" ({entry['distribution']})" if entry["distribution"] else "")
-        for entry in report["refused"]
-    )
-    if report["warnings"]:
+    """What was refused, as a clause: "without its accelerator ...; ..."."""
+    during = [entry for entry in report["refused"] if not entry["later"]]
+    later = [entry for entry in report["refused"] if entry["later"]]
+    if report["warnings"] and during:
         return (
-            f"imports, but without its extension module(s) {names} (refused here), and warned: it may fail at first use"
+            f"without its extension module(s) {_names(during)} (refused here), and it warned: expect calls to fail "
+            "at first use"
         )
-    plural = "s" if len(report["refused"]) > 1 else ""
-    return (
-        f"imports, but without its accelerator{plural} {names}; a pure-Python fallback runs instead, expect it "
-        "to be slower"
-    )
+    parts = []
+    if during:
+        plural = "s" if len(during) > 1 else ""
+        parts.append(
+            f"without its accelerator{plural} {_names(during)}; a pure-Python fallback runs instead, expect it to "
+            "be slower"
+        )
+    if later:
+        plural = "s" if len(later) > 1 else ""
+        parts.append(
+            f"its extension module{plural} {_names(later)}, loaded only when used, cannot load here: code that "
+            f"needs {'them' if plural else 'it'} runs a pure-Python fallback if the package has one (slower), or "
+            "fails"
+        )
+    return "; ".join(parts)
 
 
 def format_report(report: dict[str, Any]) -> list[str]:
@@ -233,7 +314,7 @@ def format_report(report: dict[str, Any]) -> list[str]:
     if status == "worker":
         text = f"works in a worker ({report['file']})"
         if report["degraded"]:
-            text = f"works in a worker: it {_accelerators(report)}"
+            text = f"works in a worker: it imports, but {_accelerators(report)}"
     elif status == "isolated":
         text = f"works only isolated: InterpreterPoolExecutor(isolate={report['isolate']!r})"
     elif status == "lane":
@@ -246,7 +327,7 @@ def format_report(report: dict[str, Any]) -> list[str]:
         )
         text = f"works only in the fallback lane (calls that need it run in a process): {why}"
     else:
-        text = f"fails: {report['error']}"
+        text = f"fails in a worker: {report['error']}" if report["degraded"] else f"fails: {report['error']}"
     lines = [f"{label:<9} {name}: {text}"]
     lines += [f"{'':<10}warning: {warning}" for warning in report["warnings"]]
     lines += [f"{'':<10}fix: {fix}" for fix in report["fixes"]]

@@ -175,8 +175,9 @@ def fixes(module: str, lane: bool = True) -> list[str]:
     if mypyc_compiled(module, dist):
         name = dist or top
         found.append(
-            f"{name} is compiled with mypyc; its pure-Python wheel (py3-none-any) works in workers: "
-            f"pip install --force-reinstall --no-binary {name} {name}"
+            f"{name} is compiled with mypyc; its pure-Python wheel works in workers: pip download --no-deps "
+            f"--only-binary=:all: --platform any {name}, then pip install --force-reinstall --no-deps the "
+            "downloaded *-py3-none-any.whl"
         )
     if isolation_available() and module not in sys.builtin_module_names:
         found.append(f"InterpreterPoolExecutor(isolate=[{top!r}]) gives each worker a private copy of it")
