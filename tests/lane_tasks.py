@@ -95,3 +95,13 @@ def pid() -> int:
 
 def qsize(q: Any) -> int:
     return int(q.qsize())
+
+
+class Payload:
+    """An argument whose lifetime tests watch (weakref-able, picklable)."""
+
+    def __init__(self, size: int) -> None:
+        self.data = bytes(size)
+
+    def __len__(self) -> int:
+        return len(self.data)

@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import textwrap
 import time
 import warnings
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from interpool import FallbackWarning, InterpreterPoolExecutor
 import lane_late
 import lane_tasks
 import tasks
-from conftest import run_script
+from conftest import run_file, run_script
 
 # Fallbacks warn once per function; tests that check the warning record it themselves.
 pytestmark = pytest.mark.filterwarnings("ignore::interpool.FallbackWarning")
@@ -415,6 +416,69 @@ def test_numpy_functions_run_in_the_lane(lane: str) -> None:
     assert "numpy" in text and "distribution numpy" in text
 
 
+@pytest.mark.timeout(60)
+def test_a_finished_lane_call_does_not_keep_its_arguments_alive(lane: str) -> None:
+    import gc
+    import weakref
+
+    with InterpreterPoolExecutor(1, fallback=lane) as pool:
+        pool.submit(lane_tasks.size, b"").result(timeout=30)
+        payload = lane_tasks.Payload(1 << 20)
+        alive = weakref.ref(payload)
+        future = pool.submit(lane_tasks.size, payload)
+        assert future.result(timeout=30) == 1 << 20
+        del payload
+        gc.collect()
+        assert alive() is None, "the future (still held) keeps its call's argument alive"
+        assert future.done()
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_call_is_kept_for_the_lane_only_until_its_reply() -> None:
+    import gc
+    import weakref
+
+    with InterpreterPoolExecutor(1) as pool:
+        multiplier = tasks.Multiplier(3)
+        alive = weakref.ref(multiplier)
+        future = pool.submit(multiplier.times, 4)
+        assert future.result(timeout=30) == 12
+        del multiplier
+        gc.collect()
+        assert alive() is None, "the future (still held) keeps its call alive"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("cloudpickle", ["1", "0"])
+def test_functions_of_a_main_script_that_imports_a_refusing_module(tmp_path: Any, cloudpickle: str) -> None:
+    """The script's functions reach the worker by value (cloudpickle) or by re-running the
+    script there (without it); either way loading them fails before the call starts."""
+    script = tmp_path / "main_with_faulthandler.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import faulthandler
+            import os
+            import warnings
+
+            import interpool
+
+            def pid_and_enabled():
+                return os.getpid(), faulthandler.is_enabled() in (True, False)
+
+            if __name__ == "__main__":
+                warnings.simplefilter("ignore", interpool.FallbackWarning)
+                with interpool.InterpreterPoolExecutor(2) as pool:
+                    pid, ok = pool.submit(pid_and_enabled).result(timeout=60)
+                    print(ok, pid != os.getpid(), pool.stats()["lane_submitted"])
+            """
+        )
+    )
+    proc = run_file(str(script), env={"INTERPOOL_CLOUDPICKLE": cloudpickle})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True", "1"]
+
+
 @pytest.mark.timeout(120)
 def test_exit_waits_for_busy_lane_calls_and_ctrl_c_stops_them() -> None:
     proc = run_script(
@@ -434,7 +498,6 @@ def test_exit_waits_for_busy_lane_calls_and_ctrl_c_stops_them() -> None:
     assert "Traceback" not in proc.stderr
 
     import subprocess
-    import textwrap
 
     from conftest import _child_env
 

@@ -173,7 +173,9 @@ class LaneTask:
         kwargs: dict[str, Any],
         timeout: float | None,
     ) -> None:
-        self.lane, self.future, self.fn, self.args, self.kwargs = lane, future, fn, args, kwargs
+        self.lane, self.future = lane, future
+        self.fn: Callable[..., Any] | None = fn
+        self.args, self.kwargs = args, kwargs
         self.timeout = timeout
         self.state = QUEUED
         self.stop: str | None = None  # "timeout" or "interrupt" once asked to stop
@@ -191,7 +193,12 @@ class LaneTask:
         return self.lane._interrupt(self)
 
     def describe(self) -> str:
-        return describe_call(self.fn, self.args)
+        return describe_call(self.fn, self.args) if self.fn is not None else "a call"
+
+    def release(self) -> None:
+        """Drop the call once it ran or was cancelled: a future kept by the caller must not
+        keep its arguments alive."""
+        self.fn, self.args, self.kwargs = None, (), {}
 
 
 class Lane:
@@ -402,6 +409,7 @@ class Lane:
         """The call returned (lock held)."""
         if task.state == RUNNING:
             task.state = DONE
+            task.release()
             self._tasks.discard(task)
             self._counts["completed"] += 1
             if task.abandoned:
@@ -423,6 +431,7 @@ class Lane:
             if task.state != QUEUED:
                 return False
             task.state = CANCELLED
+            task.release()
             self._tasks.discard(task)
             self._counts["queued"] -= 1
             return True
@@ -431,6 +440,7 @@ class Lane:
         with self._lock:
             if task.state == QUEUED:
                 task.state = CANCELLED
+                task.release()
                 self._tasks.discard(task)
                 self._counts["queued"] -= 1
                 return True
@@ -451,6 +461,7 @@ class Lane:
                 for task in self._queue:
                     if task.state == QUEUED:
                         task.state = CANCELLED
+                        task.release()
                         self._tasks.discard(task)
                         self._counts["queued"] -= 1
                         stopped.append(task)
@@ -521,6 +532,7 @@ class Lane:
             failed = [task for task in self._queue if task.state == QUEUED]
             for task in failed:
                 task.state = CANCELLED
+                task.release()
                 self._tasks.discard(task)
                 self._counts["queued"] -= 1
             self._queue.clear()
@@ -909,6 +921,7 @@ class ThreadLane(Lane):
         try:
             try:
                 fn, args, kwargs = task.fn, task.args, task.kwargs
+                assert fn is not None  # released only once the call returned
                 if fn is _worker.exec_script:  # scripts run in the lane thread's namespace, not __main__
                     fn, args = functools.partial(exec, args[0], namespace), ()
                 if task.timeout is not None:
