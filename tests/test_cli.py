@@ -228,3 +228,39 @@ def test_bench_checks_results_and_prints_a_table() -> None:
 def test_usage_errors() -> None:
     assert cli().returncode == 2
     assert cli("check").returncode == 2
+
+
+def test_check_grows_the_isolated_packages_until_the_import_is_clean(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The isolation rounds of check, with a simulated worker: pandas needs numpy and itself
+    isolated (each round isolates the packages refused in the previous one)."""
+    from interpool import _check
+
+    tried: list[list[str] | None] = []
+
+    def fake_worker(name: str, **options: Any) -> dict[str, Any]:
+        isolate = options.get("isolate")
+        tried.append(isolate)
+        blocked = next((p for p in ("numpy", "pandas") if p not in (isolate or [])), None)
+        if blocked is None:
+            return {"ok": True, "file": "/x/pandas/__init__.py", "refused": [], "later": [], "warnings": []}
+        module = f"{blocked}._core"
+        message = f"module {module} does not support loading in subinterpreters"
+        return {
+            "ok": False,
+            "error": f"ImportError: {message}",
+            "refusal": True,
+            "refused_module": module,
+            "refused": [[module, message]],
+            "later": [],
+            "warnings": [],
+        }
+
+    monkeypatch.setattr(_check, "_in_worker", fake_worker)
+    monkeypatch.setattr(_check, "isolation_supported", lambda: True)
+    report = _check.check_module("pandas")
+    assert tried == [None, ["numpy"], ["numpy", "pandas"]]
+    assert (report["status"], report["isolate"]) == ("isolated", ["numpy", "pandas"])
+    assert _check.format_report(report) == [
+        "ISOLATED  pandas: works only isolated: InterpreterPoolExecutor(isolate=['numpy', 'pandas'])"
+    ]
+    assert not _check.failed(report, strict=False) and _check.failed(report, strict=True)
