@@ -48,7 +48,6 @@ import functools
 import heapq
 import itertools
 import logging
-import multiprocessing
 import pickle
 import sys
 import threading
@@ -56,10 +55,11 @@ import time
 import warnings
 from collections.abc import Callable, Hashable
 from concurrent.futures import BrokenExecutor, Future, InvalidStateError
-from concurrent.futures.process import BrokenProcessPool
 from concurrent.futures.thread import BrokenThreadPool
-from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # multiprocessing is imported when the process lane starts its first process
+    from multiprocessing.connection import Connection
 
 from . import _pickling, _process, _refusal, _worker
 from ._dispatch import TaskFuture, cancel_and_notify, decode_exception
@@ -208,7 +208,6 @@ class Lane:
     (``_stop_running``)."""
 
     kind = ""
-    broken_class: type[BrokenExecutor] = BrokenExecutor
 
     def __init__(
         self,
@@ -519,8 +518,11 @@ class Lane:
 
     # -- broken lane, stats ----------------------------------------------------------------
 
+    def _broken_class(self) -> type[BrokenExecutor]:
+        return BrokenExecutor
+
     def _broken_error(self) -> BrokenExecutor:
-        return self.broken_class(f"interpool's fallback {self.kind} lane cannot run calls: {self._broken}")
+        return self._broken_class()(f"interpool's fallback {self.kind} lane cannot run calls: {self._broken}")
 
     def _break(self, text: str, initializer: bool = True) -> None:
         """The lane cannot start (its initializer failed): fail the queued calls and every
@@ -596,8 +598,13 @@ _MAIN_HINT = (
 )
 
 
-def _start_method() -> str:
-    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+def _context() -> Any:
+    """Where lane processes come from: ``forkserver`` (``spawn`` where there is none), never
+    ``fork``."""
+    import multiprocessing
+
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    return multiprocessing.get_context(method)
 
 
 def child_main(conn: Connection, init: bytes | None) -> None:
@@ -656,6 +663,8 @@ class _Child:
     def receive(self, deadline: float | None) -> bytes | None:
         """The next message; ``None`` if the process ended first. ``TimeoutError`` at the
         deadline."""
+        from multiprocessing.connection import wait
+
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         ready = wait([self.conn, self.process.sentinel], timeout)
         if self.conn in ready:
@@ -697,13 +706,17 @@ class ProcessLane(Lane):
     """Calls run in child processes (one runner thread per process)."""
 
     kind = "process"
-    broken_class = BrokenProcessPool
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self._context = multiprocessing.get_context(_start_method())
+        self._context: Any = None  # set when the first process starts
         self._children: dict[threading.Thread, _Child] = {}
         self._init_bytes: bytes | None = None
+
+    def _broken_class(self) -> type[BrokenExecutor]:
+        from concurrent.futures.process import BrokenProcessPool
+
+        return BrokenProcessPool
 
     def _live_workers(self) -> int:
         return len(self._children)
@@ -797,6 +810,8 @@ class ProcessLane(Lane):
         try:
             if self._initializer is not None and self._init_bytes is None:
                 self._init_bytes = _dumps(self._initializer)
+            if self._context is None:
+                self._context = _context()
             child = _Child(self._context, f"{self.name}_{next(self._numbers)}", self._init_bytes)
         except BaseException as exc:
             if isinstance(exc, NotShareableError):
@@ -848,7 +863,7 @@ class ProcessLane(Lane):
             )
         child.process.join(1)
         code = child.process.exitcode
-        return BrokenProcessPool(
+        return self._broken_class()(
             f"the process of the fallback lane running {task.describe()} ended unexpectedly"
             + (f" (exit code {code})" if code is not None else "")
             + "; a new process takes its place for the next call"
@@ -881,7 +896,9 @@ class ThreadLane(Lane):
     and gives up calls that do not stop."""
 
     kind = "thread"
-    broken_class = BrokenThreadPool
+
+    def _broken_class(self) -> type[BrokenExecutor]:
+        return BrokenThreadPool
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
