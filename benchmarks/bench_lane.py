@@ -5,11 +5,11 @@ ones (``lane_pure``), which interpool runs in worker interpreters, and ones whos
 imports numpy (when installed) and faulthandler (``lane_ext``), which cannot load in a worker
 and run in interpool's fallback lane, a process pool it owns. For each share of pure-Python
 tasks (0%, 25%, ..., 100%, interleaved), the same list of calls is submitted to
-``InterpreterPoolExecutor(W)`` and to ``ProcessPoolExecutor(W, forkserver)``, alternating, best
-of ``--repeat`` runs each, on warm pools (processes started, interpool's lane already knows
-the ``lane_ext`` function), and every result is checked. The ratio is ProcessPool time over
-interpool time. Expected: about 1.0 with no pure-Python tasks (both run them in processes;
-"never slower"), growing with the pure-Python share.
+``InterpreterPoolExecutor(W)`` and to ``ProcessPoolExecutor(W, forkserver)``, best of
+``--repeat`` runs each, on warm pools (processes started, interpool's lane already knows
+the ``lane_ext`` function), alternating which goes first, and every result is checked. The
+ratio is ProcessPool time over interpool time. Expected: about 1.0 with no pure-Python
+tasks (both run them in processes; "never slower"), growing with the pure-Python share.
 
     python benchmarks/bench_lane.py [--tasks N] [--workers W] [--rounds R] [--repeat K]
 """
@@ -57,7 +57,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--rounds", type=int, default=50, help="passes over the list per task (task size)")
     parser.add_argument("--size", type=int, default=200, help="ints in each task's list")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     values = list(range(args.size))
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
@@ -83,8 +83,8 @@ def main() -> int:
         for share in SHARES:
             fns = calls(args.tasks, share)
             best: dict[str, float] = {}
-            for _ in range(args.repeat):
-                for name, pool in pools:
+            for repeat in range(args.repeat):
+                for name, pool in pools if repeat % 2 == 0 else pools[::-1]:  # neither always goes second
                     elapsed = run(pool, fns, values, args.rounds)
                     best[name] = min(best.get(name, elapsed), elapsed)
             mine, theirs = best["interpool + lane"], best[pools[1][0]]
