@@ -38,6 +38,12 @@ bench-queue: setup ## Queue and buffer benchmarks against the stdlib's concurren
 bench-interrupt: setup ## Interrupt latency after a deadline, and the cost of the timeout machinery
 	.venvs/$(DEV)/bin/python benchmarks/bench_interrupt.py
 
+.PHONY: bench-lane
+bench-lane: setup ## Mixed workload: interpool with its fallback lane vs ProcessPoolExecutor (numpy tasks when installed)
+	@.venvs/$(DEV)/bin/python -c 'import numpy' 2>/dev/null || .venvs/$(DEV)/bin/python -m pip install -q \
+	  --disable-pip-version-check numpy || echo "numpy did not install: the extension tasks use faulthandler"
+	.venvs/$(DEV)/bin/python benchmarks/bench_lane.py $(BENCH_ARGS)
+
 .PHONY: wheels
 wheels: ## Build manylinux2014 wheels for every Python of the matrix, and the sdist, into dist/
 	@rm -f dist/interpool-*.whl dist/interpool-*.tar.gz

@@ -535,3 +535,11 @@ def constant_in_initializer(value: object) -> None:
 def append_and_len(items: list[int]) -> int:
     items.append(len(items))
     return len(items)
+
+
+def fail_outside_workers() -> None:
+    """An initializer that works only in worker interpreters (so it breaks a fallback lane)."""
+    from interpool import _worker
+
+    if not _worker.in_worker():
+        raise RuntimeError("this initializer runs only in workers")

@@ -2,29 +2,226 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+import textwrap
+from typing import Any
 
 import pytest
 
+import interpool
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "interpool", *args], capture_output=True, text=True, timeout=120)
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def cli(*args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if path is not None:
+        env["PYTHONPATH"] = path + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, "-m", "interpool", *args], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def check_json(*modules: str, path: str | None = None) -> tuple[int, dict[str, dict[str, Any]]]:
+    proc = cli("check", "--json", *modules, path=path)
+    assert proc.stderr == "" or "Traceback" not in proc.stderr, proc.stderr
+    document = json.loads(proc.stdout)
+    return proc.returncode, {report["module"]: report for report in document["modules"]}
+
+
+def in_worker(fn: Any, *args: Any) -> Any:
+    with interpool.InterpreterPoolExecutor(1, fallback=None) as pool:
+        return pool.submit(fn, *args).result(timeout=60)
+
+
+@pytest.mark.timeout(120)
 def test_check_reports_each_module() -> None:
     proc = cli("check", "json", "decimal", "no_such_module_xyz")
     assert proc.returncode == 1
-    assert "ok    json" in proc.stdout and "ok    decimal" in proc.stdout
-    assert "FAIL  no_such_module_xyz: ModuleNotFoundError" in proc.stdout
+    assert "ok        json: works in a worker" in proc.stdout
+    assert "ok        decimal: works in a worker" in proc.stdout
+    assert "FAIL      no_such_module_xyz: fails: ModuleNotFoundError" in proc.stdout
 
 
+@pytest.mark.timeout(120)
+def test_check_says_which_modules_work_only_in_the_lane_and_why() -> None:
+    # faulthandler is built into the interpreter (no file to copy): isolation cannot help it
+    proc = cli("check", "faulthandler")
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # usable: through the lane
+    for name in ("faulthandler",):
+        assert f"LANE      {name}: works only in the fallback lane" in proc.stdout
+        assert f"extension module {name!r} (standard library)" in proc.stdout
+        assert f"module {name} does not support loading in subinterpreters" in proc.stdout
+        assert f"fix: use {name} in the main interpreter only" in proc.stdout
+
+
+@pytest.mark.timeout(120)
+def test_check_says_which_modules_work_only_isolated() -> None:
+    # readline is a single-phase module in lib-dynload: a private copy loads in a worker
+    proc = cli("check", "readline")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ISOLATED  readline: works only isolated: InterpreterPoolExecutor(isolate=['readline'])" in proc.stdout
+
+
+@pytest.mark.timeout(120)
 def test_check_explains_extensions_that_cannot_load() -> None:
     pytest.importorskip("_testsinglephase")
-    proc = cli("check", "_testsinglephase")
+    # single-phase, in lib-dynload: refused in a plain worker, loads from a private copy
+    code, reports = check_json("_testsinglephase")
+    assert code == 0
+    report = reports["_testsinglephase"]
+    assert report["status"] == "isolated" and report["isolate"] == ["_testsinglephase"]
+    assert "does not support loading in subinterpreters" in report["refused"][0]["message"]
+
+
+@pytest.mark.timeout(120)
+def test_check_json_and_exit_status() -> None:
+    code, reports = check_json("json", "faulthandler", "no_such_module_xyz")
+    assert code == 1
+    assert reports["json"]["status"] == "worker" and not reports["json"]["degraded"]
+    assert reports["faulthandler"]["status"] == "lane"
+    assert reports["faulthandler"]["refused"][0]["module"] == "faulthandler"
+    assert reports["no_such_module_xyz"]["status"] == "fails"
+    assert "ModuleNotFoundError" in reports["no_such_module_xyz"]["error"]
+    assert check_json("json", "faulthandler")[0] == 0
+
+
+@pytest.mark.timeout(120)
+def test_check_strict_fails_anything_not_fully_usable_in_a_worker() -> None:
+    assert cli("check", "--strict", "json").returncode == 0
+    assert cli("check", "--strict", "json", "faulthandler").returncode == 1
+
+
+@pytest.mark.timeout(120)
+def test_check_fails_an_import_that_swallows_a_refusal_and_warns(tmp_path: Any) -> None:
+    """Like polars: the package catches the refusal of its binary and only warns; its calls
+    then fail at first use, and nothing moves them to the lane (no import failed)."""
+    (tmp_path / "swallows_and_warns.py").write_text(
+        textwrap.dedent(
+            """
+            import warnings
+            try:
+                import faulthandler
+            except ImportError:
+                warnings.warn("binary is missing!", UserWarning)
+            """
+        )
+    )
+    (tmp_path / "swallows_quietly.py").write_text("try:\n    import faulthandler\nexcept ImportError:\n    pass\n")
+    proc = cli("check", "swallows_and_warns", path=str(tmp_path))
     assert proc.returncode == 1
-    assert "does not support loading in subinterpreters" in proc.stdout
-    assert "ProcessPoolExecutor" in proc.stdout
+    assert (
+        "FAIL      swallows_and_warns: fails in a worker: it imports, but without its extension module" in proc.stdout
+    )
+    assert "faulthandler" in proc.stdout and "expect calls to fail at first use" in proc.stdout
+    assert "(it imports fully in a separate process)" in proc.stdout
+    assert "warning: UserWarning: binary is missing!" in proc.stdout
+    # Without a warning it is a lost accelerator: it works, slower.
+    proc = cli("check", "swallows_quietly", path=str(tmp_path))
+    assert proc.returncode == 0
+    assert "DEGRADED  swallows_quietly: works in a worker: it imports, but without its accelerator" in proc.stdout
+    assert cli("check", "--strict", "swallows_quietly", path=str(tmp_path)).returncode == 1
+
+
+@pytest.mark.timeout(120)
+def test_check_finds_accelerators_a_package_loads_only_when_used(tmp_path: Any) -> None:
+    """Like protobuf's upb: the import does not load the extension; check loads the
+    distribution's extension modules after it. A copy of readline's extension (it refuses
+    own-GIL interpreters) stands in for the accelerator."""
+    import importlib.machinery
+    import shutil
+
+    readline = importlib.machinery.PathFinder.find_spec("readline")
+    if readline is None or not readline.origin or not readline.origin.endswith(".so"):
+        pytest.skip("readline is not an extension module file here")
+    package = tmp_path / "lazyacc"
+    package.mkdir()
+    (package / "__init__.py").write_text("def speed():\n    from . import readline\n")
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    shutil.copy(readline.origin, package / f"readline{suffix}")
+    info = tmp_path / "lazyacc-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lazyacc\nVersion: 1.0\n")
+    (info / "RECORD").write_text(f"lazyacc/__init__.py,,\nlazyacc/readline{suffix},,\nlazyacc-1.0.dist-info/RECORD,,\n")
+    code, reports = check_json("lazyacc", path=str(tmp_path))
+    assert code == 0
+    report = reports["lazyacc"]
+    assert (report["status"], report["degraded"], report["distribution"]) == ("worker", True, "lazyacc")
+    assert [(r["module"], r["later"]) for r in report["refused"]] == [("lazyacc.readline", True)]
+    text = cli("check", "lazyacc", path=str(tmp_path)).stdout
+    assert "its extension module lazyacc.readline (lazyacc), loaded only when used, cannot load here" in text
+
+
+def _packer_module() -> str:
+    import msgpack  # type: ignore[import-untyped]
+
+    return str(msgpack.Packer.__module__)
+
+
+def _yaml_has_libyaml() -> bool:
+    import yaml  # type: ignore[import-untyped]
+
+    return bool(yaml.__with_libyaml__)
+
+
+@pytest.mark.timeout(120)
+def test_check_agrees_with_a_worker_about_lost_accelerators() -> None:
+    """pyyaml and msgpack import in a worker, silently without their C code; check says so
+    exactly when a real task sees the pure-Python fallback."""
+    pytest.importorskip("msgpack")
+    pytest.importorskip("yaml")
+    _, reports = check_json("msgpack", "yaml")
+    msgpack_lost = _packer_module() != in_worker(_packer_module)
+    assert reports["msgpack"]["degraded"] == msgpack_lost
+    if msgpack_lost:
+        assert [r["module"] for r in reports["msgpack"]["refused"]] == ["msgpack._cmsgpack"]
+        assert reports["msgpack"]["refused"][0]["distribution"] == "msgpack"
+    yaml_lost = _yaml_has_libyaml() and not in_worker(_yaml_has_libyaml)
+    assert reports["yaml"]["degraded"] == yaml_lost
+    if yaml_lost:
+        assert "yaml._yaml" in [r["module"] for r in reports["yaml"]["refused"]]
+        assert reports["yaml"]["refused"][0]["distribution"] == "PyYAML"
+        text = cli("check", "yaml").stdout
+        assert "without its accelerator yaml._yaml (PyYAML); a pure-Python fallback runs instead" in text
+
+
+@pytest.mark.timeout(120)
+def test_check_names_the_full_module_and_its_distribution() -> None:
+    pytest.importorskip("psutil")
+    _, reports = check_json("psutil")
+    # CPython's own message calls it `_psutil_linux` on Linux; check gives the full name.
+    refused = reports["psutil"]["refused"][0]
+    assert refused["module"].startswith("psutil._psutil_"), refused
+    assert refused["distribution"] == "psutil"
+    assert reports["psutil"]["status"] in ("isolated", "lane")
+
+
+@pytest.mark.timeout(120)
+def test_check_numpy_agrees_with_the_lane() -> None:
+    pytest.importorskip("numpy")
+    _, reports = check_json("numpy")
+    expected = "isolated" if reports["numpy"]["isolate"] else "lane"
+    assert reports["numpy"]["status"] == expected
+    assert reports["numpy"]["distribution"] == "numpy"
+
+
+@pytest.mark.timeout(120)
+def test_check_reports_modules_that_work_only_isolated() -> None:
+    from interpool import _check
+
+    if not _check.isolation_supported():
+        pytest.skip("this interpool has no isolate= (a private copy of extension modules per worker)")
+    pytest.importorskip("numpy")
+    _, reports = check_json("numpy")
+    assert reports["numpy"]["status"] == "isolated"
+    assert reports["numpy"]["isolate"] == ["numpy"]
+    assert (
+        "ISOLATED  numpy: works only isolated: InterpreterPoolExecutor(isolate=['numpy'])"
+        in cli("check", "numpy").stdout
+    )
 
 
 def test_info() -> None:
@@ -43,3 +240,39 @@ def test_bench_checks_results_and_prints_a_table() -> None:
 def test_usage_errors() -> None:
     assert cli().returncode == 2
     assert cli("check").returncode == 2
+
+
+def test_check_grows_the_isolated_packages_until_the_import_is_clean(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The isolation rounds of check, with a simulated worker: pandas needs numpy and itself
+    isolated (each round isolates the packages refused in the previous one)."""
+    from interpool import _check
+
+    tried: list[list[str] | None] = []
+
+    def fake_worker(name: str, **options: Any) -> dict[str, Any]:
+        isolate = options.get("isolate")
+        tried.append(isolate)
+        blocked = next((p for p in ("numpy", "pandas") if p not in (isolate or [])), None)
+        if blocked is None:
+            return {"ok": True, "file": "/x/pandas/__init__.py", "refused": [], "later": [], "warnings": []}
+        module = f"{blocked}._core"
+        message = f"module {module} does not support loading in subinterpreters"
+        return {
+            "ok": False,
+            "error": f"ImportError: {message}",
+            "refusal": True,
+            "refused_module": module,
+            "refused": [[module, message]],
+            "later": [],
+            "warnings": [],
+        }
+
+    monkeypatch.setattr(_check, "_in_worker", fake_worker)
+    monkeypatch.setattr(_check, "isolation_supported", lambda: True)
+    report = _check.check_module("pandas")
+    assert tried == [None, ["numpy"], ["numpy", "pandas"]]
+    assert (report["status"], report["isolate"]) == ("isolated", ["numpy", "pandas"])
+    assert _check.format_report(report) == [
+        "ISOLATED  pandas: works only isolated: InterpreterPoolExecutor(isolate=['numpy', 'pandas'])"
+    ]
+    assert not _check.failed(report, strict=False) and _check.failed(report, strict=True)

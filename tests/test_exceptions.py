@@ -77,13 +77,13 @@ def test_unpicklable_result_fails_that_future_only() -> None:
 
 def test_extension_that_cannot_load_in_subinterpreters_is_named() -> None:
     pytest.importorskip("_testsinglephase")
-    with interpool.InterpreterPoolExecutor(1) as pool:
+    with interpool.InterpreterPoolExecutor(1, fallback=None) as pool:
         with pytest.raises(ImportError) as info:
             pool.submit(tasks.import_single_phase).result()
         message = str(info.value)
         assert "'_testsinglephase'" in message
         assert "does not support loading in subinterpreters" in message
-        assert "ProcessPoolExecutor" in message and "main interpreter" in message
+        assert "fallback='process'" in message and "main interpreter" in message
         assert info.value.name == "_testsinglephase"
         assert pool.submit(tasks.square, 2).result() == 4
 

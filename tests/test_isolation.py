@@ -33,11 +33,12 @@ def ext_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_refused_without_isolate_names_the_option(ext_path: str) -> None:
-    with InterpreterPoolExecutor(1) as pool:
+    with InterpreterPoolExecutor(1, fallback=None) as pool:
         with pytest.raises(ImportError) as info:
             pool.submit(tasks.bump, "ipt_pkg._multi").result(timeout=60)
     message = str(info.value)
-    assert "'ipt_pkg._multi' does not support loading in subinterpreters" in message
+    assert "extension module 'ipt_pkg._multi' (package ipt_pkg) cannot be loaded" in message
+    assert "does not support loading in subinterpreters" in message
     assert "isolate=['ipt_pkg']" in message
 
 
@@ -117,7 +118,7 @@ def test_initializer_can_import_isolated_modules(ext_path: str) -> None:
 
 
 def test_failing_init_names_package_file_and_reason(ext_path: str) -> None:
-    with InterpreterPoolExecutor(1, isolate=["ipt_pkg"]) as pool:
+    with InterpreterPoolExecutor(1, isolate=["ipt_pkg"], fallback=None) as pool:
         with pytest.raises(ImportError) as info:
             pool.submit(tasks.bump, "ipt_pkg._broken").result(timeout=60)
         # the worker is still usable
@@ -157,6 +158,29 @@ def test_copies_are_removed_at_exit(ext_path: str) -> None:
     assert lines[0] == "[1]"
     assert os.path.basename(lines[1]).startswith("interpool-")
     assert not os.path.exists(lines[1])
+
+
+def test_a_module_that_fails_isolated_runs_in_the_lane(ext_path: str) -> None:
+    # isolate= does not help (the copy fails outside the main interpreter), so calls whose
+    # module needs it run in the fallback lane, transparently: the worker fails to load the
+    # function's module before the call starts.
+    import warnings
+
+    import isolation_lane_tasks
+
+    import interpool
+
+    with InterpreterPoolExecutor(1, isolate=["ipt_pkg"], fallback="thread") as pool:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert pool.submit(isolation_lane_tasks.where).result(timeout=60) == "main"
+            assert pool.submit(isolation_lane_tasks.where).result(timeout=60) == "main"
+        stats = pool.stats()
+    assert stats["lane_submitted"] == 2 and stats["lane_functions"] == 1
+    fallback = [w for w in caught if issubclass(w.category, interpool.FallbackWarning)]
+    assert len(fallback) == 1
+    assert "isolate= did not help" in str(fallback[0].message)
+    assert "_mainonly works in the main interpreter only" in str(fallback[0].message)
 
 
 def test_stale_directories_of_dead_processes_are_removed(tmp_path: object) -> None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ._errors import (
         BrokenInterpreterPool,
         ExecutionFailed,
+        FallbackWarning,
         NotShareableError,
         QueueClosed,
         QueueEmpty,
@@ -35,6 +36,7 @@ __all__ = [
     "BrokenInterpreterPool",
     "Constant",
     "ExecutionFailed",
+    "FallbackWarning",
     "InterpreterPoolExecutor",
     "NotShareableError",
     "Queue",
@@ -46,7 +48,15 @@ __all__ = [
     "__version__",
 ]
 
-_ERRORS = {"BrokenInterpreterPool", "ExecutionFailed", "NotShareableError", "QueueClosed", "QueueEmpty", "QueueFull"}
+_ERRORS = {
+    "BrokenInterpreterPool",
+    "ExecutionFailed",
+    "FallbackWarning",
+    "NotShareableError",
+    "QueueClosed",
+    "QueueEmpty",
+    "QueueFull",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -2,7 +2,8 @@
 quick benchmark. (Its task functions live here, in an importable module, so workers
 import them by reference.)
 
-    python -m interpool check MODULE [MODULE ...]   can each module be imported in a worker?
+    python -m interpool check MODULE [MODULE ...]   where can each module run: in a worker, isolated,
+                                                    in the fallback lane, or not at all (--json, --strict)
     python -m interpool info                          versions, build, GIL mode, cores
     python -m interpool bench [--seconds S]           interpool vs the alternatives, here
 """
@@ -19,31 +20,11 @@ from collections.abc import Callable, Sequence
 import interpool
 
 
-def _import_in_worker(name: str) -> str:
-    import importlib
+def cmd_check(modules: Sequence[str], as_json: bool = False, strict: bool = False) -> int:
+    """Where each module can run (``interpool/_check.py``)."""
+    from interpool import _check
 
-    module = importlib.import_module(name)
-    return getattr(module, "__file__", None) or "(built in)"
-
-
-def cmd_check(modules: Sequence[str]) -> int:
-    """Import each module in a fresh own-GIL worker interpreter and report why it fails."""
-    failures = 0
-    # One interpreter per module: an import's side effects cannot hide another's failure.
-    with interpool.InterpreterPoolExecutor(1, max_tasks_per_worker=1) as pool:
-        for name in modules:
-            try:
-                where = pool.submit(_import_in_worker, name).result()
-            except ImportError as exc:
-                failures += 1
-                reason = str(exc) if "subinterpreters" in str(exc) else f"{type(exc).__name__}: {exc}"
-                print(f"FAIL  {name}: {reason}")
-            except Exception as exc:
-                failures += 1
-                print(f"FAIL  {name}: importing it raised {type(exc).__name__}: {exc}")
-            else:
-                print(f"ok    {name} ({where})")
-    return 1 if failures else 0
+    return _check.main(modules, as_json, strict)
 
 
 def cmd_info() -> int:
@@ -116,14 +97,24 @@ def _run(pool: object, per_task: int, tasks: int) -> list[int]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m interpool", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="can these modules be imported in an own-GIL worker interpreter?")
+    check = sub.add_parser(
+        "check",
+        help="where can these modules run: in a worker interpreter, isolated, in the fallback lane, or not at all?",
+    )
     check.add_argument("modules", nargs="+", metavar="MODULE")
+    check.add_argument("--json", action="store_true", help="print a JSON document for tools")
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with status 1 unless every module works fully in a plain worker (not only isolated or in the "
+        "lane, no extension module refused, no warning)",
+    )
     sub.add_parser("info", help="versions, build and GIL mode")
     bench = sub.add_parser("bench", help="quick comparison of executors on this machine")
     bench.add_argument("--seconds", type=float, default=2.0, help="rough duration of the sequential run")
     args = parser.parse_args(argv)
     if args.command == "check":
-        return cmd_check(args.modules)
+        return cmd_check(args.modules, args.json, args.strict)
     if args.command == "info":
         return cmd_info()
     return cmd_bench(args.seconds)

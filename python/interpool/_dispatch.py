@@ -16,7 +16,7 @@ import itertools
 import pickle
 import threading
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from . import _process
 from ._errors import BrokenInterpreterPool, ExecutionFailed, execution_failed
@@ -49,6 +49,24 @@ def cancel_and_notify(future: Future[Any]) -> bool:
     return True
 
 
+class LaneHandle(Protocol):
+    """A task in the fallback lane (``_lane.LaneTask``): its future delegates to it."""
+
+    def running(self) -> bool: ...
+    def cancel(self) -> bool: ...
+    def interrupt(self) -> bool: ...
+
+
+class Fallback(Protocol):
+    """The fallback lane of a pool (``_lane.Lane``), as the dispatcher and exit see it."""
+
+    def take_over(self, future: TaskFuture[Any], call: Any, exc: BaseException, started: bool) -> bool: ...
+    def seal(self) -> None: ...
+    def stop(self, cancel: bool, interrupt: bool = False) -> None: ...
+    def join(self, timeout: float | None = None, stuck: bool = False) -> bool: ...
+    def stuck_tasks(self) -> list[str]: ...
+
+
 class TaskFuture(Future[_T]):
     """A ``concurrent.futures.Future`` whose ``cancel()`` also withdraws the queued task
     from the Rust queue (so a cancelled task never runs) and from the pending table, and
@@ -59,8 +77,14 @@ class TaskFuture(Future[_T]):
     _task_id = 0
     _timeout: float | None = None
     _fn: Any = None  # what the task calls (kept for messages when it has a time limit)
+    # The call (fn, args, kwargs), kept until its reply in case it must move to the fallback
+    # lane; and the lane's handle once it runs there (then cancel/interrupt/running go to it).
+    _call: tuple[Any, tuple[Any, ...], dict[str, Any]] | None = None
+    _lane: LaneHandle | None = None
 
     def running(self) -> bool:
+        if self._lane is not None:
+            return self._lane.running() and not self.done()
         # The state lives in Rust: a worker claimed the task and it has not finished yet.
         ticket = self._ticket
         return ticket is not None and ticket.started() and not self.done()
@@ -72,12 +96,15 @@ class TaskFuture(Future[_T]):
                 return True
             if state != "PENDING":
                 return False
+        if self._lane is not None:
+            return self._lane.cancel() and cancel_and_notify(self)
         ticket = self._ticket
         if ticket is not None and not ticket.cancel():
             return False  # a worker already started it
         owner = self._owner
         if owner is not None:
             owner.pending.pop(self._task_id, None)  # no reply will ever come for it
+        self._call = None
         return cancel_and_notify(self)
 
     def interrupt(self) -> bool:
@@ -88,10 +115,13 @@ class TaskFuture(Future[_T]):
         with self._condition:
             if self._state != "PENDING":
                 return self._state in ("CANCELLED", "CANCELLED_AND_NOTIFIED")
+        if self._lane is not None:
+            return self._lane.interrupt() and cancel_and_notify(self)
         owner, ticket = self._owner, self._ticket
         if owner is None or ticket is None or not owner.pool.interrupt(ticket):
             return False  # it ended already: its reply completes this future
         owner.pending.pop(self._task_id, None)  # its reply no longer matters
+        self._call = None
         return cancel_and_notify(self)  # False only if its result won the race
 
 
@@ -182,6 +212,7 @@ class PoolState:
         # Descriptions of tasks given up while stuck in a call (for the exit message).
         self.stuck: dict[int, str] = {}
         self.broken: str | None = None
+        self.lane: Fallback | None = None  # where calls go that cannot run in a worker (_lane.py)
         self.ids = itertools.count(1)
         self.generation = _process.fork_generation
         self._lock = threading.Lock()
@@ -200,10 +231,17 @@ class PoolState:
         # since threading's atexit hooks (ours closes the pool) run before they are joined.
         number = len(self._threads)
         thread = threading.Thread(target=self._dispatch, name=f"{self.name}_dispatch_{number}", daemon=False)
+        try:
+            thread.start()
+        except RuntimeError:
+            # CPython 3.12 refuses new threads during exit ("can't create new thread at
+            # interpreter shutdown"): the dispatchers alive go on without a spare.
+            if self._running == 0:
+                raise
+            return
         self._threads.append(thread)
         self._waiting += 1
         self._running += 1
-        thread.start()
 
     def _dispatch(self) -> None:
         try:
@@ -228,6 +266,8 @@ class PoolState:
                 last = self._running == 0
             # Threads of tasks given up while stuck still run an interpreter: exit must wait
             # for them, so such a pool stays registered.
+            if last and self.lane is not None:
+                self.lane.seal()  # no reply can move a call to the lane any more
             if last and not self.pool.stats()["stuck"]:
                 _process.unregister(self)
             if last and self.logging is not None:
@@ -237,11 +277,16 @@ class PoolState:
         future = self.pending.pop(task_id, None)
         if future is None:
             return
+        call, future._call = future._call, None
         try:
             if status == STATUS_RETURNED:
                 future.set_result(payload)
             elif status in (STATUS_RAISED, STATUS_NOT_STARTED):
-                future.set_exception(decode_exception(payload))
+                exc = decode_exception(payload)
+                # A module that cannot load in a worker: the lane may run the call instead.
+                lane = self.lane
+                if lane is None or not lane.take_over(future, call, exc, status == STATUS_RAISED):
+                    future.set_exception(exc)
             elif status == STATUS_UNREADABLE:
                 future.set_exception(payload)
             elif status == STATUS_WORKER_FAILED:
@@ -276,7 +321,8 @@ class PoolState:
 
     def stuck_tasks(self) -> list[str]:
         """The tasks given up while stuck, if their threads still run."""
-        return list(self.stuck.values()) if self.pool.stats()["stuck"] else []
+        stuck = list(self.stuck.values()) if self.pool.stats()["stuck"] else []
+        return stuck + (self.lane.stuck_tasks() if self.lane is not None else [])
 
     def stop(self, cancel: bool, interrupt: bool = False) -> None:
         """Take no more tasks; with ``cancel``, cancel the queued ones; with ``interrupt``,
@@ -284,11 +330,15 @@ class PoolState:
         for task_id in self.pool.shutdown(cancel, interrupt):
             future = self.pending.pop(task_id, None)
             if future is not None:
+                future._call = None
                 cancel_and_notify(future)
+        if self.lane is not None:
+            self.lane.stop(cancel, interrupt)
 
     def join(self, timeout: float | None = None, stuck: bool = False) -> bool:
-        """Wait for the workers (after ``stop``) and the dispatchers to finish; with ``stuck``,
-        also for the threads of tasks given up while stuck in a call (up to ``timeout``)."""
+        """Wait for the workers (after ``stop``), the dispatchers and then the fallback lane to
+        finish; with ``stuck``, also for the threads of tasks given up while stuck in a call
+        (up to ``timeout``)."""
         if not self.pool.join(timeout, not stuck):
             return False
         if self.logging is not None:
@@ -298,7 +348,7 @@ class PoolState:
             with self._lock:
                 threads = self._threads[joined:]
             if not threads:
-                return True
+                return self.lane is None or self.lane.join(timeout, stuck)
             for thread in threads:
                 if thread.is_alive() and thread is not threading.current_thread():
                     thread.join()

@@ -108,6 +108,15 @@ def execution_failed(type_module: str, type_name: str, msg: str, formatted: str)
     return exc
 
 
+class FallbackWarning(RuntimeWarning):
+    """Calls of a function run in the executor's fallback lane (a process or a thread of the
+    main interpreter), not in worker interpreters, because a module they need cannot load in
+    an own-GIL interpreter. Emitted once per function; the message names the module, the
+    lane, why, and what to do (``isolate=[...]``, or ``fallback=None`` to turn the lane off).
+    A warnings filter that turns it into an error (``-W error``) turns the fallback off too:
+    the call then fails with this warning, chained from the ImportError."""
+
+
 class QueueClosed(_ClosedBase):
     """The queue was closed: ``put`` is refused, ``get`` has drained every item. A
     ``queue.ShutDown`` on 3.13+."""

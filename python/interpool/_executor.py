@@ -23,9 +23,9 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from . import _interpool, _isolate, _logging, _main, _process, _progress, _worker
+from . import _interpool, _isolate, _lane, _logging, _main, _process, _progress, _worker
 from ._dispatch import PoolState, TaskFuture
 from ._errors import BrokenInterpreterPool, NotShareableError
 
@@ -107,6 +107,11 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
 
     Like the stdlib's interpreter pool it is a ``ThreadPoolExecutor`` subclass (it shares no
     code with it), so asyncio accepts it as its default executor.
+
+    ``fallback`` says where calls go that cannot run in a worker interpreter because a module
+    they need refuses own-GIL interpreters: ``"process"`` (a process pool the executor owns,
+    started on first need), ``"thread"`` (threads of the main interpreter) or ``None`` (they
+    fail with the ImportError). See ``_lane.py``.
     """
 
     def __init__(
@@ -120,8 +125,10 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         task_timeout: float | None = None,
         interrupt_grace: float = 5.0,
         isolate: Iterable[str] | str | None = None,
+        fallback: Literal["process", "thread"] | None = "process",
     ) -> None:
         isolated = _isolate.normalize(isolate)
+        lane_kind = _lane.check_fallback(fallback)
         self._task_timeout = _check_seconds("task_timeout", task_timeout)
         grace = _check_seconds("interrupt_grace", interrupt_grace, optional=False) or 5.0
         if max_workers is None:
@@ -154,6 +161,7 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
                 'import time. Protect the entry point with `if __name__ == "__main__":`, or install '
                 "cloudpickle so that functions from __main__ are sent by value"
             )
+        _lane.check_not_importing_main()
         if not _worker.in_worker():
             # Results that refer to the worker's __mp_main__ resolve to our __main__, as in
             # multiprocessing.
@@ -194,6 +202,15 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         if not _worker.in_worker():
             _process.guard_subprocess()
         self._state = PoolState(pool, self._thread_name_prefix, self._logging)
+        # Inside a worker interpreter a lane would refuse the same modules: none there.
+        self._lane = (
+            None
+            if _worker.in_worker()
+            else _lane.make(
+                lane_kind, max_workers, self._thread_name_prefix, initializer, initargs, max_tasks_per_worker, grace
+            )
+        )
+        self._state.lane = self._lane
         self._state.start()
         self._finalizer = weakref.finalize(self, PoolState.close, self._state)
         self._finalizer.atexit = False
@@ -245,6 +262,13 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         if sys.path is not self._path or len(sys.path) != self._path_len:
             self._refresh_path()
         future: TaskFuture[_T] = TaskFuture()
+        lane = self._lane
+        if lane is not None:
+            if lane.routes and lane.wants(fn, args):  # its module cannot load in a worker
+                future._timeout = timeout
+                lane.submit(future, fn, args, kwargs, timeout)
+                return future
+            future._call = (fn, args, kwargs)  # in case a worker cannot load it
         task_id = next(state.ids)
         future._owner, future._task_id, future._timeout = state, task_id, timeout
         if timeout is not None:
@@ -254,6 +278,7 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
             future._ticket = state.pool.submit(task_id, fn, args, kwargs, timeout)
         except NotShareableError as exc:
             del state.pending[task_id]
+            future._call = None
             from ._pickling import describe
 
             error = NotShareableError(
@@ -266,6 +291,7 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
             raise
         except BaseException as exc:
             del state.pending[task_id]
+            future._call = None
             if state.pool.broken() is not None:
                 raise BrokenInterpreterPool(state.pool.broken()) from None
             if isinstance(exc, RuntimeError) and (self._shutdown or _process.exiting):
@@ -434,13 +460,21 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
     def stats(self) -> dict[str, int]:
         """Counters: ``max_workers``; ``threads`` (worker threads started so far: they start
         as tasks need them), ``workers`` (interpreters ready), ``busy``, ``queued``,
-        ``submitted``, ``completed``, ``recycled``; ``pending`` (futures not done yet);
-        ``abandoned`` (tasks given up because they did not stop in time) and ``stuck``
-        (threads of such tasks whose call has still not returned); with ``isolate=``, the
+        ``submitted``, ``completed``, ``recycled``; ``pending`` (futures not done yet, in
+        the lane too); ``abandoned`` (tasks given up because they did not stop in time) and
+        ``stuck`` (threads of such tasks whose call has still not returned). With a fallback
+        lane, its calls are counted apart: ``lane_workers`` (processes or threads alive),
+        ``lane_busy``, ``lane_queued``, ``lane_submitted``, ``lane_completed``,
+        ``lane_pending``, ``lane_replaced`` (processes ended by a stop or a crash, threads given
+        up), ``lane_recycled``, ``lane_abandoned``, ``lane_stuck`` and ``lane_functions``
+        (functions whose calls go straight to the lane). With ``isolate=``, the
         cost of the private copies: ``isolated_files``, ``isolated_mapped_bytes``,
         ``isolated_resident_bytes`` and ``isolated_disk_bytes`` (see docs/isolation.md)."""
         stats: dict[str, int] = self._state.pool.stats()
         stats.update(_isolate.stats(self._isolation))
         stats["max_workers"] = self._max_workers
         stats["pending"] = len(self._state.pending)
+        if self._lane is not None:
+            stats.update(self._lane.stats())
+            stats["pending"] += stats["lane_pending"]
         return stats

@@ -84,6 +84,10 @@ def _load_main() -> types.ModuleType:
             namespace = runpy.run_module(where, run_name="__mp_main__", alter_sys=False)
     except BaseException as exc:
         del sys.modules["__mp_main__"]
+        from . import _refusal
+
+        if _refusal.is_refusal(exc):
+            raise  # a module the script imports cannot load here: the fallback lane can run the call
         raise RuntimeError(
             f"interpool could not re-create __main__ in a worker interpreter by running {where} as "
             f"__mp_main__: {type(exc).__name__}: {exc}"

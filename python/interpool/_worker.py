@@ -27,8 +27,6 @@ if TYPE_CHECKING:  # keep typing and traceback out of worker start-up
 # True in worker interpreters (set by bootstrap()).
 _in_worker = False
 
-_NO_SUBINTERP = "does not support loading in subinterpreters"
-
 
 def in_worker() -> bool:
     """Whether this interpreter is an interpool worker."""
@@ -113,24 +111,11 @@ def run_calls(calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, A
 
 
 def _explain(exc: BaseException) -> BaseException:
-    """Replace CPython's terse error for extensions that cannot load here."""
-    if isinstance(exc, ImportError) and _NO_SUBINTERP in str(exc):
-        import re
+    """Replace CPython's terse error for extensions that cannot load here (``_refusal.py``)."""
+    if isinstance(exc, ImportError):
+        from . import _refusal
 
-        match = re.search(r"module (\S+) " + _NO_SUBINTERP, str(exc))
-        if match:
-            name = match.group(1)
-            top = name.partition(".")[0]
-            better = ImportError(
-                f"extension module {name!r} does not support loading in subinterpreters, so it cannot "
-                f"be imported in an interpool worker as it is. Give each worker a private copy of it: "
-                f'InterpreterPoolExecutor(..., isolate=[{top!r}]) (see "Extension modules in workers" in '
-                f"interpool's README); or use {top} in "
-                "the main interpreter only, or run this work on a ProcessPoolExecutor.",
-                name=name,
-            )
-            better.__cause__ = exc
-            return better
+        return _refusal.explain(exc)
     return exc
 
 
@@ -144,7 +129,8 @@ def describe(exc: BaseException, _depth: int = 0) -> dict[str, Any]:
 
     from . import _pickling
 
-    exc = _explain(exc)
+    if _depth == 0:  # the explanation keeps the original as its cause: explain that once
+        exc = _explain(exc)
     kind = type(exc)
     try:
         text = str(exc)

@@ -7,6 +7,7 @@ Layout, as a wheel repaired by auditwheel would have it:
     ipt_pkg/_single<EXT>   single-phase, a C counter, links libiptdep through $ORIGIN
     ipt_pkg/_multi<EXT>    multi-phase without Py_mod_multiple_interpreters, a C counter
     ipt_pkg/_broken<EXT>   its init function raises
+    ipt_pkg/_mainonly<EXT> its exec slot fails outside the main interpreter
     ipt_pkg.libs/libiptdep.so
     ipt_other/__init__.py, ipt_other/_multi<EXT>
 """
@@ -48,5 +49,6 @@ def build(dest: str) -> str:
     )
     for package in ("ipt_pkg", "ipt_other"):
         _cc(f"-I{include}", os.path.join(HERE, "multi.c"), "-o", os.path.join(dest, package, "_multi" + suffix))
-    _cc(f"-I{include}", os.path.join(HERE, "broken.c"), "-o", os.path.join(dest, "ipt_pkg", "_broken" + suffix))
+    for name in ("broken", "mainonly"):
+        _cc(f"-I{include}", os.path.join(HERE, f"{name}.c"), "-o", os.path.join(dest, "ipt_pkg", f"_{name}" + suffix))
     return dest

@@ -44,3 +44,11 @@ def construct() -> None:
     InterpreterPoolExecutor(2, isolate="auto")
     InterpreterPoolExecutor(2, isolate=None)
     InterpreterPoolExecutor(2, isolate=("numpy",))
+
+
+def use_fallback() -> None:
+    with InterpreterPoolExecutor(2, fallback="thread") as threads, InterpreterPoolExecutor(fallback=None) as none:
+        assert_type(threads.submit(square, 2), Future[int])
+        del none
+    warning: type[RuntimeWarning] = interpool.FallbackWarning
+    del warning

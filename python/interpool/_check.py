@@ -1,0 +1,256 @@
+"""``python -m interpool check MODULE...``: where each module can run, told in full.
+
+For each module, in the order the executor itself tries:
+
+1. import it in a fresh worker interpreter (``fallback=None``, one interpreter per module, so an
+   import's side effects cannot hide another's failure). While it imports, extension modules
+   that refuse the interpreter are recorded (:func:`probe` watches the import system's
+   extension and built-in loaders), so an import that *succeeds* without its accelerator
+   (pyyaml without ``yaml._yaml``, msgpack without ``msgpack._cmsgpack``...) is reported as
+   such, and so are the warnings the import raised (polars: "Polars binary is missing!").
+2. if extension modules were refused and this interpool has ``isolate=``, import it again in a
+   worker of ``InterpreterPoolExecutor(isolate=[...])`` (the top-level packages of the refused
+   modules, grown as new refusals show up);
+3. if it still cannot import, import it in a process of the fallback lane: the executor's
+   default (``fallback="process"``) runs such calls there.
+
+After an import that succeeds, the distribution's other extension modules are loaded too:
+some packages load their accelerator only when first used (protobuf's upb), and a worker
+refuses it then just as silently.
+
+Statuses: ``worker`` (works in a worker; ``degraded`` when extension modules were refused),
+``isolated`` (works only isolated), ``lane`` (works only in the fallback lane), ``fails``
+(why; also an import that succeeds only after swallowing a refusal *and warning*, as polars
+does: its calls fail at first use, and the executor cannot move them to the lane, since no
+import failed). The exit status is 1 when a module fails (``--strict``: also when any is not
+fully usable in a plain worker).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import _lane, _refusal
+from ._dispatch import TaskFuture
+from ._executor import InterpreterPoolExecutor
+from ._probe import probe
+
+# How many times isolation is retried with the packages refused in the previous attempt.
+_ISOLATION_ROUNDS = 4
+
+
+def isolation_supported() -> bool:
+    """Whether ``InterpreterPoolExecutor`` takes ``isolate=`` here."""
+    return "isolate" in inspect.signature(InterpreterPoolExecutor).parameters
+
+
+def _in_worker(name: str, **options: Any) -> dict[str, Any]:
+    with InterpreterPoolExecutor(1, max_tasks_per_worker=1, fallback=None, **options) as pool:
+        try:
+            result: dict[str, Any] = pool.submit(probe, name).result()
+        except BaseException as exc:  # the probe itself could not run (e.g. the worker broke)
+            result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "refused": [], "warnings": []}
+    result.setdefault("later", [])
+    return result
+
+
+def _in_lane_process(name: str) -> dict[str, Any]:
+    lane = _lane.ProcessLane(1, "interpool-check", None, (), 1, 5.0)
+    lane.seal()  # used alone: nothing else moves calls here
+    future: TaskFuture[dict[str, Any]] = TaskFuture()
+    lane.submit(future, probe, (name,), {}, None)
+    try:
+        result: dict[str, Any] = future.result()
+    except BaseException as exc:
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "refused": [], "warnings": []}
+    finally:
+        lane.stop(False)
+        lane.join()
+    return result
+
+
+def _refused_entries(pairs: list[list[str]], later: bool = False) -> list[dict[str, Any]]:
+    return [
+        {"module": module, "distribution": _refusal.distribution(module), "message": message, "later": later}
+        for module, message in pairs
+    ]
+
+
+def _can_isolate(package: str) -> bool:
+    """Whether ``isolate=`` takes it (not for modules built into the interpreter: no file)."""
+    from . import _isolate
+
+    try:
+        _isolate.normalize([package])
+    except ValueError:
+        return False
+    return True
+
+
+def _isolated(name: str, refused: list[list[str]]) -> tuple[list[str], dict[str, Any]] | None:
+    """Try ``isolate=`` with the packages of the refused modules; the packages and the
+    result of the first clean import, or ``None``."""
+    packages: list[str] = []
+    for _ in range(_ISOLATION_ROUNDS):
+        new = [
+            top
+            for top in dict.fromkeys(_refusal.top_level(m) for m, _ in refused)
+            if top not in packages and _can_isolate(top)
+        ]
+        if not new:
+            return None
+        packages += new
+        result = _in_worker(name, isolate=list(packages))
+        if result["ok"] and not result["refused"]:
+            return packages, result
+        refused = result["refused"]
+    return None
+
+
+def check_module(name: str) -> dict[str, Any]:
+    """The report for one module (see the module docstring)."""
+    worker = _in_worker(name)
+    all_refused = worker["refused"] + worker["later"]
+    # Refused and warned (polars): its calls fail at first use, and no import fails.
+    swallowed = bool(worker["ok"] and worker["refused"] and worker["warnings"])
+    report: dict[str, Any] = {
+        "module": name,
+        "status": "fails",
+        "degraded": bool(worker["ok"] and all_refused),
+        "file": worker.get("file"),
+        "distribution": _refusal.distribution(name),
+        "refused": _refused_entries(worker["refused"]) + _refused_entries(worker["later"], later=True),
+        "warnings": worker["warnings"],
+        "error": None if worker["ok"] else worker["error"],
+        "isolate": None,
+        "fixes": [],
+    }
+    isolated = _isolated(name, all_refused) if all_refused and isolation_supported() else None
+    if worker["ok"] and not swallowed:
+        report["status"] = "worker"
+        if isolated is not None:
+            report["isolate"] = isolated[0]
+            report["fixes"].append(f"InterpreterPoolExecutor(isolate={isolated[0]!r}) keeps them")
+        return report
+    if isolated is not None:
+        report.update(
+            status="isolated", isolate=isolated[0], file=isolated[1]["file"], warnings=isolated[1]["warnings"]
+        )
+        return report
+    if swallowed:
+        lane = _in_lane_process(name)
+        fully = lane["ok"] and not lane["refused"]
+        report["error"] = (
+            f"it imports, but {_accelerators(report)}. Its calls are not moved to the fallback lane, since no "
+            "import fails" + (" (it imports fully in a separate process)" if fully else "")
+        )
+        fixes = _refusal.fixes(worker["refused"][-1][0], lane=False)
+        report["fixes"] = [fix for fix in fixes if "isolate=" not in fix] or [
+            "use it in the main interpreter, or on a ProcessPoolExecutor"
+        ]
+        return report
+    refusal = worker.get("refusal") or bool(worker["refused"])
+    lane = _in_lane_process(name)
+    if refusal and lane["ok"]:
+        # The module whose refusal failed the import (others refused on the way were optional).
+        blocker = worker.get("refused_module") or (worker["refused"][-1][0] if worker["refused"] else name)
+        report.update(status="lane", file=lane["file"], blocker=blocker)
+        report["fixes"] = _refusal.fixes(blocker, lane=False)
+        if isolation_supported() and worker["refused"]:  # tried above: it did not help
+            report["fixes"] = [fix for fix in report["fixes"] if "isolate=" not in fix]
+            packages = list(dict.fromkeys(_refusal.top_level(m) for m, _ in worker["refused"]))
+            copyable = [package for package in packages if _can_isolate(package)]
+            if copyable:  # (built-in modules have no file to copy: isolation is not an option)
+                report["fixes"].append(f"isolate={copyable!r} does not make it load in a worker")
+    elif lane["ok"]:  # imports in a process, but a worker fails it for another reason
+        report["error"] = f"{worker['error']} (it imports in a separate process, but not in a worker interpreter)"
+    else:
+        report["error"] = lane["error"] if not refusal else f"{worker['error']}; in a process: {lane['error']}"
+    return report
+
+
+_LABELS = {"worker": "ok", "isolated": "ISOLATED", "lane": "LANE", "fails": "FAIL"}
+
+
+def _names(entries: list[dict[str, Any]]) -> str:
+    return ", ".join(
+        f"{entry['module']}" + (f" ({entry['distribution']})" if entry["distribution"] else "") for entry in entries
+    )
+
+
+def _accelerators(report: dict[str, Any]) -> str:
+    """What was refused, as a clause: "without its accelerator ...; ..."."""
+    during = [entry for entry in report["refused"] if not entry["later"]]
+    later = [entry for entry in report["refused"] if entry["later"]]
+    if report["warnings"] and during:
+        return (
+            f"without its extension module(s) {_names(during)} (refused here), and it warned: expect calls to fail "
+            "at first use"
+        )
+    parts = []
+    if during:
+        plural = "s" if len(during) > 1 else ""
+        parts.append(
+            f"without its accelerator{plural} {_names(during)}; a pure-Python fallback runs instead, expect it to "
+            "be slower"
+        )
+    if later:
+        plural = "s" if len(later) > 1 else ""
+        parts.append(
+            f"its extension module{plural} {_names(later)}, loaded only when used, cannot load here: code that "
+            f"needs {'them' if plural else 'it'} runs a pure-Python fallback if the package has one (slower), or "
+            "fails"
+        )
+    return "; ".join(parts)
+
+
+def format_report(report: dict[str, Any]) -> list[str]:
+    """The text lines for one module."""
+    name, status = report["module"], report["status"]
+    label = "DEGRADED" if status == "worker" and report["degraded"] else _LABELS[status]
+    if status == "worker":
+        text = f"works in a worker ({report['file']})"
+        if report["degraded"]:
+            text = f"works in a worker: it imports, but {_accelerators(report)}"
+    elif status == "isolated":
+        text = f"works only isolated: InterpreterPoolExecutor(isolate={report['isolate']!r})"
+    elif status == "lane":
+        blocker = next((entry for entry in report["refused"] if entry["module"] == report.get("blocker")), None)
+        why = (
+            f"extension module {_refusal.name_of(blocker['module'])} cannot load in an own-GIL interpreter "
+            f"({blocker['message']})"
+            if blocker
+            else (report["error"] or "it cannot load in a worker interpreter")
+        )
+        text = f"works only in the fallback lane (calls that need it run in a process): {why}"
+    else:
+        text = f"fails in a worker: {report['error']}" if report["degraded"] else f"fails: {report['error']}"
+    lines = [f"{label:<9} {name}: {text}"]
+    lines += [f"{'':<10}warning: {warning}" for warning in report["warnings"]]
+    lines += [f"{'':<10}fix: {fix}" for fix in report["fixes"]]
+    return lines
+
+
+def failed(report: dict[str, Any], strict: bool) -> bool:
+    if report["status"] == "fails":
+        return True
+    return strict and (report["status"] != "worker" or report["degraded"] or bool(report["warnings"]))
+
+
+def main(modules: Sequence[str], as_json: bool = False, strict: bool = False) -> int:
+    reports = [check_module(name) for name in modules]
+    if as_json:
+        document = {
+            "python": sys.version.split()[0],
+            "isolation_available": isolation_supported(),
+            "modules": reports,
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        for report in reports:
+            print("\n".join(format_report(report)))
+    return 1 if any(failed(report, strict) for report in reports) else 0

@@ -1,0 +1,107 @@
+"""Task functions for tests/test_lane.py. This module imports ``faulthandler`` at its top, and
+faulthandler refuses own-GIL interpreters (on every Python of the matrix): a worker cannot load
+any function of this module, so their calls move to the fallback lane before they start."""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import threading
+import time
+from typing import Any
+
+
+def where() -> dict[str, Any]:
+    """Where the call runs: process, interpreter, thread."""
+    from interpool import _interpool
+
+    return {
+        "pid": os.getpid(),
+        "interp": _interpool.interpreter_id(),
+        "thread": threading.current_thread().name,
+        "faulthandler": faulthandler.is_enabled() in (True, False),
+    }
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+class HttpError(Exception):
+    """An exception whose ``__init__`` takes other arguments than its ``args``."""
+
+    def __init__(self, code: int, url: str) -> None:
+        super().__init__(f"{code} at {url}")
+        self.code, self.url = code, url
+
+
+def raise_http_error(code: int) -> None:
+    raise HttpError(code, "https://example.org")
+
+
+def spin_forever(flag: str | None = None) -> None:
+    """Pure-Python loop that never ends (a stop request must end it); touches ``flag`` first."""
+    if flag is not None:
+        open(flag, "w").close()
+    n = 0
+    while n >= 0:
+        n += 1
+
+
+def sleep(seconds: float, flag: str | None = None) -> float:
+    if flag is not None:
+        open(flag, "w").close()
+    time.sleep(seconds)
+    return seconds
+
+
+def wait_for(path: str, timeout: float = 30) -> str:
+    """Block until the file at ``path`` exists."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(path)
+        time.sleep(0.01)
+    return path
+
+
+def append(path: str, text: str) -> int:
+    with open(path, "a") as f:
+        f.write(text + "\n")
+    return os.getpid()
+
+
+def crash(code: int) -> None:
+    os._exit(code)
+
+
+def size(obj: Any) -> int:
+    return len(obj)  # type: ignore[arg-type]
+
+
+def read_init_value() -> str:
+    import tasks
+
+    return tasks.INIT_VALUE
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def qsize(q: Any) -> int:
+    return int(q.qsize())
+
+
+class Payload:
+    """An argument whose lifetime tests watch (weakref-able, picklable)."""
+
+    def __init__(self, size: int) -> None:
+        self.data = bytes(size)
+
+    def __len__(self) -> int:
+        return len(self.data)

@@ -1,0 +1,527 @@
+"""The fallback lane: calls that cannot run in a worker interpreter (a module they need
+refuses own-GIL interpreters) run in a process or a thread instead.
+
+The dependency-free cases use ``faulthandler``, which refuses own-GIL interpreters on every
+Python of the matrix (3.12-3.14t; so do ``readline`` and ``_curses``): ``lane_tasks`` imports it
+at its top (calls move before they start), ``lane_late`` inside a function (the call has
+started). numpy cases run where numpy is installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import textwrap
+import time
+import warnings
+from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures.thread import BrokenThreadPool
+from typing import Any
+
+import pytest
+
+import interpool
+from interpool import FallbackWarning, InterpreterPoolExecutor
+
+import lane_late
+import lane_tasks
+import tasks
+from conftest import run_file, run_script
+
+# Fallbacks warn once per function; tests that check the warning record it themselves.
+pytestmark = pytest.mark.filterwarnings("ignore::interpool.FallbackWarning")
+
+LANES = ["process", "thread"]
+
+
+@pytest.fixture(params=LANES)
+def lane(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_processes() -> Iterator[None]:
+    """A test must not leave lane processes behind (the shared forkserver may stay)."""
+    before = {p.pid for p in multiprocessing.active_children()}
+    yield
+    leaked = [p for p in multiprocessing.active_children() if p.pid not in before and "_lane_" in p.name]
+    assert not leaked, f"lane processes left running: {leaked}"
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("bad", ["processes", "", "Thread", 1, True, ["process"]])
+def test_fallback_must_be_process_thread_or_none(bad: object) -> None:
+    with pytest.raises(ValueError, match=r"fallback must be 'process'.*'thread'.*None") as info:
+        InterpreterPoolExecutor(1, fallback=bad)  # type: ignore[arg-type]
+    assert repr(bad) in str(info.value)
+
+
+@pytest.mark.timeout(60)
+def test_calls_that_cannot_load_in_a_worker_run_in_the_lane(lane: str) -> None:
+    with InterpreterPoolExecutor(2, fallback=lane) as pool:
+        first = pool.submit(lane_tasks.where).result(timeout=30)
+        stats = pool.stats()
+        assert (stats["lane_submitted"], stats["lane_functions"]) == (1, 1)
+        assert stats["submitted"] == 1  # a worker tried it first
+        again = [pool.submit(lane_tasks.where).result(timeout=30) for _ in range(3)]
+        stats = pool.stats()
+        assert stats["submitted"] == 1, "later calls must go straight to the lane"
+        assert (stats["lane_submitted"], stats["lane_completed"], stats["pending"]) == (4, 4, 0)
+        assert pool.submit(tasks.square, 7).result() == 49  # other functions still run in workers
+        assert pool.stats()["submitted"] == 2
+    for info in [first, *again]:
+        assert info["faulthandler"]
+        if lane == "process":
+            assert info["pid"] != os.getpid()
+        else:
+            assert (info["pid"], info["interp"]) == (os.getpid(), 0)
+            assert "_thread_lane_" in info["thread"]
+
+
+@pytest.mark.timeout(60)
+def test_one_fallback_warning_per_function_says_what_where_why_and_what_to_do(lane: str) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with InterpreterPoolExecutor(2, fallback=lane) as pool:
+            assert [pool.submit(lane_tasks.square, i).result(timeout=30) for i in range(3)] == [0, 1, 4]
+            assert pool.submit(lane_tasks.pid).result(timeout=30) > 0
+    fallbacks = [w for w in caught if issubclass(w.category, FallbackWarning)]
+    assert len(fallbacks) == 2, [str(w.message) for w in fallbacks]
+    assert issubclass(FallbackWarning, RuntimeWarning)
+    text = str(fallbacks[0].message)
+    assert "lane_tasks.square()" in text and f"fallback {lane} lane" in text
+    assert "'faulthandler' (standard library)" in text and "cannot load in an own-GIL interpreter" in text
+    assert "fallback=None" in text
+    assert fallbacks[0].filename == lane_tasks.__file__  # points at the function
+
+
+@pytest.mark.timeout(60)
+def test_a_warning_filter_that_makes_it_an_error_turns_the_fallback_off() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FallbackWarning)
+        with InterpreterPoolExecutor(1) as pool:
+            with pytest.raises(FallbackWarning) as info:
+                pool.submit(lane_tasks.square, 3).result(timeout=30)
+            assert pool.stats()["lane_submitted"] == 0
+    assert isinstance(info.value.__cause__, ImportError)
+
+
+@pytest.mark.timeout(60)
+def test_fallback_none_raises_the_import_error_naming_module_and_fixes() -> None:
+    with InterpreterPoolExecutor(1, fallback=None) as pool:
+        with pytest.raises(ImportError) as info:
+            pool.submit(lane_tasks.square, 3).result(timeout=30)
+        assert "lane_submitted" not in pool.stats()
+    message = str(info.value)
+    assert info.value.name == "faulthandler"
+    assert "'faulthandler' (standard library)" in message
+    assert "does not support loading in subinterpreters" in message
+    assert "fallback='process'" in message and "main interpreter" in message
+
+
+@pytest.mark.timeout(60)
+def test_a_call_that_had_started_is_never_run_twice(lane: str, tmp_path: Any) -> None:
+    log = str(tmp_path / "log")
+    with InterpreterPoolExecutor(1, fallback=lane) as pool:
+        with pytest.raises(ImportError) as info:
+            pool.submit(lane_late.log_then_import, log).result(timeout=30)
+        with open(log) as f:
+            assert f.read() == "ran\n", "the started call must not run again"
+        notes = "\n".join(getattr(info.value, "__notes__", []))
+        assert "already started" in notes and "never runs twice" in notes
+        assert f"fallback {lane} lane" in notes and "at the top of the task's module" in notes
+        # Later calls of that function use the lane, where the import works.
+        assert pool.submit(lane_late.log_then_import, log).result(timeout=30) is True
+        assert pool.stats()["lane_submitted"] == 1
+    with open(log) as f:
+        assert f.read() == "ran\nran\n"
+
+
+@pytest.mark.timeout(60)
+def test_exceptions_keep_their_types(lane: str) -> None:
+    with InterpreterPoolExecutor(1, fallback=lane) as pool:
+        with pytest.raises(ValueError, match="bad input") as info:
+            pool.submit(lane_tasks.fail, "bad input").result(timeout=30)
+        if lane == "process":  # the remote traceback is attached, as for worker tasks
+            assert isinstance(info.value.__cause__, interpool.ExecutionFailed)
+            assert "lane_tasks.py" in info.value.__cause__.formatted
+        with pytest.raises(lane_tasks.HttpError) as http:
+            pool.submit(lane_tasks.raise_http_error, 404).result(timeout=30)
+        assert (http.value.code, http.value.url) == (404, "https://example.org")
+
+
+@pytest.mark.timeout(60)
+def test_map_with_chunksize_moves_batches_to_the_lane(lane: str) -> None:
+    with InterpreterPoolExecutor(2, fallback=lane) as pool:
+        assert list(pool.map(lane_tasks.square, range(50), chunksize=7)) == [i * i for i in range(50)]
+        assert list(pool.map(lane_tasks.square, range(10))) == [i * i for i in range(10)]
+        assert pool.stats()["lane_functions"] == 1  # the function, not the batch runner
+
+
+@pytest.mark.timeout(60)
+def test_asyncio_run_reaches_the_lane(lane: str) -> None:
+    async def main(pool: InterpreterPoolExecutor) -> list[int]:
+        return [await pool.run(lane_tasks.square, i) for i in range(3)]
+
+    with InterpreterPoolExecutor(1, fallback=lane) as pool:
+        assert asyncio.run(main(pool)) == [0, 1, 4]
+
+
+@pytest.mark.timeout(60)
+def test_cancel_a_queued_lane_call(lane: str, tmp_path: Any) -> None:
+    gate, log = str(tmp_path / "gate"), str(tmp_path / "log")
+    with InterpreterPoolExecutor(1, fallback=lane) as pool:
+        # Both functions are known to need the lane: their calls go straight there.
+        pool.submit(lane_tasks.append, log, "first").result(timeout=30)
+        pool.submit(lane_tasks.wait_for, log).result(timeout=30)
+        blocker = pool.submit(lane_tasks.wait_for, gate)
+        queued = [pool.submit(lane_tasks.append, log, str(i)) for i in range(3)]
+        deadline = time.monotonic() + 20
+        while not blocker.running():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert not blocker.cancel()  # running
+        assert queued[1].cancel() and queued[1].cancelled()
+        assert pool.stats()["lane_queued"] == 2
+        open(gate, "w").close()
+        assert blocker.result(timeout=30) == gate
+        for i in (0, 2):
+            assert queued[i].result(timeout=30) > 0
+        assert cf.wait(queued, timeout=5).not_done == set()
+    with open(log) as f:
+        assert f.read().split() == ["first", "0", "2"]
+
+
+@pytest.mark.timeout(60)
+def test_interrupt_a_running_lane_call(lane: str, tmp_path: Any) -> None:
+    flag = str(tmp_path / "flag")
+    with InterpreterPoolExecutor(1, fallback=lane, interrupt_grace=5) as pool:
+        before = pool.submit(lane_tasks.pid).result(timeout=30)
+        future = pool.submit(lane_tasks.spin_forever, flag)
+        lane_tasks.wait_for(flag)
+        assert future.running()
+        assert future.interrupt() is True
+        assert future.cancelled()
+        with pytest.raises(cf.CancelledError):
+            future.result()
+        assert future.interrupt() is True  # still cancelled; nothing else happens
+        after = pool.submit(lane_tasks.pid).result(timeout=30)  # the lane keeps working
+        if lane == "process":
+            assert after != before and gone(before), "the process of a stopped call is replaced"
+            assert pool.stats()["lane_replaced"] == 1
+        else:
+            assert after == before == os.getpid()
+    assert pool.stats()["lane_busy"] == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_time_limit_stops_a_lane_call_and_the_lane_goes_on(lane: str) -> None:
+    with InterpreterPoolExecutor(1, fallback=lane) as pool:
+        pool.submit(lane_tasks.pid).result(timeout=30)
+        t0 = time.monotonic()
+        future = pool.schedule(lane_tasks.spin_forever, timeout=0.5)
+        with pytest.raises(TimeoutError, match=r"0\.5s timeout") as info:
+            future.result(timeout=30)
+        assert time.monotonic() - t0 < 10
+        if lane == "thread":  # stopped by an exception: its traceback shows where
+            assert isinstance(info.value.__cause__, interpool.TaskInterrupted)
+        assert pool.submit(lane_tasks.square, 9).result(timeout=30) == 81
+    timed = InterpreterPoolExecutor(1, fallback=lane, task_timeout=0.5)
+    with timed:
+        with pytest.raises(TimeoutError):
+            timed.submit(lane_tasks.spin_forever).result(timeout=30)
+
+
+@pytest.mark.timeout(60)
+def test_thread_lane_gives_up_a_call_stuck_in_c_and_keeps_its_capacity() -> None:
+    with InterpreterPoolExecutor(1, fallback="thread", interrupt_grace=0.3) as pool:
+        pool.submit(lane_tasks.pid).result(timeout=30)
+        t0 = time.monotonic()
+        stuck = pool.schedule(lane_tasks.sleep, (2.0,), timeout=0.2)
+        with pytest.raises(TimeoutError, match="stuck"):
+            stuck.result(timeout=30)
+        assert time.monotonic() - t0 < 1.8
+        stats = pool.stats()
+        assert (stats["lane_abandoned"], stats["lane_stuck"]) == (1, 1)
+        assert pool.submit(lane_tasks.square, 3).result(timeout=5) == 9  # a new thread took its place
+    deadline = time.monotonic() + 10
+    while pool.stats()["lane_stuck"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+@pytest.mark.timeout(60)
+def test_shutdown_cancel_futures_cancels_queued_lane_calls(lane: str, tmp_path: Any) -> None:
+    gate = str(tmp_path / "gate")
+    pool = InterpreterPoolExecutor(1, fallback=lane)
+    pool.submit(lane_tasks.square, 0).result(timeout=30)
+    pool.submit(lane_tasks.wait_for, __file__).result(timeout=30)
+    blocker = pool.submit(lane_tasks.wait_for, gate)
+    queued = [pool.submit(lane_tasks.square, i) for i in range(5)]
+    while not blocker.running():
+        time.sleep(0.01)
+    pool.shutdown(wait=False, cancel_futures=True)
+    assert all(f.cancelled() for f in queued)
+    open(gate, "w").close()
+    pool.shutdown(wait=True)
+    assert blocker.result() == gate
+    assert pool.stats()["lane_workers"] == 0
+
+
+@pytest.mark.timeout(60)
+def test_shutdown_interrupt_and_leaving_with_an_exception_stop_lane_calls(lane: str, tmp_path: Any) -> None:
+    flag = str(tmp_path / "flag")
+    pool = InterpreterPoolExecutor(2, fallback=lane)
+    running = pool.submit(lane_tasks.spin_forever, flag)
+    lane_tasks.wait_for(flag)
+    t0 = time.monotonic()
+    pool.shutdown(wait=True, interrupt=True)
+    assert time.monotonic() - t0 < 10
+    assert running.cancelled()
+
+    os.unlink(flag)
+    with pytest.raises(KeyError):
+        with InterpreterPoolExecutor(2, fallback=lane) as pool:
+            running = pool.submit(lane_tasks.spin_forever, flag)
+            lane_tasks.wait_for(flag)
+            raise KeyError("leave")
+    assert running.cancelled()
+
+
+@pytest.mark.timeout(60)
+def test_queue_and_shared_buffer_cannot_reach_the_process_lane() -> None:
+    with InterpreterPoolExecutor(1) as pool:
+        pool.submit(lane_tasks.pid).result(timeout=30)
+        for value in (interpool.Queue(), interpool.SharedBuffer(8)):
+            with pytest.raises(interpool.NotShareableError) as info:
+                pool.submit(lane_tasks.size, value).result(timeout=30)
+            message = str(info.value)
+            assert f"interpool.{type(value).__name__} cannot reach another process" in message
+            assert "lane_tasks.size()" in message and "fallback='thread'" in message
+        assert pool.submit(lane_tasks.size, b"1234").result(timeout=30) == 4
+
+
+@pytest.mark.timeout(60)
+def test_queue_and_shared_buffer_work_in_the_thread_lane() -> None:
+    q: interpool.Queue[int] = interpool.Queue()
+    q.put(1)
+    with InterpreterPoolExecutor(1, fallback="thread") as pool:
+        assert pool.submit(lane_tasks.size, interpool.SharedBuffer(8)).result(timeout=30) == 8
+        assert pool.submit(lane_tasks.qsize, q).result(timeout=30) == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_lane_process_that_dies_fails_only_its_call() -> None:
+    with InterpreterPoolExecutor(2) as pool:
+        pool.submit(lane_tasks.pid).result(timeout=30)
+        with pytest.raises(BrokenProcessPool, match="exit code 3"):
+            pool.submit(lane_tasks.crash, 3).result(timeout=30)
+        assert [pool.submit(lane_tasks.square, i).result(timeout=30) for i in range(3)] == [0, 1, 4]
+        assert pool.stats()["lane_replaced"] == 1
+
+
+@pytest.mark.timeout(60)
+def test_the_initializer_runs_in_the_lane_and_its_failure_breaks_only_the_lane(
+    lane: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with InterpreterPoolExecutor(1, fallback=lane, initializer=tasks.set_global, initargs=("lane-init",)) as pool:
+        assert pool.submit(lane_tasks.read_init_value).result(timeout=30) == "lane-init"
+    tasks.INIT_VALUE = "unset"
+    broken = BrokenProcessPool if lane == "process" else BrokenThreadPool
+    with caplog.at_level(logging.CRITICAL, logger="concurrent.futures"):
+        with InterpreterPoolExecutor(1, fallback=lane, initializer=tasks.fail_outside_workers) as pool:
+            with pytest.raises(broken, match="initializer failed") as info:
+                pool.submit(lane_tasks.square, 2).result(timeout=30)
+            assert "only in workers" in str(info.value)
+            with pytest.raises(broken):
+                pool.submit(lane_tasks.square, 3).result(timeout=30)
+            assert pool.submit(tasks.square, 4).result(timeout=30) == 16  # the workers are fine
+    assert "Exception in initializer" in caplog.text
+
+
+@pytest.mark.timeout(60)
+def test_max_tasks_per_worker_recycles_lane_processes() -> None:
+    with InterpreterPoolExecutor(1, max_tasks_per_worker=2) as pool:
+        pids = [pool.submit(lane_tasks.pid).result(timeout=30) for _ in range(5)]
+        assert pool.stats()["lane_recycled"] >= 2
+    assert len(set(pids)) == 3, pids
+    assert all(gone(pid) for pid in pids)
+
+
+@pytest.mark.timeout(60)
+def test_the_process_lane_starts_lazily_uses_forkserver_and_ends_with_the_executor() -> None:
+    with InterpreterPoolExecutor(2) as pool:
+        assert pool.submit(tasks.square, 3).result() == 9
+        assert pool.stats()["lane_workers"] == 0
+        assert not [p for p in multiprocessing.active_children() if "_lane_" in p.name]
+        list(pool.map(lane_tasks.sleep, [0.3] * 4))
+        assert 1 <= pool.stats()["lane_workers"] <= 2  # at most max_workers processes
+        children = [p for p in multiprocessing.active_children() if "_lane_" in p.name]
+        assert 1 <= len(children) <= 2
+        if sys.platform == "linux":
+            assert all(type(p).__name__ == "ForkServerProcess" for p in children)
+        pids = [p.pid for p in children]
+    assert all(pid is not None and gone(pid) for pid in pids)
+
+
+@pytest.mark.timeout(60)
+def test_lane_calls_run_in_parallel(lane: str) -> None:
+    with InterpreterPoolExecutor(2, fallback=lane) as pool:
+        pool.submit(lane_tasks.pid).result(timeout=30)
+        pool.submit(lane_tasks.sleep, 0).result(timeout=30)
+        list(pool.map(lane_tasks.sleep, [0.0, 0.0]))  # both lane workers started
+        t0 = time.monotonic()
+        assert list(pool.map(lane_tasks.sleep, [0.5, 0.5])) == [0.5, 0.5]
+        assert time.monotonic() - t0 < 0.95
+
+
+@pytest.mark.timeout(60)
+def test_arguments_that_cannot_load_in_a_worker_move_the_call(lane: str) -> None:
+    np = pytest.importorskip("numpy")
+    with InterpreterPoolExecutor(1, fallback=lane) as pool:
+        # len() loads anywhere, but its argument (a numpy array) does not load in a worker.
+        assert pool.submit(len, np.arange(5)).result(timeout=30) == 5
+        assert pool.stats()["lane_submitted"] == 1
+
+
+@pytest.mark.timeout(60)
+def test_numpy_functions_run_in_the_lane(lane: str) -> None:
+    np = pytest.importorskip("numpy")
+    import lane_numpy
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with InterpreterPoolExecutor(2, fallback=lane) as pool:
+            assert pool.submit(lane_numpy.total, [1, 2, 3]).result(timeout=60) == 6
+            array = pool.submit(lane_numpy.arange, 4).result(timeout=60)
+            assert isinstance(array, np.ndarray) and array.tolist() == [0, 1, 2, 3]
+            assert list(pool.map(lane_numpy.total, [[i, i] for i in range(20)], chunksize=5)) == [
+                2 * i for i in range(20)
+            ]
+    text = " ".join(str(w.message) for w in caught if issubclass(w.category, FallbackWarning))
+    assert "numpy" in text and "distribution numpy" in text
+
+
+@pytest.mark.timeout(60)
+def test_a_finished_lane_call_does_not_keep_its_arguments_alive(lane: str) -> None:
+    import gc
+    import weakref
+
+    with InterpreterPoolExecutor(1, fallback=lane) as pool:
+        pool.submit(lane_tasks.size, b"").result(timeout=30)
+        payload = lane_tasks.Payload(1 << 20)
+        alive = weakref.ref(payload)
+        future = pool.submit(lane_tasks.size, payload)
+        assert future.result(timeout=30) == 1 << 20
+        del payload
+        gc.collect()
+        assert alive() is None, "the future (still held) keeps its call's argument alive"
+        assert future.done()
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_call_is_kept_for_the_lane_only_until_its_reply() -> None:
+    import gc
+    import weakref
+
+    with InterpreterPoolExecutor(1) as pool:
+        multiplier = tasks.Multiplier(3)
+        alive = weakref.ref(multiplier)
+        future = pool.submit(multiplier.times, 4)
+        assert future.result(timeout=30) == 12
+        del multiplier
+        gc.collect()
+        assert alive() is None, "the future (still held) keeps its call alive"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("cloudpickle", ["1", "0"])
+def test_functions_of_a_main_script_that_imports_a_refusing_module(tmp_path: Any, cloudpickle: str) -> None:
+    """The script's functions reach the worker by value (cloudpickle) or by re-running the
+    script there (without it); either way loading them fails before the call starts."""
+    script = tmp_path / "main_with_faulthandler.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import faulthandler
+            import os
+            import warnings
+
+            import interpool
+
+            def pid_and_enabled():
+                return os.getpid(), faulthandler.is_enabled() in (True, False)
+
+            if __name__ == "__main__":
+                warnings.simplefilter("ignore", interpool.FallbackWarning)
+                with interpool.InterpreterPoolExecutor(2) as pool:
+                    pid, ok = pool.submit(pid_and_enabled).result(timeout=60)
+                    print(ok, pid != os.getpid(), pool.stats()["lane_submitted"])
+            """
+        )
+    )
+    proc = run_file(str(script), env={"INTERPOOL_CLOUDPICKLE": cloudpickle})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True", "1"]
+
+
+@pytest.mark.timeout(120)
+def test_exit_waits_for_busy_lane_calls_and_ctrl_c_stops_them() -> None:
+    proc = run_script(
+        """
+        import warnings
+        warnings.simplefilter("ignore")
+        import interpool, lane_tasks
+        pool = interpool.InterpreterPoolExecutor(2)
+        pool.submit(lane_tasks.pid).result()
+        future = pool.submit(lane_tasks.sleep, 1.0)
+        future.add_done_callback(lambda f: print("done", f.result(), flush=True))
+        print("exiting", flush=True)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["exiting", "done", "1.0"]
+    assert "Traceback" not in proc.stderr
+
+    import subprocess
+
+    from conftest import _child_env
+
+    script = textwrap.dedent(
+        """
+        import warnings
+        warnings.simplefilter("ignore")
+        import interpool, lane_tasks
+        with interpool.InterpreterPoolExecutor(2) as pool:
+            pool.submit(lane_tasks.pid).result()
+            futures = [pool.submit(lane_tasks.spin_forever) for _ in range(2)]
+            print("busy", flush=True)
+            futures[0].result()
+        """
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_child_env(None)
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "busy"
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=30)
+    assert time.monotonic() - t0 < 5
+    assert child.returncode != 0 and "KeyboardInterrupt" in err
+    assert "Fatal" not in err and "Segmentation" not in err
