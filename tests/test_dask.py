@@ -56,7 +56,11 @@ def test_dask_worker_runs_tasks_on_interpool() -> None:
 
 def test_dask_executor_isolates_cytoolz_when_installed() -> None:
     pytest.importorskip("cytoolz", reason="cytoolz is not installed for this Python")
+    from interpool import _isolate
     from interpool.dask import DaskExecutor
+
+    if not _isolate.supported():
+        pytest.skip("isolate= needs CPython 3.13+")
 
     for given, expected in [
         (None, ["cytoolz"]),

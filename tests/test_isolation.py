@@ -19,6 +19,8 @@ from interpool import InterpreterPoolExecutor, _isolate
 
 from conftest import run_script
 
+needs_isolation = pytest.mark.skipif(not _isolate.supported(), reason="isolate= needs CPython 3.13+")
+
 
 @pytest.fixture(scope="module")
 def ext_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -39,9 +41,10 @@ def test_refused_without_isolate_names_the_option(ext_path: str) -> None:
     message = str(info.value)
     assert "extension module 'ipt_pkg._multi' (package ipt_pkg) cannot be loaded" in message
     assert "does not support loading in subinterpreters" in message
-    assert "isolate=['ipt_pkg']" in message
+    assert ("isolate=['ipt_pkg']" in message) == _isolate.supported()
 
 
+@needs_isolation
 @pytest.mark.parametrize("module", ["ipt_pkg._single", "ipt_pkg._multi"])
 def test_each_worker_has_its_own_copy(ext_path: str, module: str) -> None:
     # Two workers held busy together, so that each task runs on a different worker: each
@@ -54,6 +57,7 @@ def test_each_worker_has_its_own_copy(ext_path: str, module: str) -> None:
     assert ids["isolated_files"] >= 1
 
 
+@needs_isolation
 def test_workers_count_separately_in_parallel(ext_path: str) -> None:
     from interpool import Queue
 
@@ -66,6 +70,7 @@ def test_workers_count_separately_in_parallel(ext_path: str) -> None:
     assert all(c == list(range(c[0], c[0] + 100)) for c in counts)
 
 
+@needs_isolation
 def test_main_interpreter_keeps_the_original(ext_path: str) -> None:
     import importlib
 
@@ -79,6 +84,7 @@ def test_main_interpreter_keeps_the_original(ext_path: str) -> None:
     assert worker_counts == [1, 2]
 
 
+@needs_isolation
 def test_bundled_library_is_loaded_once(ext_path: str) -> None:
     # libiptdep.so is found through $ORIGIN/../ipt_pkg.libs, which a copy elsewhere would
     # not find: it is loaded from where it is, once, and every copy links to that instance.
@@ -87,6 +93,7 @@ def test_bundled_library_is_loaded_once(ext_path: str) -> None:
     assert sorted(values) == list(range(min(values), min(values) + 10))
 
 
+@needs_isolation
 def test_recycled_workers_get_fresh_copies(ext_path: str) -> None:
     # A new interpreter must never reuse a copy that an ended one used (its C globals
     # would point into freed memory): every task here runs on a new worker.
@@ -98,6 +105,7 @@ def test_recycled_workers_get_fresh_copies(ext_path: str) -> None:
     assert stats["isolated_files"] >= 4  # ended workers' copies stay mapped, and are counted
 
 
+@needs_isolation
 def test_out_of_scope_modules_stay_refused(ext_path: str) -> None:
     with InterpreterPoolExecutor(1, isolate=["ipt_pkg"]) as pool:
         assert pool.submit(tasks.bump, "ipt_pkg._multi").result(timeout=60) == [1]
@@ -105,6 +113,7 @@ def test_out_of_scope_modules_stay_refused(ext_path: str) -> None:
     assert "does not support loading in subinterpreters" in message  # the policy is back on
 
 
+@needs_isolation
 def test_auto_isolates_every_extension(ext_path: str) -> None:
     with InterpreterPoolExecutor(1, isolate="auto") as pool:
         assert pool.submit(tasks.bump, "ipt_pkg._multi").result(timeout=60) == [1]
@@ -112,11 +121,13 @@ def test_auto_isolates_every_extension(ext_path: str) -> None:
         assert pool.submit(tasks.bump, "ipt_pkg._single").result(timeout=60) == [1]
 
 
+@needs_isolation
 def test_initializer_can_import_isolated_modules(ext_path: str) -> None:
     with InterpreterPoolExecutor(1, isolate=["ipt_pkg"], initializer=tasks.bump, initargs=("ipt_pkg._multi",)) as pool:
         assert pool.submit(tasks.bump, "ipt_pkg._multi").result(timeout=60) == [2]
 
 
+@needs_isolation
 def test_failing_init_names_package_file_and_reason(ext_path: str) -> None:
     with InterpreterPoolExecutor(1, isolate=["ipt_pkg"], fallback=None) as pool:
         with pytest.raises(ImportError) as info:
@@ -129,6 +140,7 @@ def test_failing_init_names_package_file_and_reason(ext_path: str) -> None:
     assert "RuntimeError: this module refuses to start" in message
 
 
+@needs_isolation
 def test_stats_report_the_copies(ext_path: str) -> None:
     with InterpreterPoolExecutor(2, isolate=["ipt_pkg"]) as pool:
         assert pool.stats()["isolated_files"] == 0  # nothing imported yet
@@ -141,6 +153,7 @@ def test_stats_report_the_copies(ext_path: str) -> None:
         assert plain.stats()["isolated_files"] == 0
 
 
+@needs_isolation
 def test_copies_are_removed_at_exit(ext_path: str) -> None:
     result = run_script(
         f"""
@@ -160,6 +173,7 @@ def test_copies_are_removed_at_exit(ext_path: str) -> None:
     assert not os.path.exists(lines[1])
 
 
+@needs_isolation
 def test_a_module_that_fails_isolated_runs_in_the_lane(ext_path: str) -> None:
     # isolate= does not help (the copy fails outside the main interpreter), so calls whose
     # module needs it run in the fallback lane, transparently: the worker fails to load the
@@ -195,6 +209,7 @@ def test_stale_directories_of_dead_processes_are_removed(tmp_path: object) -> No
     assert not os.path.exists(stale)
 
 
+@needs_isolation
 @pytest.mark.parametrize(
     ("value", "error", "text"),
     [
@@ -212,6 +227,7 @@ def test_bad_isolate_values(value: object, error: type[Exception], text: str) ->
         InterpreterPoolExecutor(1, isolate=value)  # type: ignore[arg-type]
 
 
+@needs_isolation
 def test_unknown_name_suggests_close_matches() -> None:
     with pytest.raises(ValueError, match="did you mean 'tasks'"):
         InterpreterPoolExecutor(1, isolate=["taskz"])
@@ -228,7 +244,7 @@ def test_init_symbol_names() -> None:
     assert _isolate._init_symbol("pkg.\u00e9t\u00e9").startswith("PyInitU_")
 
 
-@pytest.mark.skipif(sys.version_info[:2] != (3, 12), reason="3.12 workers use the pure-Python datetime")
-def test_py312_names_the_missing_datetime_capi() -> None:
-    error = _isolate._load_error("numpy._core._multiarray_umath", "/x.so", AttributeError("datetime_CAPI"))
-    assert "gh-117953" in str(error) and "3.13 or newer" in str(error)
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="3.13+ isolates")
+def test_py312_refuses_isolation_with_the_reason() -> None:
+    with pytest.raises(RuntimeError, match=r"needs CPython 3\.13 or newer"):
+        InterpreterPoolExecutor(1, isolate=["json"])

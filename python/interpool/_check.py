@@ -44,8 +44,10 @@ _ISOLATION_ROUNDS = 4
 
 
 def isolation_supported() -> bool:
-    """Whether ``InterpreterPoolExecutor`` takes ``isolate=`` here."""
-    return "isolate" in inspect.signature(InterpreterPoolExecutor).parameters
+    """Whether ``InterpreterPoolExecutor`` takes ``isolate=`` here (CPython 3.13+)."""
+    from . import _isolate
+
+    return "isolate" in inspect.signature(InterpreterPoolExecutor).parameters and _isolate.supported()
 
 
 def _in_worker(name: str, **options: Any) -> dict[str, Any]:
@@ -81,14 +83,8 @@ def _refused_entries(pairs: list[list[str]], later: bool = False) -> list[dict[s
 
 
 def _can_isolate(package: str) -> bool:
-    """Whether ``isolate=`` takes it (not for modules built into the interpreter: no file)."""
-    from . import _isolate
-
-    try:
-        _isolate.normalize([package])
-    except ValueError:
-        return False
-    return True
+    """Whether ``isolate=`` can take it: not a module built into the interpreter (no file)."""
+    return package not in sys.builtin_module_names
 
 
 def _isolated(name: str, refused: list[list[str]]) -> tuple[list[str], dict[str, Any]] | None:

@@ -63,6 +63,11 @@ def _close_matches(name: str) -> str:
     return f" (did you mean {' or '.join(repr(m) for m in matches)}?)" if matches else ""
 
 
+def supported() -> bool:
+    """Whether this Python can isolate: CPython 3.13 or newer."""
+    return sys.version_info >= (3, 13)
+
+
 def normalize(isolate: object) -> tuple[str, ...] | str | None:
     """Check ``isolate=``: ``None``, ``"auto"`` or an iterable of top-level module names.
 
@@ -70,6 +75,12 @@ def normalize(isolate: object) -> tuple[str, ...] | str | None:
     top-level module importable here."""
     if isolate is None:
         return None
+    if not supported():
+        raise RuntimeError(
+            "isolate= needs CPython 3.13 or newer: on 3.12, private copies of Cython-compiled modules "
+            "(msgpack, PyYAML's _yaml) crash the process, and modules that need datetime's C API (numpy) "
+            "cannot load in 3.12 workers (CPython gh-117953)"
+        )
     if isinstance(isolate, str):
         if isolate == AUTO:
             return AUTO
@@ -420,18 +431,9 @@ class _Loader:
 
 def _load_error(name: str, origin: str, exc: BaseException) -> ImportError:
     top = name.partition(".")[0]
-    if sys.version_info[:2] == (3, 12) and "datetime_CAPI" in str(exc):
-        return ImportError(
-            f"isolate: the extension module {name!r} of package {top!r} ({origin}) needs datetime's C API, "
-            "which CPython 3.12 workers do not have: they use the pure-Python datetime, because the C "
-            "module crashes in a second interpreter (CPython gh-117953). Isolate it on CPython 3.13 or newer",
-            name=name,
-            path=origin,
-        )
     return ImportError(
         f"isolate: the extension module {name!r} of package {top!r} ({origin}) failed to load from its "
-        f"private copy: {type(exc).__name__}: {exc}. Leave {top!r} out of isolate= and run this work in the "
-        "main interpreter or a process pool",
+        f"private copy: {type(exc).__name__}: {exc}",
         name=name,
         path=origin,
     )

@@ -162,7 +162,7 @@ def isolation_available() -> bool:
     if _isolation is None:
         import importlib.util
 
-        _isolation = importlib.util.find_spec("interpool._isolate") is not None
+        _isolation = importlib.util.find_spec("interpool._isolate") is not None and sys.version_info >= (3, 13)
     return _isolation
 
 
