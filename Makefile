@@ -30,6 +30,14 @@ bench: setup ## Set up, then run the benchmark suite (all executors side by side
 	@ft=$$(scripts/setup.sh 3.14t) && \
 	  .venvs/$(DEV)/bin/python benchmarks/suite.py --out benchmarks/results --ft-python $$ft/bin/python $(BENCH_ARGS)
 
+.PHONY: bench-overhead
+bench-overhead: setup ## Per-task overheads and start-up vs ThreadPool/forkserver, interleaved (issue 15's ratios)
+	.venvs/$(DEV)/bin/python benchmarks/bench_overhead.py
+
+.PHONY: bench-instructions
+bench-instructions: setup ## Instructions per trivial task on the main and worker threads (callgrind)
+	.venvs/$(DEV)/bin/python benchmarks/bench_instructions.py
+
 .PHONY: bench-queue
 bench-queue: setup ## Queue and buffer benchmarks against the stdlib's concurrent.interpreters queue
 	.venvs/$(DEV)/bin/python benchmarks/bench_queue.py

@@ -8,6 +8,7 @@
 //! so a rebound name is noticed; the receiver imports the module and caches what the name
 //! resolved to.
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, PoisonError};
 
 use pyo3_ffi as ffi;
@@ -24,13 +25,37 @@ struct Path {
     wire: Box<[u8]>,
 }
 
+/// FNV-1a: these maps are looked up once per task on each side, and their keys (addresses,
+/// names of the process's own functions) need no protection from chosen collisions, so
+/// SipHash's cost (~110 instructions for a short name) is not worth paying.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = ((n as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+
 /// The by-reference caches of one interpreter (in its module state).
 #[derive(Default)]
 pub struct Globals {
     /// Sender side: object address -> its path (`None`: does not qualify).
-    by_object: Mutex<HashMap<usize, Option<Path>>>,
+    by_object: Mutex<FastMap<usize, Option<Path>>>,
     /// Receiver side: wire name -> the object it resolved to.
-    by_name: Mutex<HashMap<Box<[u8]>, usize>>,
+    by_name: Mutex<FastMap<Box<[u8]>, usize>>,
 }
 
 const MAX_ENTRIES: usize = 4096;

@@ -1,9 +1,9 @@
 //! One own-GIL subinterpreter, owned by the OS thread that created it.
 //!
 //! The thread-state sequence (docs/design.md, "Thread states"):
-//! 1. On a thread with no thread state, `Py_NewInterpreterFromConfig` with an own GIL,
-//!    serialized by a process-wide lock (creation races: CPython gh-122581, gh-129824). On
-//!    return the new thread state is current and attached.
+//! 1. On a thread with no thread state, `Py_NewInterpreterFromConfig` with an own GIL; on
+//!    3.12 and 3.13 serialized by a process-wide lock ([`serialized`]: creation races there),
+//!    in parallel from 3.14 on. On return the new thread state is current and attached.
 //! 2. Detach while idle; re-attach to work. [`SubInterpreter::attach`] lends a [`Python`]
 //!    token that borrows the handle, so no token can be used after [`SubInterpreter::detach`].
 //! 3. End on the same thread: attach, release every object, `Py_EndInterpreter`. Afterwards
@@ -14,7 +14,7 @@
 use std::ffi::CStr;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use pyo3_ffi as ffi;
@@ -22,8 +22,21 @@ use pyo3_ffi as ffi;
 use crate::fork_guard;
 use crate::py::Python;
 
-/// Interpreter creation is serialized process-wide.
+/// Serializes creating and ending interpreters where CPython needs it (see [`serialized`]).
 static CREATE_LOCK: Mutex<()> = Mutex::new(());
+
+/// The process-wide creation lock, on the CPython versions that need one.
+///
+/// 3.12 crashes when interpreters are created or ended concurrently (its own stress test,
+/// `test_create_many_threaded`, still crashed there: allocator and static-type races), and
+/// 3.13 has no stdlib user of concurrent creation to vouch for it, so both keep the lock.
+/// From 3.14 on, CPython itself creates and ends own-GIL interpreters concurrently (the
+/// stdlib `InterpreterPoolExecutor` does so from its worker threads, with no lock), and what
+/// thread sanitizer still reports there (gh-129824) are same-value writes of global aliases
+/// during module init; so from 3.14 on workers start in parallel (docs/design.md).
+fn serialized() -> Option<MutexGuard<'static, ()>> {
+    (!cfg!(Py_3_14)).then(|| CREATE_LOCK.lock().unwrap_or_else(PoisonError::into_inner))
+}
 
 /// An own-GIL interpreter whose only thread state belongs to the current OS thread.
 pub struct SubInterpreter {
@@ -51,7 +64,7 @@ impl SubInterpreter {
         let mut tstate: *mut ffi::PyThreadState = std::ptr::null_mut();
         // Counted from *before* creation: a fork() while it runs must take the guarded exit.
         let guard = fork_guard::Alive::new();
-        let lock = CREATE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        let lock = serialized();
         // SAFETY: no thread state on this thread (caller's contract), so CPython creates the
         // interpreter from the main interpreter's config; `config` and `tstate` outlive it.
         let status = unsafe { ffi::Py_NewInterpreterFromConfig(&mut tstate, &config) };
@@ -114,11 +127,11 @@ impl SubInterpreter {
             std::mem::forget(self);
             return;
         }
-        // Serialized with creation (allocator races, gh-123134). The lock is taken detached:
-        // ending (and, on 3.14, creating) an interpreter stops the world, which waits for
-        // every attached thread, so no thread may wait for this lock while attached.
+        // Serialized with creation where that is (allocator races, gh-123134). The lock is taken
+        // detached: ending an interpreter stops the world, which waits for every attached
+        // thread, so no thread may wait for this lock while attached.
         self.detach();
-        let lock = CREATE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        let lock = serialized();
         self.attach();
         // SAFETY: our thread state is current, attached and has no frames (no Python code is
         // running on this thread), and it is the interpreter's only one; afterwards the thread

@@ -138,6 +138,22 @@ fn next_events<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, max: Borrow
     py.list(batch.into_iter().map(|e| event(py, state, e)).collect::<PyResult<_>>()?)
 }
 
+/// `wait_reply(ticket, seconds) -> (id, status, payload) | None`: wait (GIL released) up to
+/// `seconds` for the reply of `ticket`'s task to come to this thread directly instead of to a
+/// dispatcher (one thread hand-off less); `None`: not in time, or it went to a dispatcher.
+fn wait_reply<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, args: Args<'py>) -> PyResult<Owned<'py>> {
+    let [ticket, wait] = args.exactly::<2>("wait_reply")?;
+    let Some(ticket) = Instance::<TicketObject>::downcast(ticket, slf.state()) else {
+        return Err(py.type_error("wait_reply() needs a Ticket"));
+    };
+    let wait = args::timeout(Some(wait), "seconds")?.unwrap_or(Duration::ZERO);
+    let (engine, ticket) = (&slf.get().engine, ticket.get().ticket.clone());
+    match py.detached(|| engine.wait_output(&ticket, wait)) {
+        Some(output) => event(py, slf.state(), Event::Done { id: ticket.id(), output }),
+        None => Ok(py.none()),
+    }
+}
+
 /// `join(timeout, skip_stuck) -> bool`: wait for the worker threads to exit (after
 /// `shutdown`), GIL released, interruptible by signals; with `skip_stuck`, not for the
 /// threads of given-up tasks.
@@ -212,11 +228,12 @@ fn ticket_id<'py>(py: Python<'py>, slf: Instance<'py, TicketObject>) -> PyResult
     py.uint(slf.get().ticket.id())
 }
 
-static mut POOL_METHODS: [ffi::PyMethodDef; 9] = [
+static mut POOL_METHODS: [ffi::PyMethodDef; 10] = [
     method!(PoolObject, c"submit", args submit, c"submit(id, fn, args, kwargs, timeout, /) -> Ticket"),
     method!(PoolObject, c"shutdown", args shutdown, c"shutdown(cancel_pending, interrupt_running, /) -> list[int]"),
     method!(PoolObject, c"interrupt", o interrupt, c"interrupt(ticket, /) -> bool"),
     method!(PoolObject, c"next_events", o next_events, c"next_events(max, /) -> list | None"),
+    method!(PoolObject, c"wait_reply", args wait_reply, c"wait_reply(ticket, seconds, /) -> tuple | None"),
     method!(PoolObject, c"join", args join, c"join(timeout, skip_stuck, /) -> bool"),
     method!(PoolObject, c"stats", noargs stats, c"stats() -> dict[str, int]"),
     method!(PoolObject, c"broken", noargs broken, c"broken() -> str | None"),

@@ -93,3 +93,51 @@ def test_cancelled_futures_count_as_done_for_wait_and_as_completed(tmp_path: Pat
         pool.shutdown(wait=False, cancel_futures=True)
         tasks.touch(gate)
         assert blocker.result(timeout=30) == gate
+
+
+def test_a_thread_waiting_in_result_sees_cancel_and_interrupt_promptly() -> None:
+    """result() first waits briefly for the reply to come to its own thread (see
+    _dispatch.TaskFuture.result); a cancellation, after which no reply comes, and an
+    interruption still end the wait at once."""
+    with interpool.InterpreterPoolExecutor(1) as pool:
+        running = pool.submit(tasks.spin, 10**10)  # a Python loop: interruptible
+        queued = pool.submit(abs, -1)
+        outcomes: dict[str, object] = {}
+
+        def wait(name: str, future: object) -> None:
+            started = time.monotonic()
+            try:
+                future.result(timeout=20)  # type: ignore[attr-defined]
+            except BaseException as exc:
+                outcomes[name] = (type(exc).__name__, time.monotonic() - started)
+
+        waiters = [threading.Thread(target=wait, args=args) for args in (("queued", queued), ("running", running))]
+        for t in waiters:
+            t.start()
+        time.sleep(0.2)
+        assert queued.cancel()
+        assert running.interrupt()
+        for t in waiters:
+            t.join(10)
+        assert {name: kind for name, (kind, _) in outcomes.items()} == {  # type: ignore[misc]
+            "queued": "CancelledError",
+            "running": "CancelledError",
+        }
+        assert all(seconds < 5 for _, seconds in outcomes.values())  # type: ignore[misc]
+
+
+def test_results_taken_by_waiting_threads_and_by_the_dispatcher_mix() -> None:
+    """Replies come to the thread waiting in result() or through the dispatchers: either way
+    each future completes once, with its done-callbacks, and wait()/as_completed see it."""
+    import concurrent.futures as cf
+
+    with interpool.InterpreterPoolExecutor(2) as pool:
+        seen: list[int] = []
+        futures = [pool.submit(abs, -i) for i in range(300)]
+        for f in futures:
+            f.add_done_callback(lambda f: seen.append(f.result()))
+        assert [f.result() for f in futures[::2]] == list(range(0, 300, 2))
+        done, _ = cf.wait(futures, timeout=30)
+        assert len(done) == 300
+        assert sorted(f.result() for f in cf.as_completed(futures, timeout=30)) == list(range(300))
+        assert sorted(seen) == list(range(300))

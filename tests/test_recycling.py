@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
+
 import pytest
 
 import interpool
@@ -37,3 +40,21 @@ def test_no_task_is_lost_while_workers_recycle() -> None:
     with interpool.InterpreterPoolExecutor(2, max_tasks_per_worker=3) as pool:
         assert list(pool.map(tasks.square, range(60))) == [i * i for i in range(60)]
         assert pool.stats()["completed"] == 60
+
+
+def test_many_interpreters_created_and_ended_at_once() -> None:
+    """Workers start in parallel (3.14+; serialized on 3.12/3.13, see src/interp.rs): several
+    pools started together from several threads, each worker also replaced after every task,
+    so creations and endings overlap throughout."""
+    rounds, pools, workers = 2, 3, 2
+    start = threading.Barrier(pools)
+
+    def run_pool(seed: int) -> list[int]:
+        start.wait()
+        with interpool.InterpreterPoolExecutor(workers, max_tasks_per_worker=1) as pool:
+            return list(pool.map(tasks.square, range(seed, seed + 3 * workers)))
+
+    for _ in range(rounds):
+        with concurrent.futures.ThreadPoolExecutor(pools) as starters:
+            outcomes = list(starters.map(run_pool, range(0, 100 * pools, 100)))
+        assert outcomes == [[i * i for i in range(s, s + 3 * workers)] for s in range(0, 100 * pools, 100)]

@@ -7,8 +7,6 @@ Every worker interpreter imports this package, so it loads its submodules lazily
 a worker pays only for what it uses, which keeps pool start-up fast and workers small.
 """
 
-from __future__ import annotations
-
 from . import _setup
 from ._interpool import Constant, Queue, SharedBuffer, TaskInterrupted
 
@@ -59,7 +57,7 @@ _ERRORS = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     if name == "InterpreterPoolExecutor":
         from ._executor import InterpreterPoolExecutor
 

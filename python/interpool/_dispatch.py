@@ -7,6 +7,9 @@ may wait for another future of the same pool, or submit a follow-up task and wai
 So completing futures must never depend on a callback returning: a pool starts with two
 dispatchers, and whenever one starts on a batch while no other is waiting for events, it
 starts one more first. A callback that blocks costs one thread while it blocks.
+
+A thread waiting in ``result()`` for a pending task takes its reply itself for a short while
+(``TaskFuture._take_reply``), skipping the dispatcher's hand-off; see docs/design.md.
 """
 
 from __future__ import annotations
@@ -34,6 +37,11 @@ from ._interpool import (
 _T = TypeVar("_T")
 
 _BATCH = 256
+# How long a thread waiting for a result takes the reply itself (see TaskFuture.result):
+# long enough for tiny tasks, short enough that a cancellation that no reply follows costs
+# at most this much before the wait goes on as a plain Future wait.
+_TAKE_REPLY_S = 0.002
+_NOT_DONE = ("PENDING", "RUNNING")
 
 
 def cancel_and_notify(future: Future[Any]) -> bool:
@@ -81,6 +89,30 @@ class TaskFuture(Future[_T]):
     # lane; and the lane's handle once it runs there (then cancel/interrupt/running go to it).
     _call: tuple[Any, tuple[Any, ...], dict[str, Any]] | None = None
     _lane: LaneHandle | None = None
+
+    def result(self, timeout: float | None = None) -> _T:
+        if self._state in _NOT_DONE:
+            timeout = self._take_reply(timeout)
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        if self._state in _NOT_DONE:
+            timeout = self._take_reply(timeout)
+        return super().exception(timeout)
+
+    def _take_reply(self, timeout: float | None) -> float | None:
+        """Wait briefly for the task's reply to come to this thread and complete the future
+        here: the dispatcher thread would take it and then wake this one, a thread hand-off
+        (tens of microseconds) more. Returns what is left of ``timeout``."""
+        owner, ticket = self._owner, self._ticket
+        if owner is None or ticket is None or (timeout is not None and timeout <= 0):
+            return timeout
+        wait = _TAKE_REPLY_S if timeout is None else min(timeout, _TAKE_REPLY_S)
+        reply = owner.pool.wait_reply(ticket, wait)
+        if reply is None:
+            return None if timeout is None else max(0.0, timeout - wait)
+        owner._complete(*reply)
+        return timeout
 
     def running(self) -> bool:
         if self._lane is not None:

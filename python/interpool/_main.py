@@ -8,15 +8,13 @@ reference* to ``__mp_main__`` (see ``_pickling.py``). A worker resolves such a r
 owner tells each worker where its main script is (:func:`main_source`, sent at start-up).
 """
 
-from __future__ import annotations
-
 import os
 import sys
-import types
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs workers ~7 ms at start-up
 
 if TYPE_CHECKING:
+    from types import ModuleType
     from typing import Any
 
 # Set in workers at start-up: how to re-create the owner's __main__ here.
@@ -54,7 +52,7 @@ def loading_main() -> bool:
     return _loading
 
 
-def from_main(qualname: str) -> Any:
+def from_main(qualname: str) -> "Any":
     """Resolve a function or class of the owner's ``__main__`` (sent by reference)."""
     module = sys.modules.get("__mp_main__") or _load_main()
     obj: Any = module
@@ -63,7 +61,7 @@ def from_main(qualname: str) -> Any:
     return obj
 
 
-def _load_main() -> types.ModuleType:
+def _load_main() -> "ModuleType":
     global _loading
     import runpy
 
@@ -74,7 +72,7 @@ def _load_main() -> types.ModuleType:
             "cloudpickle (pip install cloudpickle) to send it by value, or move it to a module"
         )
     kind, where = _source
-    module = types.ModuleType("__mp_main__")
+    module = type(sys)("__mp_main__")  # types.ModuleType, without importing types
     sys.modules["__mp_main__"] = module
     _loading = True
     try:

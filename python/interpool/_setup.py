@@ -10,8 +10,6 @@ every worker). It installs, in the module state of ``interpool._interpool``:
 and, in the main interpreter, the fork hooks of the fork guard (``src/fork_guard.rs``).
 """
 
-from __future__ import annotations
-
 import os
 
 from . import _interpool
@@ -22,7 +20,7 @@ if TYPE_CHECKING:
     from types import ModuleType
 
 
-def _pickling() -> ModuleType:
+def _pickling() -> "ModuleType":
     """Import the pickling rules and hand their functions to Rust directly from now on."""
     from . import _pickling
 

@@ -11,8 +11,6 @@ encodes the result, so no Python code of interpool runs per task. This module pr
   ``map`` calls.
 """
 
-from __future__ import annotations
-
 import sys
 
 from . import _main
@@ -33,7 +31,7 @@ def in_worker() -> bool:
     return _in_worker
 
 
-def bootstrap(settings: dict[str, Any], index: int) -> ModuleType:
+def bootstrap(settings: "dict[str, Any]", index: int) -> "ModuleType":
     """Prepare this interpreter (``settings`` come from the owner); return the hooks."""
     global _in_worker
     _in_worker = True
@@ -75,7 +73,7 @@ def _py312_datetime() -> None:
     copyreg.pickle(_pydatetime.timezone, lambda tz: (_pydatetime.timezone, tz.__getinitargs__()))
 
 
-def initialize(init: tuple[Callable[..., object] | str, tuple[Any, ...]]) -> str | None:
+def initialize(init: "tuple[Callable[..., object] | str, tuple[Any, ...]]") -> str | None:
     """Run the pool's initializer; a ``str`` (the traceback) refuses the worker's start."""
     try:
         fn, initargs = init
@@ -100,12 +98,12 @@ def exec_script(source: str) -> None:
     exec(source, vars(sys.modules["__main__"]))  # a documented feature: script tasks
 
 
-def run_chunk(fn: Callable[..., Any], chunk: Iterable[tuple[Any, ...]]) -> list[Any]:
+def run_chunk(fn: "Callable[..., Any]", chunk: "Iterable[tuple[Any, ...]]") -> "list[Any]":
     """A batch of ``map`` calls sent as one task."""
     return [fn(*args) for args in chunk]
 
 
-def run_calls(calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+def run_calls(calls: "list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]") -> "list[Any]":
     """A batch of independent calls (a joblib batch) sent as one task."""
     return [fn(*args, **kwargs) for fn, args, kwargs in calls]
 
@@ -119,7 +117,7 @@ def _explain(exc: BaseException) -> BaseException:
     return exc
 
 
-def describe(exc: BaseException, _depth: int = 0) -> dict[str, Any]:
+def describe(exc: BaseException, _depth: int = 0) -> "dict[str, Any]":
     """What the owner needs to re-raise ``exc`` (``_dispatch.decode_exception``): the pickled
     exception (``None`` if it cannot be pickled), its type's module and qualified name, its
     message and traceback text, and its state for a rebuild without ``__init__`` (args,
@@ -165,7 +163,7 @@ def describe(exc: BaseException, _depth: int = 0) -> dict[str, Any]:
     }
 
 
-def unsendable_result(fn: object, exc: BaseException) -> dict[str, Any]:
+def unsendable_result(fn: object, exc: BaseException) -> "dict[str, Any]":
     """``describe`` of the error for a result that cannot be sent back (``exc`` says why)."""
     from . import _pickling
     from ._errors import NotShareableError

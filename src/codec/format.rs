@@ -80,7 +80,8 @@ impl Writer {
             interpool_core::spare::give(old);
             return Ok(());
         }
-        self.buf.try_reserve(additional)
+        // At least 64 bytes: a small value then takes one allocation, not three or four.
+        self.buf.try_reserve(additional.max(64))
     }
 
     #[inline]

@@ -38,6 +38,13 @@ use crate::task::Ticket;
 /// than most tiny tasks take; a short spin hands work over in well under one.
 const SPIN: Duration = Duration::from_micros(50);
 
+/// [`SPIN`], or zero when the environment variable `INTERPOOL_NO_SPIN` is set (read once):
+/// for instruction counts that measure work, not waiting (benchmarks/README.md).
+pub fn spin() -> Duration {
+    static SPIN_FOR: OnceLock<Duration> = OnceLock::new();
+    *SPIN_FOR.get_or_init(|| if std::env::var_os("INTERPOOL_NO_SPIN").is_some() { Duration::ZERO } else { SPIN })
+}
+
 /// How often the watchdog repeats a stop request that has not taken effect yet.
 const RESEND: Duration = Duration::from_millis(20);
 
@@ -47,8 +54,20 @@ const RESEND: Duration = Duration::from_millis(20);
 const TICK: Duration = Duration::from_millis(10);
 const LINGER: Duration = Duration::from_secs(1);
 
-/// Take a message, spinning for up to `SPIN` before blocking.
+/// A task's outcome: to the thread waiting for it, if one is (`Ticket::wait_output`), else
+/// as an event.
+fn report<O: Send + 'static>(events: &Sender<Event<O>>, ticket: &Ticket, output: O) {
+    if let Some(output) = ticket.deliver(output) {
+        // The owner may have dropped the pool and its event receiver: nobody to tell.
+        let _ = events.send(Event::Done { id: ticket.id(), output });
+    }
+}
+
+/// Take a message, spinning for up to [`spin()`] before blocking.
 fn recv_spinning<T>(rx: &Receiver<T>) -> Result<T, crossbeam_channel::RecvError> {
+    if spin().is_zero() {
+        return rx.recv();
+    }
     let start = Instant::now();
     loop {
         for _ in 0..64 {
@@ -58,7 +77,7 @@ fn recv_spinning<T>(rx: &Receiver<T>) -> Result<T, crossbeam_channel::RecvError>
                 Err(TryRecvError::Empty) => std::hint::spin_loop(),
             }
         }
-        if start.elapsed() >= SPIN {
+        if start.elapsed() >= spin() {
             return rx.recv();
         }
         std::thread::yield_now();
@@ -342,6 +361,12 @@ impl<F: WorkerFactory> Pool<F> {
         &self.shared.factory
     }
 
+    /// Wait up to `wait` for the output of `ticket`'s task to be handed to this thread
+    /// directly instead of coming as an event (see `Ticket::wait_output`).
+    pub fn wait_output(&self, ticket: &Ticket, wait: Duration) -> Option<F::Output> {
+        ticket.wait_output(wait, spin())
+    }
+
     /// The message of the worker start failure that broke the pool, if any.
     pub fn broken(&self) -> Option<&str> {
         self.shared.broken.get().map(String::as_str)
@@ -365,7 +390,7 @@ impl<F: WorkerFactory> Pool<F> {
     /// every event was taken. Of several readers, only one spins at a time (spinning readers
     /// would take the CPU the workers need).
     fn next_event(&self) -> Option<Event<F::Output>> {
-        if !self.spinning.swap(true, Ordering::AcqRel) {
+        if !spin().is_zero() && !self.spinning.swap(true, Ordering::AcqRel) {
             let start = Instant::now();
             let found = 'spin: loop {
                 for _ in 0..64 {
@@ -375,7 +400,7 @@ impl<F: WorkerFactory> Pool<F> {
                         Err(TryRecvError::Empty) => std::hint::spin_loop(),
                     }
                 }
-                if start.elapsed() >= SPIN {
+                if start.elapsed() >= spin() {
                     break None;
                 }
                 std::thread::yield_now();
@@ -569,7 +594,7 @@ impl<F: WorkerFactory> Shared<F> {
         shared.abandoned.fetch_add(1, Ordering::Relaxed);
         shared.stuck.fetch_add(1, Ordering::Relaxed);
         let output = shared.factory.abandoned(ticket.id(), why, shared.config.grace);
-        let _ = events.send(Event::Done { id: ticket.id(), output }); // before the pool can finish
+        report(events, ticket, output); // before the pool can finish
         {
             let mut threads = lock(&shared.threads);
             threads.counted -= 1;
@@ -678,8 +703,7 @@ fn worker_thread<F: WorkerFactory>(shared: &Arc<Shared<F>>, index: usize, events
             // Idle again before the owner hears of it, so a task it submits in response
             // finds this worker instead of starting another.
             shared.release_idle_permit();
-            // The owner may have dropped the pool and its event receiver: nobody to tell.
-            let _ = events.send(Event::Done { id: job.ticket.id(), output });
+            report(events, &job.ticket, output);
             ran += 1;
             let limit_reached = shared.config.max_tasks_per_worker.is_some_and(|m| ran >= m);
             if limit_reached || !factory.healthy(&worker) {

@@ -10,8 +10,10 @@
 //! A *stop request* (a timeout or an interrupt) is separate from the state: it asks the
 //! worker to stop the running call (the worker's factory delivers it) and starts the grace
 //! period after which the watchdog gives the task up.
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 const QUEUED: u8 = 0;
@@ -57,6 +59,27 @@ struct State {
     timeout: AtomicU64,
     /// When it started running, and when a stop was first requested.
     times: Mutex<(Option<Instant>, Option<Instant>)>,
+    /// Direct delivery of the output to a thread waiting for it ([`Ticket::wait_output`]).
+    mailbox: Mutex<Mailbox>,
+    /// The output is in the mailbox (what a waiter spins on).
+    delivered: AtomicBool,
+}
+
+/// A task's output on its way to a thread that waits for it, bypassing the event channel.
+#[derive(Default)]
+struct Mailbox {
+    /// The thread waiting in [`Ticket::wait_output`], if one is.
+    waiter: Option<Thread>,
+    /// The output, handed over by [`Ticket::deliver`].
+    output: Option<Box<dyn Any + Send>>,
+    /// The output went to the event channel: do not wait for it.
+    posted: bool,
+}
+
+impl std::fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailbox").field("waiting", &self.waiter.is_some()).field("posted", &self.posted).finish()
+    }
 }
 
 /// A handle on one task, shared by its submitter, its worker and the watchdog.
@@ -71,6 +94,8 @@ impl Ticket {
             stop: AtomicU8::new(0),
             timeout: AtomicU64::new(timeout.map_or(0, |t| t.as_secs_f64().to_bits())),
             times: Mutex::new((None, None)),
+            mailbox: Mutex::new(Mailbox::default()),
+            delivered: AtomicBool::new(false),
         }))
     }
 
@@ -178,11 +203,86 @@ impl Ticket {
     pub(crate) fn give_up(&self) -> bool {
         self.swap(RUNNING, GIVEN_UP)
     }
+
+    fn mailbox(&self) -> std::sync::MutexGuard<'_, Mailbox> {
+        self.0.mailbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hand the task's output to the thread waiting for it in [`Ticket::wait_output`], if
+    /// one is; otherwise give it back (to be sent as an event), and a later waiter does not
+    /// wait for it.
+    pub(crate) fn deliver<O: Send + 'static>(&self, output: O) -> Option<O> {
+        let mut mailbox = self.mailbox();
+        let Some(waiter) = mailbox.waiter.take() else {
+            mailbox.posted = true;
+            return Some(output);
+        };
+        mailbox.output = Some(Box::new(output));
+        self.0.delivered.store(true, Ordering::Release);
+        drop(mailbox);
+        waiter.unpark();
+        None
+    }
+
+    /// Wait up to `wait` for the task's output to be handed to this thread directly (the
+    /// owner's thread that waits for a result takes it itself, instead of a dispatcher
+    /// taking it from the event channel and waking that thread: one hand-off less). Spins
+    /// for up to `spin` first. `None`: it did not come in time, or it went (or will go) to
+    /// the event channel.
+    pub fn wait_output<O: Send + 'static>(&self, wait: Duration, spin: Duration) -> Option<O> {
+        let start = Instant::now();
+        {
+            let mut mailbox = self.mailbox();
+            if mailbox.posted {
+                return None;
+            }
+            if mailbox.output.is_none() {
+                mailbox.waiter = Some(std::thread::current());
+            }
+        }
+        'wait: while !self.0.delivered.load(Ordering::Acquire) {
+            let waited = start.elapsed();
+            if waited >= wait {
+                break;
+            }
+            if waited < spin {
+                for _ in 0..64 {
+                    if self.0.delivered.load(Ordering::Acquire) {
+                        break 'wait;
+                    }
+                    std::hint::spin_loop();
+                }
+                std::thread::yield_now(); // let a thread on the same CPU (the worker) run
+            } else {
+                std::thread::park_timeout(wait - waited);
+            }
+        }
+        let mut mailbox = self.mailbox();
+        mailbox.waiter = None; // too late now: the output goes to the event channel
+        let output = mailbox.output.take()?;
+        Some(*output.downcast::<O>().expect("a ticket's output has its pool's output type"))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_goes_to_a_waiter_or_back_to_the_channel_never_both() {
+        for i in 0..2000 {
+            let t = Ticket::new(i, None);
+            let t2 = t.clone();
+            let h = std::thread::spawn(move || t2.wait_output::<u64>(Duration::from_millis(5), Duration::ZERO));
+            let back = t.deliver(i);
+            let taken = h.join().unwrap();
+            assert!(back.is_some() ^ taken.is_some(), "exactly one receives the output");
+            assert_eq!(back.or(taken), Some(i));
+        }
+        let t = Ticket::new(1, None);
+        assert_eq!(t.deliver(7u8), Some(7), "no waiter: back to the channel");
+        assert_eq!(t.wait_output::<u8>(Duration::from_secs(60), Duration::ZERO), None, "posted: no wait");
+    }
 
     #[test]
     fn cancel_and_start_exclude_each_other() {
