@@ -184,12 +184,13 @@ def test_a_module_that_fails_isolated_runs_in_the_lane(ext_path: str) -> None:
 
     import interpool
 
-    with InterpreterPoolExecutor(1, isolate=["ipt_pkg"], fallback="thread") as pool:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+    # (The pool is made inside catch_warnings: on 3.14t its threads inherit this context.)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with InterpreterPoolExecutor(1, isolate=["ipt_pkg"], fallback="thread") as pool:
             assert pool.submit(isolation_lane_tasks.where).result(timeout=60) == "main"
             assert pool.submit(isolation_lane_tasks.where).result(timeout=60) == "main"
-        stats = pool.stats()
+            stats = pool.stats()
     assert stats["lane_submitted"] == 2 and stats["lane_functions"] == 1
     fallback = [w for w in caught if issubclass(w.category, interpool.FallbackWarning)]
     assert len(fallback) == 1
