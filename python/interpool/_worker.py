@@ -117,7 +117,9 @@ def _explain(exc: BaseException) -> BaseException:
     if isinstance(exc, ImportError) and _NO_SUBINTERP in str(exc):
         import re
 
-        match = re.search(r"module (\S+) " + _NO_SUBINTERP, str(exc))
+        # CPython's own message starts with it; isolate='s errors (which quote it as their
+        # reason) already name the package and what to do.
+        match = re.match(r"module (\S+) " + _NO_SUBINTERP, str(exc))
         if match:
             name = match.group(1)
             top = name.partition(".")[0]
