@@ -3,12 +3,13 @@
 
 The evidence issue 12 asks of ``isolate=``: numpy's test files (FILES below) run with pytest
 inside two own-GIL worker interpreters at the same time (``isolate=["numpy", "hypothesis"]``:
-hypothesis, which numpy's conftest imports, has a native module of its own), and once in the
+hypothesis, which numpy's conftest imports, has a native module of its own since 6.156; on
+the free-threaded build, which cannot isolate it, pin ``hypothesis<6.156``), and once in the
 main interpreter. Outcomes are compared per test id; every test that fails only in a worker
 must be listed, with its reason, in tests/isolation/numpy_known_failures.txt.
 
     python scripts/isolation-evidence.py              # one round: main + 2 concurrent workers
-    python scripts/isolation-evidence.py --repeat 20  # then 19 more worker rounds (no crash?)
+    python scripts/isolation-evidence.py --repeat 20  # main once, then 20 worker rounds (no crash?)
     python scripts/isolation-evidence.py --json out.json --files numpy/fft/tests/test_pocketfft.py
 
 Each context runs in a fresh subprocess of this Python, so a crash is an exit status (a
@@ -32,6 +33,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from typing import Any
@@ -257,6 +259,14 @@ def describe(run: dict[str, Any]) -> str:
     return ", ".join(f"{v} {k}" for k, v in c.items()) + f" ({run['end'] - run['start']:.0f} s)"
 
 
+def has_native_hypothesis() -> bool:
+    import importlib.util
+
+    spec = importlib.util.find_spec("hypothesis")
+    where = (spec.submodule_search_locations or []) if spec is not None else []
+    return any(f.startswith("_native.") for d in where for f in os.listdir(d))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=1, help="worker rounds, each in a fresh process (default 1)")
@@ -274,6 +284,16 @@ def main() -> int:
         import numpy
     except ImportError:
         print("numpy is not installed for this Python: nothing to run", file=sys.stderr)
+        return 2
+    if sys.version_info < (3, 13):
+        print("numpy cannot load in CPython 3.12 workers (no datetime C API there, gh-117953)", file=sys.stderr)
+        return 2
+    if sysconfig.get_config_var("Py_GIL_DISABLED") and has_native_hypothesis():
+        print(
+            "hypothesis >= 6.156 has a PyO3 module with submodules, which the free-threaded build refuses "
+            "to load isolated (docs/isolation.md): pip install 'hypothesis<6.156' (pure Python) to run this",
+            file=sys.stderr,
+        )
         return 2
     known = load_known(KNOWN_FAILURES)
     print(f"Python {sys.version.split()[0]} ({sys.executable}), numpy {numpy.__version__}")
