@@ -21,8 +21,8 @@ pytest runs with ``--capture=sys`` (fd-level capture would redirect the process'
 descriptors under the other worker's feet), without the faulthandler, timeout and cache
 plugins (process-wide state), with a ``--basetemp`` of its own per context, and with numpy's
 own conftest (hypothesis' "np.test() profile": derandomized, no database). In workers,
-pytest does not set ``PYTEST_CURRENT_TEST`` in the (process-wide) environment: see
-run_pytest.
+pytest does not set ``PYTEST_CURRENT_TEST`` in the (process-wide) environment and does not
+try to import readline: two pytest sessions in one process race there (see run_pytest).
 """
 
 from __future__ import annotations
@@ -130,9 +130,17 @@ def run_pytest(site: str, files: list[str], basetemp: str) -> dict[str, Any]:
         # spawn failed with EFAULT once in 40 runs, and the race can crash a process (also
         # with threads on a free-threaded build). That is two pytest sessions in one
         # process, not numpy in a worker: workers do not publish the variable.
+        import _pytest.capture
         import _pytest.runner
 
         _pytest.runner._update_current_test_var = lambda item, when: None
+        # pytest tries `import readline` at start-up (a Windows console workaround). readline
+        # is single-phase, and CPython 3.13+ runs a single-phase init function in the main
+        # interpreter before refusing the module in a worker; on the free-threaded build
+        # nothing serializes two workers doing so, and GNU readline's global state crashed
+        # the process (1 round in 20 here; without isolation too: 10 of 300 fresh processes
+        # whose 2 workers try `import readline` at once). Not numpy's doing: skip it.
+        _pytest.capture._readline_workaround = lambda: None
     collector = Collector()
     out = io.StringIO()
     start = time.time()
@@ -211,7 +219,8 @@ def spawn(context: str, files: list[str], timeout: float) -> tuple[dict[str, Any
     """Run one context in a fresh process: its results, or None and what happened."""
     fd, out = tempfile.mkstemp(suffix=".json", prefix=f"isolation-evidence-{context}-")
     os.close(fd)
-    command = [sys.executable, os.path.abspath(__file__), "--child", context, "--out", out, "--files", *files]
+    command = [sys.executable, "-X", "faulthandler", os.path.abspath(__file__), "--child", context, "--out", out]
+    command += ["--files", *files]
     start = time.perf_counter()
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
