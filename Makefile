@@ -52,6 +52,16 @@ bench-lane: setup ## Mixed workload: interpool with its fallback lane vs Process
 	  --disable-pip-version-check numpy || echo "numpy did not install: the extension tasks use faulthandler"
 	.venvs/$(DEV)/bin/python benchmarks/bench_lane.py $(BENCH_ARGS)
 
+.PHONY: bench-isolation
+bench-isolation: setup ## numpy on 2 workers: interpool isolate= vs process pool, threads (speed-up, start-up, RSS)
+	.venvs/$(DEV)/bin/python benchmarks/bench_isolation.py
+
+# Worker rounds of numpy's tests (each ~1 min on 2 cores); REPEAT=1 for a quick look.
+REPEAT ?= 20
+.PHONY: isolation-evidence
+isolation-evidence: setup ## numpy's own tests in 2 concurrent isolated workers vs the main interpreter, REPEAT=20 rounds
+	.venvs/$(DEV)/bin/python scripts/isolation-evidence.py --repeat $(REPEAT)
+
 .PHONY: wheels
 wheels: ## Build manylinux2014 wheels for every Python of the matrix, and the sdist, into dist/
 	@rm -f dist/interpool-*.whl dist/interpool-*.tar.gz
