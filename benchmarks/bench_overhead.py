@@ -27,6 +27,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import suite
+
 import interpool
 
 import workloads
@@ -70,20 +72,10 @@ def startup(rounds: int) -> list[tuple[str, float, float, str]]:
 
 
 def round_trip(rounds: int) -> list[tuple[str, float, float, str]]:
-    pools = {"interpool": interpool.InterpreterPoolExecutor(1), "thread": cf.ThreadPoolExecutor(1)}
-    times: dict[str, list[float]] = {k: [] for k in pools}
-    try:
-        for pool in pools.values():
-            pool.submit(abs, 1).result()
-        for i in range(rounds * 1000):
-            for name, pool in pools.items():
-                t0 = time.perf_counter()
-                assert pool.submit(abs, -i).result() == i
-                times[name].append(time.perf_counter() - t0)
-    finally:
-        for pool in pools.values():
-            pool.shutdown()
-    med = {k: statistics.median(v) * 1e6 for k, v in times.items()}
+    # The suite's measurement: one worker each, the executors taking turns call by call.
+    med = suite.bench_round_trip_interleaved(
+        {"interpool": interpool.InterpreterPoolExecutor, "thread": cf.ThreadPoolExecutor}, rounds * 1000
+    )
     return [("round trip p50, 1 worker (us)", med["interpool"], med["thread"], "<= 0.25")]
 
 
