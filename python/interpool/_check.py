@@ -28,7 +28,6 @@ fully usable in a plain worker).
 
 from __future__ import annotations
 
-import inspect
 import json
 import sys
 from collections.abc import Sequence
@@ -44,10 +43,8 @@ _ISOLATION_ROUNDS = 4
 
 
 def isolation_supported() -> bool:
-    """Whether ``InterpreterPoolExecutor`` takes ``isolate=`` here (CPython 3.13+)."""
-    from . import _isolate
-
-    return "isolate" in inspect.signature(InterpreterPoolExecutor).parameters and _isolate.supported()
+    """Whether ``isolate=`` works here (CPython 3.13+)."""
+    return _refusal.isolation_available()
 
 
 def _in_worker(name: str, **options: Any) -> dict[str, Any]:

@@ -152,18 +152,12 @@ def mypyc_compiled(module: str, dist: str | None) -> bool:
         return False
 
 
-_isolation: bool | None = None
-
-
 def isolation_available() -> bool:
-    """Whether this interpool has ``InterpreterPoolExecutor(isolate=...)`` (a private copy of
-    an extension module per worker, implemented in ``interpool._isolate``)."""
-    global _isolation
-    if _isolation is None:
-        import importlib.util
+    """Whether ``InterpreterPoolExecutor(isolate=...)`` works here (a private copy of an
+    extension module per worker, ``interpool._isolate``; CPython 3.13+)."""
+    from . import _isolate
 
-        _isolation = importlib.util.find_spec("interpool._isolate") is not None and sys.version_info >= (3, 13)
-    return _isolation
+    return _isolate.supported()
 
 
 def name_of(module: str) -> str:
