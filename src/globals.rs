@@ -9,13 +9,15 @@
 //! resolved to.
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use pyo3_ffi as ffi;
 
 use crate::py::{Borrowed, Owned, PyResult, Python};
 
-/// How an object is reached from its module.
+/// How an object is reached from its module. Owns a strong reference to each object it
+/// names, released when the last `Arc` of it is dropped; paths live in one interpreter's
+/// module state and are only used, and so dropped, by threads attached to it.
 struct Path {
     /// The object itself (kept alive, so its address cannot be reused by another object).
     object: usize,
@@ -23,6 +25,21 @@ struct Path {
     parts: Vec<usize>,
     /// `module\0qualname`, as written on the wire.
     wire: Box<[u8]>,
+}
+
+impl Drop for Path {
+    fn drop(&mut self) {
+        release(self.refs());
+    }
+}
+
+/// The wire name of an object that goes by reference (see [`Globals::name_of`]).
+pub struct Name(Arc<Path>);
+
+impl Name {
+    pub fn wire(&self) -> &[u8] {
+        &self.0.wire
+    }
 }
 
 /// FNV-1a: these maps are looked up once per task on each side, and their keys (addresses,
@@ -53,7 +70,7 @@ type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 #[derive(Default)]
 pub struct Globals {
     /// Sender side: object address -> its path (`None`: does not qualify).
-    by_object: Mutex<FastMap<usize, Option<Path>>>,
+    by_object: Mutex<FastMap<usize, Option<Arc<Path>>>>,
     /// Receiver side: wire name -> the object it resolved to.
     by_name: Mutex<FastMap<Box<[u8]>, usize>>,
 }
@@ -77,52 +94,36 @@ impl Path {
 
 impl Globals {
     /// The wire name of `obj` if it can be sent by reference.
-    pub fn name_of(&self, obj: Borrowed<'_, '_>) -> PyResult<Option<Box<[u8]>>> {
-        let py = obj.py();
+    pub fn name_of(&self, obj: Borrowed<'_, '_>) -> PyResult<Option<Name>> {
         let key = obj.as_ptr() as usize;
-        // No lock is held while Python code runs (getattr may run any code, even re-enter).
-        let cached = self.lookup(py, key);
-        let (module_name, parts, wire) = match cached {
-            Some(Some(found)) => found,
+        // No lock is held while Python code runs (getattr may run any code, even re-enter),
+        // and paths dropped from the cache are released after the lock (a decref may too).
+        let cached = self.by_object.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
+        let path = match cached {
+            Some(Some(path)) => path,
             Some(None) => return Ok(None),
             None => {
-                let path = Self::path_of(obj)?;
-                let found = path.as_ref().map(|p| Self::view(py, p));
-                let mut stale: Vec<Path> = Vec::new();
+                let path = Self::path_of(obj)?.map(Arc::new);
+                let mut stale: Vec<Arc<Path>> = Vec::new();
                 {
                     let mut cache = self.by_object.lock().unwrap_or_else(PoisonError::into_inner);
                     if cache.len() >= MAX_ENTRIES {
                         stale.extend(cache.drain().filter_map(|(_, p)| p));
                     }
-                    stale.extend(cache.insert(key, path).flatten()); // another thread raced us
+                    stale.extend(cache.insert(key, path.clone()).flatten()); // another thread raced us
                 }
-                // Released without the lock: a decref may run arbitrary code.
-                release(stale.iter().flat_map(|p| p.refs().collect::<Vec<_>>()));
-                match found {
-                    Some(found) => found,
-                    None => return Ok(None),
-                }
+                drop(stale);
+                return Ok(path.map(Name)); // `path_of` checked that the name reaches `obj`
             }
         };
         // Check that the name still reaches this very object (names can be rebound).
-        let parts: Vec<_> = parts.iter().map(Owned::borrowed).collect();
-        let same = Self::resolve_loaded(module_name.borrowed(), &parts)?.is_some_and(|f| f.borrowed().is(obj));
-        Ok(same.then_some(wire))
-    }
-
-    /// The cached entry for `key`: `None` if absent, `Some(None)` if it does not qualify.
-    #[allow(clippy::type_complexity, reason = "a private cache entry view")]
-    fn lookup<'py>(&self, py: Python<'py>, key: usize) -> Option<Option<(Owned<'py>, Vec<Owned<'py>>, Box<[u8]>)>> {
-        let cache = self.by_object.lock().unwrap_or_else(PoisonError::into_inner);
-        cache.get(&key).map(|entry| entry.as_ref().map(|p| Self::view(py, p)))
-    }
-
-    /// New references to a path's objects, usable after the cache lock is released.
-    fn view<'py>(py: Python<'py>, path: &Path) -> (Owned<'py>, Vec<Owned<'py>>, Box<[u8]>) {
-        // SAFETY: the cache (or the fresh path) holds strong references to these objects of
-        // this interpreter.
-        let own = |ptr: usize| unsafe { py.borrow(ptr as *mut ffi::PyObject) }.to_owned();
-        (own(path.module_name), path.parts.iter().map(|&p| own(p)).collect(), path.wire.clone())
+        let py = obj.py();
+        // SAFETY: `path` (an Arc held here) owns strong references to these objects of this
+        // interpreter for as long as the borrows below are used.
+        let borrow = |ptr: usize| unsafe { py.borrow(ptr as *mut ffi::PyObject) };
+        let parts = path.parts.iter().map(|&p| borrow(p));
+        let same = Self::resolve_loaded(borrow(path.module_name), parts)?.is_some_and(|f| f.borrowed().is(obj));
+        Ok(same.then_some(Name(path)))
     }
 
     /// Compute the path of `obj`, if it qualifies.
@@ -151,8 +152,7 @@ impl Globals {
             return Ok(None);
         }
         let parts = qual_str.split('.').map(|p| py.str(p)).collect::<PyResult<Vec<_>>>()?;
-        let borrowed: Vec<_> = parts.iter().map(Owned::borrowed).collect();
-        match Self::resolve_loaded(module.borrowed(), &borrowed)? {
+        match Self::resolve_loaded(module.borrowed(), parts.iter().map(Owned::borrowed))? {
             Some(found) if found.borrowed().is(obj) => {}
             _ => return Ok(None),
         }
@@ -167,15 +167,15 @@ impl Globals {
     }
 
     /// `sys.modules[module]` followed through `parts`, without importing (`None` if absent).
-    fn resolve_loaded<'py>(module: Borrowed<'_, 'py>, parts: &[Borrowed<'_, 'py>]) -> PyResult<Option<Owned<'py>>> {
-        let py = module.py();
-        // SAFETY: attached; a str; returns a new reference or null (absent or error).
-        let Ok(mut obj) = (unsafe { py.own(ffi::PyImport_GetModule(module.as_ptr())) }) else {
-            py.clear_exception();
+    fn resolve_loaded<'a, 'py: 'a>(
+        module: Borrowed<'_, 'py>,
+        parts: impl Iterator<Item = Borrowed<'a, 'py>>,
+    ) -> PyResult<Option<Owned<'py>>> {
+        let Some(mut obj) = module.py().loaded_module(module)? else {
             return Ok(None);
         };
         for part in parts {
-            match obj.borrowed().getattr_opt(*part)? {
+            match obj.borrowed().getattr_opt(part)? {
                 Some(next) => obj = next,
                 None => return Ok(None),
             }
@@ -207,8 +207,7 @@ impl Globals {
 
     /// Release every cached reference (attached to this interpreter: module clear/free).
     pub fn clear(&self, _py: Python<'_>) {
-        let by_object = std::mem::take(&mut *self.by_object.lock().unwrap_or_else(PoisonError::into_inner));
-        release(by_object.into_values().flatten().flat_map(|p| p.refs().collect::<Vec<_>>()));
+        drop(std::mem::take(&mut *self.by_object.lock().unwrap_or_else(PoisonError::into_inner)));
         let by_name = std::mem::take(&mut *self.by_name.lock().unwrap_or_else(PoisonError::into_inner));
         release(by_name.into_values());
     }

@@ -130,9 +130,19 @@ fn event<'py>(py: Python<'py>, state: &State, event: Event<Reply>) -> PyResult<O
 fn next_events<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, max: Borrowed<'py, 'py>) -> PyResult<Owned<'py>> {
     let max = usize::try_from(max.as_i64("max")?).unwrap_or(1);
     let engine = &slf.get().engine;
-    let Some(batch) = py.detached(|| engine.next_events(max)) else {
+    // Wait for the first event detached, then take the rest once attached again: the events
+    // that came while this thread waited for the GIL join the batch. Dispatchers take turns
+    // (`reader`), so the others wait for the whole batch to be taken, not an event each.
+    let (turn, first) = py.detached(|| {
+        let turn = engine.reader();
+        (turn, engine.next_event())
+    });
+    let Some(first) = first else {
         return Ok(py.none());
     };
+    let mut batch = vec![first];
+    engine.drain_events(&mut batch, max);
+    drop(turn);
     let state = slf.state();
     state.pins.drain(py);
     py.list(batch.into_iter().map(|e| event(py, state, e)).collect::<PyResult<_>>()?)

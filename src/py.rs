@@ -154,6 +154,23 @@ impl<'py> Python<'py> {
         unsafe { self.own(ffi::PyImport_Import(name.as_ptr())) }
     }
 
+    /// `sys.modules.get(name)`: the module if imported, without importing it and without
+    /// `PyImport_GetModule`'s check that it finished initializing (which looks up
+    /// `__spec__._initializing` and raises and clears an AttributeError on every call).
+    pub fn loaded_module(self, name: Borrowed<'_, 'py>) -> PyResult<Option<Owned<'py>>> {
+        // SAFETY: attached; a borrowed reference to this interpreter's `sys.modules`.
+        let modules = unsafe { ffi::PyImport_GetModuleDict() };
+        let mut found = std::ptr::null_mut();
+        // SAFETY: attached; a dict and a valid key; `found` receives a new reference or null.
+        let hit = unsafe { ffi::compat::PyDict_GetItemRef(modules, name.as_ptr(), &mut found) };
+        match hit {
+            // SAFETY: 1 means `found` is a new reference.
+            1 => Ok(Some(unsafe { self.own(found) }?)),
+            0 => Ok(None),
+            _ => Err(PyErr::fetched()),
+        }
+    }
+
     /// Run pending signal handlers (Ctrl-C raises KeyboardInterrupt here).
     pub fn check_signals(self) -> PyResult<()> {
         // SAFETY: attached.

@@ -23,7 +23,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 from . import _interpool, _isolate, _lane, _logging, _main, _process, _progress, _worker
 from ._dispatch import PoolState, TaskFuture
@@ -216,7 +216,31 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         self._finalizer.atexit = False
 
     def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
-        return self._submit(fn, args, kwargs, self._task_timeout)
+        # The common case inline (tiny tasks are bounded by this path): a pool taking tasks,
+        # a plain callable, no fallback lane route, no time limit, sys.path unchanged.
+        state, lane = self._state, self._lane
+        if (
+            state.epoch is not _process.epoch
+            or self._task_timeout is not None
+            or isinstance(fn, str)
+            or type(fn) is functools.partial
+            or sys.path is not self._path
+            or len(self._path) != self._path_len
+            or (lane is not None and lane.routes)
+        ):
+            return self._submit(fn, args, kwargs, self._task_timeout)
+        future: TaskFuture[_T] = TaskFuture()
+        if lane is not None:
+            future._call = (fn, args, kwargs)  # in case a worker cannot load it
+        task_id = next(state.ids)
+        future._owner = state
+        future._task_id = task_id
+        state.pending[task_id] = future
+        try:
+            future._ticket = state.pool.submit(task_id, fn, args, kwargs, None)
+        except BaseException as exc:
+            self._submit_failed(future, fn, exc)
+        return future
 
     def schedule(
         self,
@@ -238,17 +262,8 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         self, fn: Callable[..., _T], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
     ) -> TaskFuture[_T]:
         state = self._state
-        if state.broken is not None:
-            raise BrokenInterpreterPool(state.broken)
-        if self._shutdown:
-            raise RuntimeError("cannot schedule new futures after shutdown")
-        if _process.exiting:
-            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
-        if state.generation != _process.fork_generation:
-            raise RuntimeError(
-                "this InterpreterPoolExecutor was created before fork(): its workers did not survive it; "
-                "create a new one in the child"
-            )
+        if state.epoch is not _process.epoch:
+            self._refuse()
         if isinstance(fn, str):
             if args or kwargs:
                 raise TypeError("a script task takes no arguments; pass values inside the script")
@@ -276,9 +291,33 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         state.pending[task_id] = future
         try:
             future._ticket = state.pool.submit(task_id, fn, args, kwargs, timeout)
-        except NotShareableError as exc:
-            del state.pending[task_id]
-            future._call = None
+        except BaseException as exc:
+            self._submit_failed(future, fn, exc)
+        return future
+
+    def _refuse(self) -> NoReturn:
+        """Raise why this executor takes no new tasks (``PoolState.epoch`` changed)."""
+        state = self._state
+        if state.broken is not None:
+            raise BrokenInterpreterPool(state.broken)
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        if _process.exiting:
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+        raise RuntimeError(
+            "this InterpreterPoolExecutor was created before fork(): its workers did not survive it; "
+            "create a new one in the child"
+        )
+
+    def _submit_failed(self, future: TaskFuture[Any], fn: Any, exc: BaseException) -> None:
+        """The Rust pool did not take a task: its future fails, as the stdlib executors report
+        submission problems, unless the pool broke or shut down meanwhile (then raise)."""
+        state = self._state
+        del state.pending[future._task_id]
+        future._call = None
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise exc
+        if isinstance(exc, NotShareableError):
             from ._pickling import describe
 
             error = NotShareableError(
@@ -286,19 +325,12 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
             )
             error.__cause__ = exc
             future.set_exception(error)
-        except (KeyboardInterrupt, SystemExit):
-            del state.pending[task_id]
-            raise
-        except BaseException as exc:
-            del state.pending[task_id]
-            future._call = None
-            if state.pool.broken() is not None:
-                raise BrokenInterpreterPool(state.pool.broken()) from None
-            if isinstance(exc, RuntimeError) and (self._shutdown or _process.exiting):
-                raise  # shut down meanwhile, from another thread
-            # Like every stdlib executor: a submission problem is the future's outcome.
-            future.set_exception(exc)
-        return future
+            return
+        if state.pool.broken() is not None:
+            raise BrokenInterpreterPool(state.pool.broken()) from None
+        if isinstance(exc, RuntimeError) and (self._shutdown or _process.exiting):
+            raise exc  # shut down meanwhile, from another thread
+        future.set_exception(exc)
 
     def _refresh_path(self) -> None:
         """New workers start with the main interpreter's current ``sys.path``."""
@@ -447,6 +479,7 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         """As :meth:`concurrent.futures.Executor.shutdown`; with ``interrupt=True``, running
         tasks are also stopped (their futures end cancelled), queued ones cancelled."""
         self._shutdown = True
+        self._state.epoch = None
         self._state.stop(cancel_futures or interrupt, interrupt)
         if wait:
             self._state.join()

@@ -41,6 +41,10 @@ _live_lock = threading.Lock()
 exiting = False
 # Incremented in a forked child: pools remember the generation they were created in.
 fork_generation = 0
+# Replaced when the process starts exiting and in a forked child: a pool whose remembered
+# epoch differs (or that shut down or broke: `PoolState.epoch` is then None) refuses new
+# tasks, which ``submit`` checks with one identity test.
+epoch = object()
 
 
 def check_python() -> None:
@@ -81,8 +85,9 @@ def unregister(pool: Joinable) -> None:
 
 
 def _python_exit() -> None:
-    global exiting
+    global exiting, epoch
     exiting = True
+    epoch = object()
     with _live_lock:
         pools = list(_live)
     # After an unhandled Ctrl-C, stop the work instead of waiting for it.
@@ -135,8 +140,9 @@ threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
 
 
 def _after_fork_in_child() -> None:
-    global fork_generation
+    global fork_generation, epoch
     fork_generation += 1
+    epoch = object()
     _live.clear()  # their threads did not survive the fork
 
 

@@ -301,8 +301,8 @@ impl<'s, 'py> Encoder<'s, 'py> {
 
     /// Not a built-in value: by reference if possible, else pickled (memoized either way).
     fn other(&mut self, obj: Borrowed<'_, 'py>) -> Result<(), Fail> {
-        if let Some(wire) = self.state.globals.name_of(obj)? {
-            return self.out.blob(f::GLOBAL, &wire).map_err(oom(self.py));
+        if let Some(name) = self.state.globals.name_of(obj)? {
+            return self.out.blob(f::GLOBAL, name.wire()).map_err(oom(self.py));
         }
         self.pickle(obj)
     }

@@ -262,6 +262,8 @@ pub struct Pool<F: WorkerFactory> {
     finished: Receiver<()>,
     /// A reader of `events` is spinning.
     spinning: AtomicBool,
+    /// Taken by a reader of events for its turn (see [`Pool::reader`]).
+    readers: Mutex<()>,
 }
 
 impl<F: WorkerFactory> Pool<F> {
@@ -295,7 +297,13 @@ impl<F: WorkerFactory> Pool<F> {
             recycled: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
         });
-        Pool { shared, events: event_rx, finished: finished_rx, spinning: AtomicBool::new(false) }
+        Pool {
+            shared,
+            events: event_rx,
+            finished: finished_rx,
+            spinning: AtomicBool::new(false),
+            readers: Mutex::new(()),
+        }
     }
 
     /// Queue a task under `id`, which the caller chooses (so it can register the task
@@ -375,21 +383,34 @@ impl<F: WorkerFactory> Pool<F> {
     /// Block until at least one event is available, then return it with up to `max - 1`
     /// more that are already waiting. `None`: the pool finished and all events were taken.
     pub fn next_events(&self, max: usize) -> Option<Vec<Event<F::Output>>> {
-        let first = self.next_event()?;
-        let mut batch = vec![first];
+        let _turn = self.reader();
+        let mut batch = vec![self.next_event()?];
+        self.drain_events(&mut batch, max);
+        Some(batch)
+    }
+
+    /// A reader's turn: readers of events that hold it one at a time get whole batches
+    /// (see [`Pool::next_event`] and [`Pool::drain_events`]), not an event each.
+    pub fn reader(&self) -> MutexGuard<'_, ()> {
+        lock(&self.readers)
+    }
+
+    /// Add to `batch` the events already waiting, up to `max` in all. A reader that has to
+    /// wait for something between [`Pool::next_event`] and this (a Python dispatcher for
+    /// the GIL) calls it after that wait, so the batch includes what arrived meanwhile.
+    pub fn drain_events(&self, batch: &mut Vec<Event<F::Output>>, max: usize) {
         while batch.len() < max.max(1) {
             match self.events.try_recv() {
                 Ok(ev) => batch.push(ev),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        Some(batch)
     }
 
     /// The next event, spinning briefly before blocking; `None` once the pool finished and
     /// every event was taken. Of several readers, only one spins at a time (spinning readers
     /// would take the CPU the workers need).
-    fn next_event(&self) -> Option<Event<F::Output>> {
+    pub fn next_event(&self) -> Option<Event<F::Output>> {
         if !spin().is_zero() && !self.spinning.swap(true, Ordering::AcqRel) {
             let start = Instant::now();
             let found = 'spin: loop {
