@@ -70,6 +70,27 @@ def test_map_buffersize_is_lazy_on_infinite_input() -> None:
         results.close()
 
 
+def test_chunked_map_of_several_iterables_and_of_one() -> None:
+    with interpool.InterpreterPoolExecutor(2) as pool:
+        # One iterable: chunks of single arguments; several: chunks of argument tuples.
+        assert list(pool.map(tasks.add2, range(23), range(100, 123), chunksize=5)) == [i + 100 + i for i in range(23)]
+        assert list(pool.map(tasks.square, iter(range(23)), chunksize=5)) == [i * i for i in range(23)]
+        assert list(pool.map(tasks.square, [], chunksize=5)) == []
+
+
+def test_closing_a_chunked_map_early_stops_the_rest() -> None:
+    with interpool.InterpreterPoolExecutor(1) as pool:
+        # busy_for runs Python code, so an interrupt stops it at once (a C sleep would be
+        # given up after the grace period and left running).
+        results = pool.map(tasks.busy_for, [0.0] * 3 + [30.0] * 6, chunksize=3)
+        assert next(results) == 0
+        started = time.monotonic()
+        results.close()  # the chunks still queued or running are cancelled or interrupted
+        assert list(results) == []
+        pool.shutdown(wait=True)
+        assert time.monotonic() - started < 10
+
+
 @pytest.mark.parametrize(
     ("args", "exc", "msg"),
     [

@@ -115,7 +115,7 @@ def make(
 
 def _target(fn: Any, args: tuple[Any, ...]) -> Any:
     """What a task really calls: the function of a ``map`` batch or a joblib batch."""
-    if fn is _worker.run_chunk and args:
+    if (fn is _worker.run_chunk or fn is _worker.run_chunk1) and args:
         return args[0]
     if fn is _worker.run_calls and args and args[0]:
         return args[0][0][0]

@@ -125,10 +125,13 @@ def _wait_for_stuck(pools: list[Joinable], interrupted: bool) -> None:
         except BaseException:
             pass
         stuck = [name for p in pools for name in p.stuck_tasks()]
+        # Tasks stopped by cancel/interrupt (not by a time limit) are not named: their
+        # futures were done before their calls were given up.
+        which = f"{len(stuck)} task(s) stuck" if stuck else "tasks that were stopped but are still stuck"
         print(
-            f"interpool: exiting without waiting for {len(stuck)} task(s) stuck in code that does not return to "
-            f"Python: {', '.join(stuck) or 'unknown'}. Ending the process now (finalizing around them could "
-            "crash CPython).",
+            f"interpool: exiting without waiting for {which} in code that does not return to Python"
+            f"{': ' + ', '.join(stuck) if stuck else ''}. Ending the process now (finalizing around them "
+            "could crash CPython).",
             file=sys.stderr,
             flush=True,
         )

@@ -7,8 +7,8 @@ encodes the result, so no Python code of interpool runs per task. This module pr
   initializer; a ``str`` result refuses the worker's start (which breaks the pool);
 * :func:`describe`, which turns an exception into what the owner re-raises, and
   :func:`unsendable_result`, for a result that cannot be sent back;
-* :func:`exec_script` and :func:`run_chunk`, the functions behind script tasks and batched
-  ``map`` calls.
+* :func:`exec_script`, :func:`run_chunk` and :func:`run_chunk1`, the functions behind
+  script tasks and batched ``map`` calls.
 """
 
 import sys
@@ -101,6 +101,11 @@ def exec_script(source: str) -> None:
 def run_chunk(fn: "Callable[..., Any]", chunk: "Iterable[tuple[Any, ...]]") -> "list[Any]":
     """A batch of ``map`` calls sent as one task."""
     return [fn(*args) for args in chunk]
+
+
+def run_chunk1(fn: "Callable[[Any], Any]", chunk: "Iterable[Any]") -> "list[Any]":
+    """A batch of ``map`` calls of one argument each, sent as one task."""
+    return list(map(fn, chunk))
 
 
 def run_calls(calls: "list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]") -> "list[Any]":
