@@ -16,6 +16,7 @@
 //! Libraries are opened `RTLD_NOW | RTLD_LOCAL` and never closed: an interpreter's modules
 //! may outlive it in CPython's own caches, as with every extension module.
 use std::ffi::{CStr, c_void};
+use std::sync::{Condvar, Mutex, PoisonError};
 
 use pyo3_ffi as ffi;
 
@@ -164,6 +165,59 @@ fn exec_copy<'py>(py: Python<'py>, _module: ModuleRef<'py>, module: Borrowed<'py
     Ok(py.none())
 }
 
+/// Workers of a free-threaded build pass this gate one at a time while CPython loads an
+/// extension module for them (`_worker.py` wraps `ExtensionFileLoader.create_module`). Since
+/// 3.13, a single-phase module refused by a worker is first initialized in the *main*
+/// interpreter on the worker's thread; with a GIL, the main interpreter's GIL serializes two
+/// workers doing that, but on a free-threaded build nothing does, and two workers importing
+/// `readline` at once corrupted the heap (10 of 300 fresh processes). Re-entrant per thread:
+/// an extension's init may import other extensions.
+struct Gate {
+    owner: Option<std::thread::ThreadId>,
+    depth: usize,
+}
+
+static GATE: Mutex<Gate> = Mutex::new(Gate { owner: None, depth: 0 });
+static GATE_FREE: Condvar = Condvar::new();
+
+fn gate_enter() {
+    let me = std::thread::current().id();
+    let mut gate = GATE.lock().unwrap_or_else(PoisonError::into_inner);
+    while gate.owner.is_some_and(|owner| owner != me) {
+        gate = GATE_FREE.wait(gate).unwrap_or_else(PoisonError::into_inner);
+    }
+    gate.owner = Some(me);
+    gate.depth += 1;
+}
+
+fn gate_leave() {
+    let me = std::thread::current().id();
+    let mut gate = GATE.lock().unwrap_or_else(PoisonError::into_inner);
+    if gate.owner == Some(me) {
+        gate.depth -= 1;
+        if gate.depth == 0 {
+            gate.owner = None;
+            GATE_FREE.notify_one();
+        }
+    }
+}
+
+/// `_extension_gate(on)`: enter (waiting detached) or leave the extension-loading gate.
+fn extension_gate<'py>(py: Python<'py>, _module: ModuleRef<'py>, on: Borrowed<'py, 'py>) -> PyResult<Owned<'py>> {
+    if on.is_true()? {
+        py.detached(gate_enter);
+    } else {
+        gate_leave();
+    }
+    Ok(py.none())
+}
+
+pub const EXTENSION_GATE: ffi::PyMethodDef = method!(
+    Module,
+    c"_extension_gate",
+    o extension_gate,
+    c"_extension_gate(on, /): workers of free-threaded builds load extension modules one at a time"
+);
 pub const LOAD_COPY: ffi::PyMethodDef = method!(
     Module,
     c"_load_copy",

@@ -88,6 +88,10 @@ BaseException, so that `except Exception` does not swallow it."
         ffi::PyModule_AddObjectRef(module.as_ptr(), c"TaskInterrupted".as_ptr(), interrupted.as_ptr())
     })?;
     state.types.interrupted.set(Some(interrupted));
+    // SAFETY: attached; a module, a NUL-terminated name.
+    crate::py::check(unsafe {
+        ffi::PyModule_AddIntConstant(module.as_ptr(), c"FREE_THREADED".as_ptr(), cfg!(Py_GIL_DISABLED).into())
+    })?;
     for (status, name) in Status::ALL {
         // SAFETY: attached; a module, a NUL-terminated name.
         crate::py::check(unsafe { ffi::PyModule_AddIntConstant(module.as_ptr(), name.as_ptr(), status as _) })?;
@@ -133,7 +137,7 @@ unsafe extern "C" fn module_free(module: *mut c_void) {
     unsafe { crate::trampoline::run(free) };
 }
 
-static mut METHODS: [ffi::PyMethodDef; 11] = [
+static mut METHODS: [ffi::PyMethodDef; 12] = [
     method!(Module, c"interpreter_id", noargs interpreter_id, c"interpreter_id() -> int: id of the calling interpreter"),
     method!(Module, c"roundtrip", o codec::roundtrip, c"roundtrip(obj, /) -> object: encode and decode (tests, benchmarks)"),
     method!(Module, c"_configure", args configure, c"_configure(*, dumps, loads, error_class): the package's hooks"),
@@ -144,6 +148,7 @@ static mut METHODS: [ffi::PyMethodDef; 11] = [
     isolate::LOAD_COPY,
     isolate::EXEC_COPY,
     isolate::DLOPEN,
+    isolate::EXTENSION_GATE,
     ffi::PyMethodDef::zeroed(),
 ];
 

@@ -543,3 +543,15 @@ def fail_outside_workers() -> None:
 
     if not _worker.in_worker():
         raise RuntimeError("this initializer runs only in workers")
+
+
+def import_together(ready: object, go: object, module: str) -> str:
+    """Import ``module`` at the same moment as the other tasks of a round: each says it is
+    ready, then waits for the owner's go (both are ``interpool.Queue``)."""
+    ready.put(1)  # type: ignore[attr-defined]
+    go.get()  # type: ignore[attr-defined]
+    try:
+        __import__(module)
+    except ImportError:
+        return "ImportError"
+    return "ok"

@@ -37,6 +37,10 @@ def bootstrap(settings: "dict[str, Any]", index: int) -> "ModuleType":
     _in_worker = True
     if sys.version_info[:2] == (3, 12):
         _py312_datetime()
+    from . import _interpool
+
+    if _interpool.FREE_THREADED:
+        _gate_extension_loads(_interpool)
     _main.set_source(settings.get("main"))
     if settings.get("isolate") is not None:
         from . import _isolate
@@ -47,6 +51,23 @@ def bootstrap(settings: "dict[str, Any]", index: int) -> "ModuleType":
 
         _logging.install(settings["logging"], f"{settings.get('name', 'worker')}_{index}")
     return sys.modules[__name__]
+
+
+def _gate_extension_loads(native: "Any") -> None:
+    """Free-threaded builds: load extension modules one worker at a time (see
+    ``_extension_gate`` in src/isolate.rs: CPython initializes a refused single-phase module
+    in the main interpreter, where nothing serializes two workers doing it at once)."""
+    loader: Any = sys.modules["_frozen_importlib_external"].ExtensionFileLoader
+    create = loader.create_module
+
+    def create_module(self: "Any", spec: "Any") -> "Any":
+        native._extension_gate(True)
+        try:
+            return create(self, spec)
+        finally:
+            native._extension_gate(False)
+
+    loader.create_module = create_module
 
 
 def _py312_datetime() -> None:
