@@ -5,7 +5,10 @@ of a shared machine hits them alike; every result is checked. Prints one table w
 ratios the targets are stated in:
 
 * start-up: ``InterpreterPoolExecutor(8)`` until every worker ran a task (``ready_8``), and
-  the first result of a fresh executor (``first``), vs ProcessPoolExecutor(forkserver);
+  the first result of a fresh executor (``first``), vs ProcessPoolExecutor(forkserver), in a
+  program that creates executors one after another (after its second one, interpool keeps
+  spare interpreters for the next: docs/design.md, "Start-up"; ``INTERPOOL_SPARES=0``
+  measures without them);
 * trivial round trip ``submit(abs, -i).result()`` p50, one worker each, vs ThreadPoolExecutor
   (the executors alternate call by call);
 * submit-then-gather throughput of tiny tasks (``abs``), vs ThreadPoolExecutor (the same
@@ -49,6 +52,7 @@ def startup(rounds: int) -> list[tuple[str, float, float, str]]:
     # every pool after the first one in a program finds it running.
     with forkserver(1) as pool:
         pool.submit(abs, 1).result()
+    settle = 0.3
     for _ in range(rounds):
         for name, make in makers.items():
             gc.collect()
@@ -57,6 +61,10 @@ def startup(rounds: int) -> list[tuple[str, float, float, str]]:
             assert pool.submit(abs, -3).result() == 3
             first[name].append(time.perf_counter() - t0)
             pool.shutdown()
+            # What a shutdown leaves running (processes exiting; interpool's spare
+            # interpreters being made, see docs/design.md) must not slow the next measurement,
+            # whichever executor it is.
+            time.sleep(settle)
             gc.collect()
             t0 = time.perf_counter()
             pool = make(8)
@@ -64,6 +72,7 @@ def startup(rounds: int) -> list[tuple[str, float, float, str]]:
             assert [f.result() for f in futures] == [nap] * 8
             ready[name].append(time.perf_counter() - t0 - nap)
             pool.shutdown()
+            time.sleep(settle)
     med = {k: statistics.median(v) * 1e3 for k, v in ready.items()}
     fmed = {k: statistics.median(v) * 1e3 for k, v in first.items()}
     return [

@@ -47,6 +47,29 @@ fn interpreters_alive<'py>(py: Python<'py>, _module: ModuleRef<'py>) -> PyResult
     py.uint(fork_guard::interpreters_alive() as u64)
 }
 
+/// `_fill_spares(want, stack_size, linger)`: start spare interpreters in the background until
+/// `want` wait (see `worker::SPARES`), each ending after `linger` seconds unadopted.
+fn fill_spares<'py>(py: Python<'py>, _module: ModuleRef<'py>, args: Args<'py>) -> PyResult<Owned<'py>> {
+    let [want, stack_size, linger] = args.exactly::<3>("_fill_spares")?;
+    let want = usize::try_from(want.as_i64("want")?).unwrap_or(0);
+    let stack_size = usize::try_from(stack_size.as_i64("stack_size")?).unwrap_or(0);
+    let linger = crate::args::timeout(Some(linger), "linger")?.unwrap_or_default();
+    crate::worker::fill_spares(want, stack_size, linger)
+        .map_err(|err| py.runtime_error(&format!("cannot start a spare interpreter thread: {err}")))?;
+    Ok(py.none())
+}
+
+/// `_end_spares()`: end every spare interpreter now and wait for their threads (detached).
+fn end_spares<'py>(py: Python<'py>, _module: ModuleRef<'py>) -> PyResult<Owned<'py>> {
+    py.detached(|| crate::worker::SPARES.end_all());
+    Ok(py.none())
+}
+
+/// `_spares() -> int`: spare interpreters waiting to be adopted (made or being made).
+fn spares<'py>(py: Python<'py>, _module: ModuleRef<'py>) -> PyResult<Owned<'py>> {
+    py.uint(crate::worker::SPARES.count() as u64)
+}
+
 /// Create the state, the classes and the constants.
 fn exec(py: Python<'_>, module: Borrowed<'_, '_>) -> PyResult<()> {
     let mut state = Box::new(State::new(py));
@@ -137,12 +160,15 @@ unsafe extern "C" fn module_free(module: *mut c_void) {
     unsafe { crate::trampoline::run(free) };
 }
 
-static mut METHODS: [ffi::PyMethodDef; 12] = [
+static mut METHODS: [ffi::PyMethodDef; 15] = [
     method!(Module, c"interpreter_id", noargs interpreter_id, c"interpreter_id() -> int: id of the calling interpreter"),
     method!(Module, c"roundtrip", o codec::roundtrip, c"roundtrip(obj, /) -> object: encode and decode (tests, benchmarks)"),
     method!(Module, c"_configure", args configure, c"_configure(*, dumps, loads, error_class): the package's hooks"),
     method!(Module, c"_python_fork", o python_fork, c"_python_fork(on, /): Python fork hooks tell the fork guard"),
     method!(Module, c"_interpreters_alive", noargs interpreters_alive, c"_interpreters_alive() -> int"),
+    method!(Module, c"_fill_spares", args fill_spares, c"_fill_spares(want, stack_size, linger, /): spare interpreters"),
+    method!(Module, c"_end_spares", noargs end_spares, c"_end_spares(): end every spare interpreter now"),
+    method!(Module, c"_spares", noargs spares, c"_spares() -> int: spare interpreters waiting"),
     queue::FROM_ID,
     queue::CYCLES,
     isolate::LOAD_COPY,

@@ -15,6 +15,7 @@
 use std::ffi::CString;
 use std::time::Duration;
 
+use interpool_core::spares::Spares;
 use interpool_core::{Value, WorkerFactory};
 use pyo3_ffi as ffi;
 
@@ -49,6 +50,41 @@ pub fn default_stack_size() -> Option<usize> {
 }
 
 /// What every worker of a pool starts from (immutable, shared by the worker threads).
+/// Spare interpreters (interpool-core's `spares`): made ahead of time on threads of their own
+/// by `_fill_spares`, adopted by the next pools that need workers (`PyFactory::spares`).
+pub static SPARES: Spares<SubInterpreter> = Spares::new();
+
+/// A spare's interpreter: created on the spare's fresh thread, then detached until adopted.
+fn make_spare() -> Result<SubInterpreter, String> {
+    // SAFETY: spare threads are fresh (no thread state); spares are only made from Python
+    // code of a running main interpreter, and ended by its exit hook before finalization.
+    let mut interp = unsafe { SubInterpreter::create()? };
+    interp.detach();
+    Ok(interp)
+}
+
+fn discard_spare(interp: SubInterpreter) {
+    interp.end();
+}
+
+/// Start spare threads until `want` wait, with the stack a pool of `stack_size` uses (0: the
+/// pthread default, as `threading.stack_size()` says), each lingering `linger` unadopted.
+pub fn fill_spares(want: usize, stack_size: usize, linger: Duration) -> std::io::Result<()> {
+    let stack = if stack_size == 0 { default_stack_size() } else { Some(stack_size) };
+    SPARES.fill(want, stack, linger, "interpool-spare", make_spare, discard_spare)
+}
+
+/// Rename the calling OS thread (Linux keeps 15 bytes).
+fn name_this_thread(name: &str) {
+    let mut bytes: Vec<u8> = name.bytes().filter(|&b| b != 0).take(15).collect();
+    while std::str::from_utf8(&bytes).is_err() {
+        bytes.pop(); // cut at a character boundary
+    }
+    bytes.push(0);
+    // SAFETY: a NUL-terminated name of at most 16 bytes, for the calling thread.
+    unsafe { libc::pthread_setname_np(libc::pthread_self(), bytes.as_ptr().cast()) };
+}
+
 pub struct PyFactory {
     /// Replaced when the owner's `sys.path` changes (new workers start with the current one).
     bootstrap: std::sync::Mutex<CString>,
@@ -154,11 +190,29 @@ impl WorkerFactory for PyFactory {
     type Output = Reply;
     type Interrupter = Interrupter;
 
+    type Fresh = SubInterpreter;
+
     fn start(&self, index: usize) -> Result<PyWorker, String> {
         // SAFETY: worker threads have no thread state: they are fresh, or their previous
         // interpreter was ended by `stop`; pools are joined before finalization (the owner
         // registers a `threading._register_atexit` hook).
-        let mut interp = unsafe { SubInterpreter::create()? };
+        let interp = unsafe { SubInterpreter::create()? };
+        self.start_from(interp, index)
+    }
+
+    fn spares(&self) -> Option<&'static Spares<SubInterpreter>> {
+        Some(&SPARES)
+    }
+
+    fn adopted(&self, name: &str) {
+        name_this_thread(name);
+    }
+
+    fn discard(&self, fresh: SubInterpreter) {
+        discard_spare(fresh);
+    }
+
+    fn start_from(&self, mut interp: SubInterpreter, index: usize) -> Result<PyWorker, String> {
         let py = interp.attach();
         let prepared = self.prepare(py, index).and_then(|ready| {
             let (module, hooks) = match ready {

@@ -555,3 +555,9 @@ def import_together(ready: object, go: object, module: str) -> str:
     except ImportError:
         return "ImportError"
     return "ok"
+
+
+def os_thread_name() -> str:
+    """The OS name of the worker's thread (as ps and debuggers show it)."""
+    with open("/proc/thread-self/comm") as f:
+        return f.read().strip()

@@ -204,6 +204,7 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
             "isolate": self._isolation,
         }
         init = None if initializer is None else (initializer, tuple(initargs))
+        self._stack_size = threading.stack_size()
         try:
             pool = _interpool.Pool(
                 max_workers,
@@ -212,7 +213,7 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
                 settings,
                 init,
                 max_tasks_per_worker or 0,
-                threading.stack_size(),  # workers get the stack a threading.Thread gets
+                self._stack_size,  # workers get the stack a threading.Thread gets (spares too)
                 self._task_timeout,  # an initializer that hangs is bounded too
                 grace,
             )
@@ -226,6 +227,7 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
             raise
         if not _worker.in_worker():
             _process.guard_subprocess()
+            _process.pool_created()
         self._state = PoolState(pool, self._thread_name_prefix, self._logging)
         # Inside a worker interpreter a lane would refuse the same modules: none there.
         self._lane = (
@@ -506,11 +508,15 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False, interrupt: bool = False) -> None:
         """As :meth:`concurrent.futures.Executor.shutdown`; with ``interrupt=True``, running
         tasks are also stopped (their futures end cancelled), queued ones cancelled."""
+        first = not self._shutdown
+        threads = self._state.pool.stats()["threads"] if first else 0  # workers it started
         self._shutdown = True
         self._state.epoch = None
         self._state.stop(cancel_futures or interrupt, interrupt)
         if wait:
             self._state.join()
+        if first and not _worker.in_worker():
+            _process.pool_finished(threads, self._stack_size)
 
     def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> bool | None:
         # Leaving the block with an exception (Ctrl-C above all) stops the work instead of

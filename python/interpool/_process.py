@@ -11,6 +11,11 @@
 * subprocess with ``preexec_fn``: the child must run Python code after fork(), which CPython
   cannot do while subinterpreters are alive (gh-139759), so such a call raises a clear error
   in the parent instead of a child that silently never runs.
+* Spare interpreters: once a process has created a second pool, each pool that shuts down
+  leaves spare interpreters made in the background (as many as it had workers, at most
+  ``INTERPOOL_SPARES``, default 8; 0 turns them off), which the next pools adopt instead of
+  creating interpreters (CPython's creation is ~90% of a worker's start-up). A spare not
+  adopted within ``SPARE_LINGER`` seconds ends itself; all end before a fork() and at exit.
 """
 
 from __future__ import annotations
@@ -45,6 +50,41 @@ fork_generation = 0
 # epoch differs (or that shut down or broke: `PoolState.epoch` is then None) refuses new
 # tasks, which ``submit`` checks with one identity test.
 epoch = object()
+
+
+# How long a spare interpreter waits to be adopted before it ends itself.
+SPARE_LINGER = 5.0
+_pools_created = 0
+
+
+def _spare_limit() -> int:
+    try:
+        return max(0, int(os.environ.get("INTERPOOL_SPARES", "8")))
+    except ValueError:
+        return 8
+
+
+def pool_created() -> None:
+    """A pool of the main interpreter was created (spares start after the second one)."""
+    global _pools_created
+    _pools_created += 1
+
+
+def pool_finished(threads: int, stack_size: int) -> None:
+    """A pool that started ``threads`` workers shut down: leave spares for the next pool,
+    if this process creates pools repeatedly (see the module docstring)."""
+    want = min(threads, _spare_limit())
+    if exiting or _pools_created < 2 or want <= 0:
+        return
+    try:
+        _interpool._fill_spares(want, stack_size, SPARE_LINGER)
+    except RuntimeError:
+        pass  # no thread for a spare: the next pool creates its interpreters itself
+
+
+def end_spares() -> None:
+    """End every spare interpreter now (before fork(), at exit)."""
+    _interpool._end_spares()
 
 
 def check_python() -> None:
@@ -88,6 +128,7 @@ def _python_exit() -> None:
     global exiting, epoch
     exiting = True
     epoch = object()
+    end_spares()
     with _live_lock:
         pools = list(_live)
     # After an unhandled Ctrl-C, stop the work instead of waiting for it.
@@ -157,6 +198,8 @@ _PREEXEC_ARG = 21  # position of preexec_fn in _posixsubprocess.fork_exec (3.12-
 
 def _guarded(fork_exec: Any) -> Any:
     def fork_exec_checked(*args: Any) -> Any:
+        if len(args) > _PREEXEC_ARG and args[_PREEXEC_ARG] is not None and _interpool._interpreters_alive():
+            end_spares()  # spares are no reason to refuse: they end at once
         if len(args) > _PREEXEC_ARG and args[_PREEXEC_ARG] is not None and _interpool._interpreters_alive():
             raise RuntimeError(
                 "subprocess cannot use preexec_fn while interpool worker interpreters are alive: the child "

@@ -43,13 +43,19 @@ def _error_class(name: str) -> type[BaseException]:
     return cls
 
 
+def _before_fork() -> None:
+    # Spare interpreters (see _process.py) end first: they are no reason for a child to fail.
+    _interpool._end_spares()
+    _interpool._python_fork(True)
+
+
 def configure() -> None:
     _interpool._configure(dumps=_first_dumps, loads=_first_loads, error_class=_error_class)
     if _interpool.interpreter_id() == 0:
         # A child forked while worker interpreters live cannot survive (CPython gh-139759):
         # the Rust fork guard turns that into a clear exit, for forks made from Python.
         os.register_at_fork(
-            before=lambda: _interpool._python_fork(True),
+            before=_before_fork,
             after_in_parent=lambda: _interpool._python_fork(False),
             after_in_child=lambda: _interpool._python_fork(False),
         )

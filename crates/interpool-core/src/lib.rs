@@ -15,6 +15,7 @@
 mod pool;
 pub mod queue;
 mod shared;
+pub mod spares;
 mod task;
 mod value;
 

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
+use crate::spares::Spares;
 pub use crate::task::Stop;
 use crate::task::Ticket;
 
@@ -103,9 +104,29 @@ pub trait WorkerFactory: Send + Sync + 'static {
     /// Stops a worker's running call from other threads.
     type Interrupter: Interrupt;
 
+    /// A fresh worker environment that a spare thread makes ahead of time, before any pool
+    /// needs it (see [`crate::spares`]); `()` for factories without spares.
+    type Fresh: 'static;
+
     /// Create a worker. An `Err` breaks the pool: its message is reported in
     /// [`Event::Broken`] and queued tasks are abandoned.
     fn start(&self, index: usize) -> Result<Self::Worker, String>;
+    /// Spare threads that this factory's pools adopt before starting threads of their own.
+    fn spares(&self) -> Option<&'static Spares<Self::Fresh>> {
+        None
+    }
+    /// Create a worker from a fresh environment a spare made on this thread (as `start`).
+    fn start_from(&self, fresh: Self::Fresh, index: usize) -> Result<Self::Worker, String> {
+        drop(fresh);
+        self.start(index)
+    }
+    /// A spare thread became this pool's worker thread `name` (to rename the OS thread).
+    fn adopted(&self, _name: &str) {}
+    /// A fresh environment a spare made that its pool no longer needed (it shut down before
+    /// the spare was ready): tear it down on this thread.
+    fn discard(&self, fresh: Self::Fresh) {
+        drop(fresh);
+    }
     /// The handle that stops this worker's calls.
     fn interrupter(&self, worker: &Self::Worker) -> Self::Interrupter;
     /// Prepare a started worker (an initializer); it runs under the pool's task timeout, with
@@ -534,15 +555,29 @@ impl<F: WorkerFactory> Shared<F> {
         let name = format!("{}_{index}", shared.config.thread_name_prefix);
         let thread_shared = Arc::clone(shared);
         let thread_events = events.clone();
+        // Counted before it runs: its exit guard uncounts it.
+        threads.counted += 1;
+        threads.alive += 1;
+        if let Some(spare) = shared.factory.spares().and_then(|spares| spares.adopt(shared.config.stack_size)) {
+            let (job_shared, job_events) = (Arc::clone(shared), events.clone());
+            let job: crate::spares::Job<F::Fresh> = Box::new(move |fresh| {
+                job_shared.factory.adopted(&name);
+                worker_thread(&job_shared, index, &job_events, fresh);
+            });
+            if let Ok(handle) = spare.run(job) {
+                threads.spawned += 1;
+                threads.handles.push(handle);
+                return;
+            }
+            // The spare ended meanwhile: start a thread as usual.
+        }
+        let name = format!("{}_{index}", shared.config.thread_name_prefix);
         let builder = std::thread::Builder::new().name(name);
         let builder = match shared.config.stack_size {
             Some(size) => builder.stack_size(size),
             None => builder,
         };
-        // Counted before it runs: its exit guard uncounts it.
-        threads.counted += 1;
-        threads.alive += 1;
-        match builder.spawn(move || worker_thread(&thread_shared, index, &thread_events)) {
+        match builder.spawn(move || worker_thread(&thread_shared, index, &thread_events, None)) {
             Ok(handle) => {
                 threads.spawned += 1;
                 threads.handles.push(handle);
@@ -671,7 +706,12 @@ fn watched<F: WorkerFactory, T>(
     out
 }
 
-fn worker_thread<F: WorkerFactory>(shared: &Arc<Shared<F>>, index: usize, events: &Sender<Event<F::Output>>) {
+fn worker_thread<F: WorkerFactory>(
+    shared: &Arc<Shared<F>>,
+    index: usize,
+    events: &Sender<Event<F::Output>>,
+    mut fresh: Option<F::Fresh>,
+) {
     let mut exit = ThreadExit { shared, counted: true };
     let factory = &shared.factory;
     let slot = Arc::new(Slot::<F> { interrupter: OnceLock::new(), running: Mutex::new(None), events: events.clone() });
@@ -679,9 +719,16 @@ fn worker_thread<F: WorkerFactory>(shared: &Arc<Shared<F>>, index: usize, events
     let _unwatch = Unwatch { shared, slot: &slot };
     loop {
         if shared.broken.get().is_some() || (shared.is_closed() && shared.tasks.is_empty()) {
+            if let Some(fresh) = fresh.take() {
+                factory.discard(fresh);
+            }
             return;
         }
-        let mut worker = match factory.start(index) {
+        let started = match fresh.take() {
+            Some(fresh) => factory.start_from(fresh, index),
+            None => factory.start(index),
+        };
+        let mut worker = match started {
             Ok(worker) => worker,
             Err(message) => return shared.break_pool(message, events),
         };

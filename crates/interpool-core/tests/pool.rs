@@ -65,6 +65,7 @@ impl std::ops::Deref for F {
 }
 
 impl WorkerFactory for F {
+    type Fresh = ();
     type Worker = FakeWorker;
     type Input = u64;
     type Output = u64;
