@@ -65,7 +65,7 @@ fn end_spares<'py>(py: Python<'py>, _module: ModuleRef<'py>) -> PyResult<Owned<'
     Ok(py.none())
 }
 
-/// `_spares() -> int`: spare interpreters waiting to be adopted (made or being made).
+/// `_spares() -> int`: spare interpreters made and waiting to be adopted.
 fn spares<'py>(py: Python<'py>, _module: ModuleRef<'py>) -> PyResult<Owned<'py>> {
     py.uint(crate::worker::SPARES.count() as u64)
 }

@@ -56,6 +56,10 @@ pub static SPARES: Spares<SubInterpreter> = Spares::new();
 
 /// A spare's interpreter: created on the spare's fresh thread, then detached until adopted.
 fn make_spare() -> Result<SubInterpreter, String> {
+    // One at a time: spares are made in the background, and making eight at once would take
+    // every core from whatever the program does next for tens of milliseconds.
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = MAKING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     // SAFETY: spare threads are fresh (no thread state); spares are only made from Python
     // code of a running main interpreter, and ended by its exit hook before finalization.
     let mut interp = unsafe { SubInterpreter::create()? };

@@ -5,10 +5,12 @@
 //! environment it made. The environment never leaves its thread (it need not be `Send`).
 //!
 //! A spare not adopted within its linger time ends itself. [`Spares::end_all`] ends every
-//! spare now (before a `fork()`, at exit). A spare may be adopted while it is still making
-//! its environment: the job runs once it is ready (or, if making it failed, with `None`).
+//! spare now (before a `fork()`, at exit). Only spares whose environment is made are adopted
+//! (a pool starting a thread of its own is faster than waiting behind one still being made);
+//! if making it failed, the job runs with `None` and the worker makes its own.
 use std::marker::PhantomData;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -24,6 +26,8 @@ enum Order<R> {
 
 struct Parked<R> {
     id: u64,
+    /// Its environment is made (a pool never waits behind a spare still making one).
+    ready: Arc<AtomicBool>,
     orders: Sender<Order<R>>,
     handle: JoinHandle<()>,
     stack_size: Option<usize>,
@@ -70,15 +74,16 @@ impl<R: 'static> Spares<R> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// How many spares wait to be adopted (made or being made).
+    /// How many spares wait to be adopted with their environment made.
     pub fn count(&self) -> usize {
-        self.lock().parked.len()
+        self.lock().parked.iter().filter(|p| p.ready.load(Ordering::Acquire)).count()
     }
 
-    /// Take a spare whose thread has `stack_size`, if one waits.
+    /// Take a spare whose thread has `stack_size` and whose environment is made, if one
+    /// waits.
     pub fn adopt(&self, stack_size: Option<usize>) -> Option<Adopted<R>> {
         let mut inner = self.lock();
-        let at = inner.parked.iter().position(|p| p.stack_size == stack_size)?;
+        let at = inner.parked.iter().position(|p| p.stack_size == stack_size && p.ready.load(Ordering::Acquire))?;
         let parked = inner.parked.swap_remove(at);
         Some(Adopted { orders: parked.orders, handle: parked.handle })
     }
@@ -108,8 +113,10 @@ impl<R: 'static> Spares<R> {
                 Some(size) => builder.stack_size(size),
                 None => builder,
             };
-            let handle = builder.spawn(move || self.spare_thread(id, &inbox, linger, make, discard))?;
-            inner.parked.push(Parked { id, orders, handle, stack_size });
+            let ready = Arc::new(AtomicBool::new(false));
+            let made = Arc::clone(&ready);
+            let handle = builder.spawn(move || self.spare_thread(id, &made, &inbox, linger, make, discard))?;
+            inner.parked.push(Parked { id, ready, orders, handle, stack_size });
         }
         Ok(())
     }
@@ -117,12 +124,14 @@ impl<R: 'static> Spares<R> {
     fn spare_thread(
         &self,
         id: u64,
+        ready: &AtomicBool,
         inbox: &Receiver<Order<R>>,
         linger: Duration,
         make: fn() -> Result<R, String>,
         discard: fn(R),
     ) {
         let fresh = make().ok();
+        ready.store(true, Ordering::Release);
         let order = match inbox.recv_timeout(linger) {
             Ok(order) => order,
             Err(RecvTimeoutError::Disconnected) => Order::End,
