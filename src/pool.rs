@@ -79,9 +79,17 @@ fn submit<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, args: Args<'py>)
     let id = u64::try_from(id.as_i64("id")?).map_err(|_| py.value_error("id must be >= 0"))?;
     let state = slf.state();
     let mut task = Encoder::new(py, state);
+    // The call as the worker reads it (`worker::run_task`): the function, the keyword
+    // arguments (None when there are none, the common case: the worker then passes the
+    // positional arguments by vectorcall, with no dict nor tuple built), the positional ones.
     task.push(func)?;
+    // SAFETY: reads the size of an exact dict.
+    if call_kwargs.is_exactly(&raw mut ffi::PyDict_Type) && unsafe { ffi::PyDict_Size(call_kwargs.as_ptr()) } == 0 {
+        task.push(py.none().borrowed())?;
+    } else {
+        task.push(call_kwargs)?;
+    }
     task.push(call_args)?;
-    task.push(call_kwargs)?;
     let ticket = match slf.get().engine.submit(id, task.finish(), timeout) {
         Ok(ticket) => ticket,
         Err(SubmitError::Shutdown(_)) => return Err(py.runtime_error("cannot schedule new futures after shutdown")),

@@ -279,8 +279,10 @@ impl<'py> Python<'py> {
     }
 }
 
-/// A reference to an object of the attached interpreter, valid for `'a`.
+/// A reference to an object of the attached interpreter, valid for `'a`. Transparent: a
+/// slice of them is an array of object pointers (vectorcall's layout, `call_args`).
 #[derive(Clone, Copy)]
+#[repr(transparent)]
 pub struct Borrowed<'a, 'py>(NonNull<ffi::PyObject>, PhantomData<(&'a (), Python<'py>)>);
 
 impl<'a, 'py> Borrowed<'a, 'py> {
@@ -356,12 +358,11 @@ impl<'a, 'py> Borrowed<'a, 'py> {
 
     /// `self(*args)` with a slice of arguments (vectorcall).
     pub fn call_args(self, args: &[Borrowed<'_, 'py>]) -> PyResult<Owned<'py>> {
-        // `Borrowed` is a transparent pointer: the slice has the vectorcall layout.
-        let ptrs: Vec<*mut ffi::PyObject> = args.iter().map(|a| a.as_ptr()).collect();
+        // `Borrowed` is a transparent non-null object pointer: the slice has the layout of
+        // the `PyObject *const *` vectorcall takes.
+        let ptrs = args.as_ptr().cast::<*mut ffi::PyObject>();
         // SAFETY: attached; `ptrs` holds `len` valid objects for the duration of the call.
-        unsafe {
-            self.py().own(ffi::PyObject_Vectorcall(self.as_ptr(), ptrs.as_ptr(), ptrs.len(), std::ptr::null_mut()))
-        }
+        unsafe { self.py().own(ffi::PyObject_Vectorcall(self.as_ptr(), ptrs, args.len(), std::ptr::null_mut())) }
     }
 
     /// `isinstance(self, cls)`.

@@ -337,16 +337,37 @@ fn run_task(
     ticket: &Ticket,
     task: &Value,
 ) -> PyResult<(Reply, bool)> {
+    // The call as `pool::submit` wrote it: function, keyword arguments or None, positional
+    // arguments; without keywords, up to `ARGS` positional arguments are passed by
+    // vectorcall, with no tuple built.
+    const ARGS: usize = 6;
     let mut decoder = Decoder::new(py, state, task);
-    let call = (|| Ok::<_, crate::py::PyErr>((decoder.next()?, decoder.next()?, decoder.next()?)))();
-    let (func, args, kwargs) = match call {
+    let call = (|| {
+        let (func, kwargs) = (decoder.next()?, decoder.next()?);
+        let items = if kwargs.borrowed().is_none() { decoder.next_args::<ARGS>()? } else { None };
+        let args = if items.is_none() { Some(decoder.next()?) } else { None };
+        Ok::<_, crate::py::PyErr>((func, kwargs, items, args))
+    })();
+    let (func, kwargs, items, args) = match call {
         Ok(call) => call,
         Err(_) => return failure(py, state, hooks, Status::NotStarted),
     };
     // Stop requests reach the call only: never the decoding before it, nor the describing
     // and encoding after it.
     cell.set_running(ticket.id());
-    let called = func.borrowed().call(args.borrowed(), Some(kwargs.borrowed()));
+    let called = match (&items, &args) {
+        (Some((items, n)), _) => {
+            let none = py.none();
+            let borrowed: [Borrowed<'_, '_>; ARGS] =
+                std::array::from_fn(|i| items[i].as_ref().map_or(none.borrowed(), Owned::borrowed));
+            func.borrowed().call_args(&borrowed[..*n])
+        }
+        (None, Some(args)) => {
+            let kwargs = (!kwargs.borrowed().is_none()).then(|| kwargs.borrowed());
+            func.borrowed().call(args.borrowed(), kwargs)
+        }
+        (None, None) => unreachable!("the arguments were decoded one way or the other"),
+    };
     cell.set_running(0);
     if ticket.stop_requested().is_some() {
         cell.clear_pending(py);
@@ -355,7 +376,7 @@ fn run_task(
         Ok(result) => result,
         Err(_) => return failure(py, state, hooks, Status::Raised),
     };
-    drop((args, kwargs));
+    drop((items, args, kwargs));
     match codec::encode_reply(py, state, result.borrowed()) {
         Ok(payload) => Ok((Reply { status: Status::Returned, payload }, false)),
         Err(_) => {

@@ -561,3 +561,10 @@ def os_thread_name() -> str:
     """The OS name of the worker's thread (as ps and debuggers show it)."""
     with open("/proc/thread-self/comm") as f:
         return f.read().strip()
+
+
+def describe_call(*args: object, **kwargs: object) -> tuple[int, list[str], bool, dict[str, object]]:
+    """How a call arrived: its positional count, their types, whether the first two are the
+    same object, and the keywords."""
+    same = len(args) >= 2 and args[0] is args[1]
+    return len(args), [type(a).__name__ for a in args], same, kwargs

@@ -134,3 +134,22 @@ def test_unguarded_main_without_cloudpickle_fails_clearly_without_recursing(tmp_
     out = proc.stdout.strip()
     assert out.startswith("RuntimeError"), out
     assert 'if __name__ == "__main__":' in out and "cloudpickle" in out
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 6, 7, 40])
+def test_positional_arguments_of_any_count_arrive_in_order(count: int) -> None:
+    # Up to 6 go by vectorcall without a tuple, more through a tuple (src/worker.rs).
+    args = [f"a{i}" for i in range(count)]
+    with interpool.InterpreterPoolExecutor(1) as pool:
+        assert pool.submit(tasks.describe_call, *args).result() == (count, ["str"] * count, False, {})
+        got = pool.submit(tasks.describe_call, *args, key=1).result()
+        assert got == (count, ["str"] * count, False, {"key": 1})
+
+
+def test_an_object_passed_twice_arrives_as_one_object() -> None:
+    shared = [1, 2, 3]
+    with interpool.InterpreterPoolExecutor(1) as pool:
+        assert pool.submit(tasks.describe_call, shared, shared).result() == (2, ["list", "list"], True, {})
+        cyclic: list[object] = []
+        cyclic.append((cyclic,))  # a cycle through a tuple: the argument is pickled whole
+        assert pool.submit(tasks.describe_call, cyclic, cyclic).result() == (2, ["list", "list"], True, {})

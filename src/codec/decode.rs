@@ -98,6 +98,30 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
         }
     }
 
+    /// The items of a call's argument tuple, if the next value is a tuple of at most `N`
+    /// items: the items only, without the tuple (the worker passes them to the function by
+    /// vectorcall). The tuple's memo number is reserved and stays empty: the encoder never
+    /// refers back to a tuple from inside itself (such a cycle is pickled whole). `None`
+    /// (nothing read): not such a tuple; decode it with [`Decoder::next`].
+    pub fn next_args<const N: usize>(&mut self) -> PyResult<Option<([Option<Owned<'py>>; N], usize)>> {
+        let mut probe = self.reader.clone();
+        if probe.peek() != Some(f::TUPLE) || !self.stack.is_empty() {
+            return Ok(None);
+        }
+        probe.skip(1);
+        let n = probe.size().map_err(corrupt(self.py))?;
+        if n > N {
+            return Ok(None);
+        }
+        self.reader = probe;
+        self.memo.push(None);
+        let mut items: [Option<Owned<'py>>; N] = std::array::from_fn(|_| None);
+        for item in items.iter_mut().take(n) {
+            *item = Some(self.next()?);
+        }
+        Ok(Some((items, n)))
+    }
+
     /// The fast path for runs of scalars: put the scalars that come next straight into the
     /// list, tuple or dict being filled. `true` when that container is then complete.
     fn fill_top(&mut self) -> PyResult<bool> {

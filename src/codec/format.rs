@@ -154,6 +154,7 @@ pub fn unzigzag(v: u64) -> i64 {
 pub struct Corrupt;
 
 /// Reads what a [`Writer`] wrote.
+#[derive(Clone)]
 pub struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
