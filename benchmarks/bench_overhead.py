@@ -13,9 +13,10 @@ ratios the targets are stated in:
   (the executors alternate call by call);
 * submit-then-gather throughput of tiny tasks (``abs``), vs ThreadPoolExecutor (the same
   number of workers: ``--workers``, default 2);
-* chunked ``map`` of tiny calls, items per second, vs its absolute target (8M/s).
+* chunked ``map`` of tiny calls, items per second, vs its absolute target (8M/s);
+* the codec's round trip of containers of 1k items vs pickle's.
 
-    python benchmarks/bench_overhead.py [--rounds N] [--only startup,round_trip,throughput,chunked_map]
+    python benchmarks/bench_overhead.py [--rounds N] [--only startup,round_trip,throughput,chunked_map,containers]
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -132,11 +135,56 @@ def chunked_map(rounds: int, workers: int) -> list[tuple[str, float, float, str]
     return [(f"chunked map, {workers} workers (M items/s; peer: the target)", rate, 8.0, ">= 1.0")]
 
 
+def containers(rounds: int) -> list[tuple[str, float, float, str]]:
+    """The codec's round trip (``_interpool.roundtrip``: encode, then decode in the same
+    interpreter) vs pickle's (``loads(dumps(obj, 5))``) for containers of 1k items, median of
+    medians over interleaved rounds, results checked."""
+    import pickle
+
+    from interpool import _interpool
+
+    payloads = {
+        "list of 1k ints": list(range(1000)),
+        "list of 1k str": [f"item{i}" for i in range(1000)],
+        "dict of 1k int->int": {i: i * 2 for i in range(1000)},
+        "dict of 1k str->int": {f"k{i}": i for i in range(1000)},
+        "dict of 1k str->str": {f"k{i}": f"v{i}" for i in range(1000)},
+    }
+
+    def timed(fn: Callable[[Any], Any], obj: Any, n: int = 100) -> float:
+        samples = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn(obj)
+            samples.append(time.perf_counter() - t0)
+        return statistics.median(samples)
+
+    def pickled(obj: Any) -> Any:
+        return pickle.loads(pickle.dumps(obj, 5))
+
+    rows = []
+    for name, obj in payloads.items():
+        assert _interpool.roundtrip(obj) == obj == pickled(obj)
+        ours, theirs = [], []
+        for _ in range(rounds):
+            ours.append(timed(_interpool.roundtrip, obj))
+            theirs.append(timed(pickled, obj))
+        rows.append(
+            (
+                f"codec round trip, {name} (us; peer: pickle)",
+                statistics.median(ours) * 1e6,
+                statistics.median(theirs) * 1e6,
+                "<= 0.6",
+            )
+        )
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--only", default="startup,round_trip,throughput,chunked_map")
+    parser.add_argument("--only", default="startup,round_trip,throughput,chunked_map,containers")
     args = parser.parse_args()
     only = set(args.only.split(","))
     rows: list[tuple[str, float, float, str]] = []
@@ -148,6 +196,8 @@ def main() -> int:
         rows += throughput(args.rounds, args.workers)
     if "chunked_map" in only:
         rows += chunked_map(args.rounds, args.workers)
+    if "containers" in only:
+        rows += containers(args.rounds)
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, medians of {args.rounds} interleaved rounds")
     print("| metric | interpool | peer | ratio | target |")
     print("|---|---|---|---|---|")
