@@ -256,18 +256,7 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
             or (lane is not None and lane.routes)
         ):
             return self._submit(fn, args, kwargs, self._task_timeout)
-        future: TaskFuture[_T] = TaskFuture()
-        if lane is not None:
-            future._call = (fn, args, kwargs)  # in case a worker cannot load it
-        task_id = next(state.ids)
-        future._owner = state
-        future._task_id = task_id
-        state.pending[task_id] = future
-        try:
-            future._ticket = state.pool.submit(task_id, fn, args, kwargs, None)
-        except BaseException as exc:
-            self._submit_failed(future, fn, exc)
-        return future
+        return self._send(TaskFuture(), fn, args, kwargs, None)
 
     def schedule(
         self,
@@ -305,15 +294,24 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
             self._refresh_path()
         future: TaskFuture[_T] = TaskFuture()
         lane = self._lane
-        if lane is not None:
-            if lane.routes and lane.wants(fn, args):  # its module cannot load in a worker
-                future._timeout = timeout
-                lane.submit(future, fn, args, kwargs, timeout)
-                return future
+        if lane is not None and lane.routes and lane.wants(fn, args):  # its module cannot load in a worker
+            future._timeout = timeout
+            lane.submit(future, fn, args, kwargs, timeout)
+            return future
+        return self._send(future, fn, args, kwargs, timeout)
+
+    def _send(
+        self, future: TaskFuture[_T], fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
+    ) -> TaskFuture[_T]:
+        """Queue the call in the Rust pool, ``future`` in the pending table until its reply."""
+        state = self._state
+        if self._lane is not None:
             future._call = (fn, args, kwargs)  # in case a worker cannot load it
         task_id = next(state.ids)
-        future._owner, future._task_id, future._timeout = state, task_id, timeout
+        future._owner = state
+        future._task_id = task_id
         if timeout is not None:
+            future._timeout = timeout
             future._fn = fn  # named in the exit message if the task gets stuck
         state.pending[task_id] = future
         try:
