@@ -5,7 +5,10 @@
    of code inside `unsafe { }` blocks, and no block longer than MAX_BLOCK lines of code;
 2. no import cycle between the extension's modules, except codec <-> queue (queue items are
    values, and values carry queues); none in the Python package;
-3. no file of the repository refers to a path outside it (`../shared`, ...).
+3. no file of the repository refers to a path outside it: every relative path that climbs
+   (`..` components) must lead to a file or directory of the repository, and every document
+   named by a relative path (a directory, a slash, a name ending in .md) must exist in it,
+   next to the file or from the root.
 
 Counting: lines of code are lines that are neither blank nor comment-only; a block's lines
 run from the line that opens `unsafe {` to the line that closes it. `unsafe fn` bodies do not
@@ -131,14 +134,29 @@ def check_cycles() -> list[str]:
 
 def check_outside_references() -> list[str]:
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    pattern = re.compile(r"\.\./shared|shared/design")
+    # A path that starts with `..` components (not one inside a longer path such as
+    # `$ORIGIN/../lib`, nor an ellipsis such as `.../worker`).
+    climbing = re.compile(r"(?<![\w.$/])((?:\.\./)+[\w.-]+)")
+    # A document named by a relative path, such as the design notes in docs (not in a URL).
+    document = re.compile(r"(?<![\w.$/:-])((?:[\w-]+/)+[\w-]+\.md)\b")
+    root = ROOT.resolve()
     errors = []
     for name in files:
         path = ROOT / name
-        if path.suffix in {".png", ".lock"} or not path.is_file() or name.endswith("check_structure.py"):
+        if path.suffix in {".png", ".lock"} or not path.is_file():
             continue
         for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-            if pattern.search(line):
+            outside = [
+                relative
+                for relative in climbing.findall(line)
+                if not ((target := (path.parent / relative).resolve()).is_relative_to(root) and target.exists())
+            ]
+            outside += [
+                relative
+                for relative in document.findall(line)
+                if not ((path.parent / relative).exists() or (ROOT / relative).exists())
+            ]
+            if outside:
                 errors.append(f"{name}:{n} refers to a path outside the repository: {line.strip()}")
     print(f"references outside the repository: {len(errors)}")
     return errors
