@@ -198,9 +198,10 @@ _PREEXEC_ARG = 21  # position of preexec_fn in _posixsubprocess.fork_exec (3.12-
 
 def _guarded(fork_exec: Any) -> Any:
     def fork_exec_checked(*args: Any) -> Any:
-        if len(args) > _PREEXEC_ARG and args[_PREEXEC_ARG] is not None and _interpool._interpreters_alive():
+        uses_preexec = len(args) > _PREEXEC_ARG and args[_PREEXEC_ARG] is not None
+        if uses_preexec and _interpool._interpreters_alive():
             end_spares()  # spares are no reason to refuse: they end at once
-        if len(args) > _PREEXEC_ARG and args[_PREEXEC_ARG] is not None and _interpool._interpreters_alive():
+        if uses_preexec and _interpool._interpreters_alive():
             raise RuntimeError(
                 "subprocess cannot use preexec_fn while interpool worker interpreters are alive: the child "
                 "would have to run Python code after fork(), which CPython cannot do with live "

@@ -120,7 +120,8 @@ pub trait WorkerFactory: Send + Sync + 'static {
         drop(fresh);
         self.start(index)
     }
-    /// A spare thread became this pool's worker thread `name` (to rename the OS thread).
+    /// A spare thread, with the environment it made, became this pool's worker thread `name`
+    /// (to rename the OS thread; threads started for the pool have their name already).
     fn adopted(&self, _name: &str) {}
     /// A fresh environment a spare made that its pool no longer needed (it shut down before
     /// the spare was ready): tear it down on this thread.
@@ -553,31 +554,35 @@ impl<F: WorkerFactory> Shared<F> {
         }
         let index = threads.spawned;
         let name = format!("{}_{index}", shared.config.thread_name_prefix);
-        let thread_shared = Arc::clone(shared);
-        let thread_events = events.clone();
+        let (job_shared, job_events, job_name) = (Arc::clone(shared), events.clone(), name.clone());
+        // The worker loop, run by an adopted spare thread (with the interpreter it made) or
+        // by a thread started for it.
+        let job: crate::spares::Job<F::Fresh> = Box::new(move |fresh| {
+            if fresh.is_some() {
+                job_shared.factory.adopted(&job_name);
+            }
+            worker_thread(&job_shared, index, &job_events, fresh);
+        });
         // Counted before it runs: its exit guard uncounts it.
         threads.counted += 1;
         threads.alive += 1;
-        if let Some(spare) = shared.factory.spares().and_then(|spares| spares.adopt(shared.config.stack_size)) {
-            let (job_shared, job_events) = (Arc::clone(shared), events.clone());
-            let job: crate::spares::Job<F::Fresh> = Box::new(move |fresh| {
-                job_shared.factory.adopted(&name);
-                worker_thread(&job_shared, index, &job_events, fresh);
-            });
-            if let Ok(handle) = spare.run(job) {
-                threads.spawned += 1;
-                threads.handles.push(handle);
-                return;
-            }
-            // The spare ended meanwhile: start a thread as usual.
-        }
-        let name = format!("{}_{index}", shared.config.thread_name_prefix);
+        let job = match shared.factory.spares().and_then(|spares| spares.adopt(shared.config.stack_size)) {
+            Some(spare) => match spare.run(job) {
+                Ok(handle) => {
+                    threads.spawned += 1;
+                    threads.handles.push(handle);
+                    return;
+                }
+                Err(job) => job, // the spare ended meanwhile: start a thread as usual
+            },
+            None => job,
+        };
         let builder = std::thread::Builder::new().name(name);
         let builder = match shared.config.stack_size {
             Some(size) => builder.stack_size(size),
             None => builder,
         };
-        match builder.spawn(move || worker_thread(&thread_shared, index, &thread_events, None)) {
+        match builder.spawn(move || job(None)) {
             Ok(handle) => {
                 threads.spawned += 1;
                 threads.handles.push(handle);
