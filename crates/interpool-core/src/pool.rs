@@ -64,6 +64,15 @@ fn report<O: Send + 'static>(events: &Sender<Event<O>>, ticket: &Ticket, output:
     }
 }
 
+/// A thread builder with `name` and `stack_size` (`None`: Rust's default).
+pub(crate) fn thread_builder(name: String, stack_size: Option<usize>) -> std::thread::Builder {
+    let builder = std::thread::Builder::new().name(name);
+    match stack_size {
+        Some(size) => builder.stack_size(size),
+        None => builder,
+    }
+}
+
 /// Take a message, spinning for up to [`spin()`] before blocking.
 fn recv_spinning<T>(rx: &Receiver<T>) -> Result<T, crossbeam_channel::RecvError> {
     if spin().is_zero() {
@@ -577,12 +586,7 @@ impl<F: WorkerFactory> Shared<F> {
             },
             None => job,
         };
-        let builder = std::thread::Builder::new().name(name);
-        let builder = match shared.config.stack_size {
-            Some(size) => builder.stack_size(size),
-            None => builder,
-        };
-        match builder.spawn(move || job(None)) {
+        match thread_builder(name, shared.config.stack_size).spawn(move || job(None)) {
             Ok(handle) => {
                 threads.spawned += 1;
                 threads.handles.push(handle);

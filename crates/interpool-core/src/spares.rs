@@ -108,11 +108,7 @@ impl<R: 'static> Spares<R> {
             let id = inner.next_id;
             inner.next_id += 1;
             let (orders, inbox) = crossbeam_channel::bounded(1);
-            let builder = std::thread::Builder::new().name(name.to_owned());
-            let builder = match stack_size {
-                Some(size) => builder.stack_size(size),
-                None => builder,
-            };
+            let builder = crate::pool::thread_builder(name.to_owned(), stack_size);
             let ready = Arc::new(AtomicBool::new(false));
             let made = Arc::clone(&ready);
             let handle = builder.spawn(move || self.spare_thread(id, &made, &inbox, linger, make, discard))?;
