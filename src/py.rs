@@ -422,6 +422,46 @@ impl<'a, 'py> Borrowed<'a, 'py> {
         Ok(v)
     }
 
+    /// The hash an exact `str` has cached (computed once, by its first `hash()`: every dict
+    /// key has one), or `None` if it has none yet. The caller has checked the type.
+    #[inline]
+    pub fn str_hash(self) -> Option<ffi::Py_hash_t> {
+        // SAFETY: an exact str (caller's contract) starts with a `PyASCIIObject`, whose
+        // `hash` field is aligned; CPython sets it once, with a relaxed atomic store in
+        // free-threaded builds, so it is read atomically here.
+        let hash = unsafe {
+            let field = &raw mut (*self.as_ptr().cast::<ffi::PyASCIIObject>()).hash;
+            std::sync::atomic::AtomicIsize::from_ptr(field).load(std::sync::atomic::Ordering::Relaxed)
+        };
+        (hash != -1).then_some(hash)
+    }
+
+    /// The sign (`true`: negative) and magnitude of an `int` whose magnitude fits one 30-bit
+    /// digit, read in place; `None` for larger ints (use the C API). The caller has checked
+    /// that the object is an `int`.
+    ///
+    /// CPython 3.12+ keeps such a "compact" int as its `PyObject` header, then `lv_tag`
+    /// (`ndigits << 3 | sign`, sign 0 positive, 1 zero, 2 negative) and the first 30-bit digit:
+    /// what its own `PyUnstable_Long_IsCompact` and `PyUnstable_Long_CompactValue` (inline
+    /// functions that pyo3-ffi does not bind) read. The layout is confirmed on first use
+    /// against `PyLong_AsLongLong` for a few values, including a non-compact one; if it does
+    /// not hold (a build with 15-bit digits), this always answers `None`.
+    #[inline]
+    pub fn compact_int(self) -> Option<(bool, u32)> {
+        if !compact_layout_holds(self.py()) {
+            return None;
+        }
+        // SAFETY: an int object (caller's contract) has at least this layout (confirmed).
+        let (tag, digit) = unsafe {
+            let long = self.as_ptr().cast::<CompactLong>();
+            ((*long).lv_tag, (*long).digit)
+        };
+        if tag >= 2 << 3 {
+            return None;
+        }
+        Some((tag & 2 != 0, digit))
+    }
+
     /// A real number as `f64` (`TypeError` for anything else).
     pub fn as_f64(self) -> PyResult<f64> {
         // SAFETY: attached; valid object; -1.0 with an exception set means failure.
@@ -448,6 +488,51 @@ impl<'a, 'py> Borrowed<'a, 'py> {
     }
 }
 
+/// The start of a CPython 3.12+ int object (see [`Borrowed::compact_int`]).
+#[repr(C)]
+struct CompactLong {
+    ob_base: ffi::PyObject,
+    lv_tag: usize,
+    digit: u32,
+}
+
+/// Whether [`CompactLong`] describes this CPython's ints (checked once per process).
+#[inline]
+fn compact_layout_holds(py: Python<'_>) -> bool {
+    // 0: not checked yet, 1: holds, 2: does not.
+    static STATE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+    match STATE.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let holds = check_compact_layout(py);
+            STATE.store(if holds { 1 } else { 2 }, std::sync::atomic::Ordering::Relaxed);
+            holds
+        }
+    }
+}
+
+#[cold]
+fn check_compact_layout(py: Python<'_>) -> bool {
+    let read = |v: i64| -> Option<(usize, u32)> {
+        let obj = py.int(v).ok()?;
+        // SAFETY: an int object is at least as large as `CompactLong` on every build this
+        // layout applies to; a wrong layout reads wrong values (rejected below), never out of
+        // bounds (an int object has at least one digit).
+        Some(unsafe {
+            let long = obj.as_ptr().cast::<CompactLong>();
+            ((*long).lv_tag, (*long).digit)
+        })
+    };
+    let compact = [0, 1, -1, 7, -300, 123_456_789, (1 << 30) - 1, -((1 << 30) - 1)];
+    let holds = compact
+        .iter()
+        .all(|&v| read(v).is_some_and(|(tag, digit)| tag < 2 << 3 && (1 - (tag & 3) as i64) * i64::from(digit) == v))
+        && read(1 << 30).is_some_and(|(tag, _)| tag >= 2 << 3);
+    py.clear_exception();
+    holds
+}
+
 /// A slice over `len` bytes at `ptr` (empty when `len <= 0`, whatever `ptr` is).
 ///
 /// # Safety
@@ -461,11 +546,19 @@ pub unsafe fn slice<'a>(ptr: *const u8, len: ffi::Py_ssize_t) -> &'a [u8] {
 }
 
 /// A strong reference to an object of the attached interpreter; released on drop.
+/// Transparent: a slice of them is an array of object pointers ([`Owned::array`]).
+#[repr(transparent)]
 pub struct Owned<'py>(NonNull<ffi::PyObject>, PhantomData<Python<'py>>);
 
 impl<'py> Owned<'py> {
     pub fn as_ptr(&self) -> *mut ffi::PyObject {
         self.0.as_ptr()
+    }
+
+    /// The objects of `items` as a C array of (borrowed) object pointers, valid while
+    /// `items` is.
+    pub fn array(items: &[Owned<'py>]) -> *const *mut ffi::PyObject {
+        items.as_ptr().cast()
     }
 
     pub fn borrowed(&self) -> Borrowed<'_, 'py> {

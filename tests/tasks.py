@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 
@@ -568,3 +569,12 @@ def describe_call(*args: object, **kwargs: object) -> tuple[int, list[str], bool
     same object, and the keywords."""
     same = len(args) >= 2 and args[0] is args[1]
     return len(args), [type(a).__name__ for a in args], same, kwargs
+
+
+def dict_key_check(d: dict[object, object]) -> tuple[bool, bool, int]:
+    """Whether every str key of `d` hashes as a freshly built equal str does and finds its
+    value through such a str, and the dict's size in bytes (its table kind shows in it)."""
+    fresh = {k: "".join(list(k)) if isinstance(k, str) else k for k in d}
+    hashes = all(hash(k) == hash(fresh[k]) for k in d)
+    lookups = all(d[fresh[k]] is d[k] for k in d)
+    return hashes, lookups, sys.getsizeof(d)

@@ -210,6 +210,63 @@ def test_strings_keep_their_width_and_ascii_flag() -> None:
     assert roundtrip({"k\xe9": "v", "k": "\u20ac"}) == {"k\xe9": "v", "k": "\u20ac"}
 
 
+@pytest.mark.parametrize(
+    "edge",
+    [0, 1, 63, 64, 127, 128, 8191, 8192, 2**30 - 1, 2**30, 2**31, 2**48 - 1, 2**48, 2**62, 2**63 - 1, 2**63, 2**64],
+)
+def test_ints_at_every_size_boundary(edge: int) -> None:
+    # Compact ints (one 30-bit digit) are read in place; varints of 1, 2, 3+ bytes and
+    # values of 2**49 and more are written by different paths.
+    values = [edge, -edge, edge - 1, -edge + 1, edge + 1, -edge - 1]
+    assert same(roundtrip(values), values)
+    assert same(roundtrip({v: v for v in values}), {v: v for v in values})
+
+
+def dict_cases() -> list[dict[object, object]]:
+    shared: list[int] = [1]
+    cyclic: dict[object, object] = {"a": 1, "b": "x"}
+    cyclic["self"] = cyclic
+    return [
+        {f"k{i}": i for i in range(1000)},
+        {i: i * 2 for i in range(1000)},
+        {"caf\xe9": 1, "\u20ac": 2, "plain": 3},
+        {"a": 1, "b": [2], "c": 3, "d": {"e": 4}},  # str keys, then a container
+        {"a": shared, "b": shared, "c": 5},
+        {"a": 1, 2: "b", (3,): "c"},  # str first, then other keys
+        {1: "a", "b": 2},  # int first, then a str key
+        {(1, 2): "tuple key", "x": 1},
+        {"": 0, " " * 300: 1},
+        cyclic,
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(dict_cases())))
+def test_dicts_are_rebuilt_like_pickle_rebuilds_them(case: int) -> None:
+    """Same items, shared values and cycles kept, and the same table kind as pickle's (a dict
+    with str keys gets CPython's compact str-keyed table, which `sys.getsizeof` shows)."""
+    import pickle
+
+    value = dict_cases()[case]
+    back = roundtrip(value)
+    assert list(back) == list(value)
+    if "self" in value:
+        assert back["self"] is back
+    else:
+        assert same(back, value)
+    if "b" in value and value.get("a") is value.get("b"):
+        assert back["a"] is back["b"]
+    assert sys.getsizeof(back) == sys.getsizeof(pickle.loads(pickle.dumps(value)))
+
+
+def test_str_keys_carry_their_hash_correctly_across_interpreters(pool: interpool.InterpreterPoolExecutor) -> None:
+    # Dict keys travel with their cached hash: it must be the one the receiving
+    # interpreter computes itself, or lookups with an equal str would miss.
+    value: dict[object, object] = {f"key{i}": i for i in range(200)} | {"": -1, "x" * 500: -2, "caf\xe9": -3, 7: 7}
+    hashes, lookups, _ = pool.submit(tasks.dict_key_check, value).result(timeout=30)
+    assert hashes and lookups
+    assert tasks.dict_key_check(roundtrip(value))[:2] == (True, True)
+
+
 def test_large_bytes_are_lent_and_arrive_whole() -> None:
     # Large bytes cross by lending the sender's memory (one copy per hop), in both
     # directions, also when the worker that lent its reply ends right after it.

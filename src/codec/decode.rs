@@ -47,6 +47,8 @@ pub struct Decoder<'v, 's, 'py> {
     /// Memoized objects by number; `None` while a tuple or frozenset is being built.
     memo: Vec<Option<Owned<'py>>>,
     stack: Vec<Build<'py>>,
+    /// Scratch for the leading scalar items of a dict being read (key, value, key, ...).
+    pairs: Vec<Owned<'py>>,
 }
 
 fn corrupt(py: Python<'_>) -> impl FnOnce(Corrupt) -> PyErr + '_ {
@@ -55,8 +57,26 @@ fn corrupt(py: Python<'_>) -> impl FnOnce(Corrupt) -> PyErr + '_ {
 
 #[cfg(not(Py_LIMITED_API))]
 unsafe extern "C" {
-    /// A dict with room for `minused` items (exported by CPython 3.12-3.14).
+    /// A dict with room for `minused` items, with a general (not str-keyed) table (exported
+    /// by CPython 3.12-3.14).
     fn _PyDict_NewPresized(minused: ffi::Py_ssize_t) -> *mut ffi::PyObject;
+}
+
+#[cfg(private_dict_api)]
+unsafe extern "C" {
+    /// A dict of `length` items from arrays of keys and values (strides in pointers),
+    /// presized, with a str-keyed table if every key is an exact `str`; the items are
+    /// referenced, not stolen. Used by the interpreter's `BUILD_MAP`.
+    fn _PyDict_FromItems(
+        keys: *const *mut ffi::PyObject,
+        keys_offset: ffi::Py_ssize_t,
+        values: *const *mut ffi::PyObject,
+        values_offset: ffi::Py_ssize_t,
+        length: ffi::Py_ssize_t,
+    ) -> *mut ffi::PyObject;
+
+    /// `dict[key] = value`, stealing both references (also on failure).
+    fn _PyDict_SetItem_Take2(dict: *mut ffi::PyObject, key: *mut ffi::PyObject, value: *mut ffi::PyObject) -> i32;
 }
 
 impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
@@ -68,6 +88,7 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
             handles: &value.handles,
             memo: Vec::new(),
             stack: Vec::new(),
+            pairs: Vec::new(),
         }
     }
 
@@ -157,8 +178,7 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
                         *key = Some(k);
                         return Ok(false);
                     };
-                    // SAFETY: attached; a dict; takes its own references.
-                    crate::py::check(unsafe { ffi::PyDict_SetItem(obj.as_ptr(), k.as_ptr(), v.as_ptr()) })?;
+                    dict_set(obj, k, v)?;
                     *remaining -= 1;
                 }
                 Ok(true)
@@ -182,7 +202,17 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
         let r = &mut self.reader;
         let tag = r.byte().map_err(corrupt(py))?;
         let obj = match tag {
-            f::NONE | f::TRUE | f::FALSE | f::INT | f::FLOAT | f::ASCII | f::STR1 | f::STR2 | f::STR4 | f::BYTES => {
+            f::NONE
+            | f::TRUE
+            | f::FALSE
+            | f::INT
+            | f::FLOAT
+            | f::ASCII
+            | f::ASCII_KEY
+            | f::STR1
+            | f::STR2
+            | f::STR4
+            | f::BYTES => {
                 r.pos_back();
                 scalar(py, r)?.ok_or_else(|| corrupt(py)(Corrupt))?
             }
@@ -201,9 +231,7 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
             f::TUPLE | f::LIST => return self.sequence(tag == f::LIST),
             f::DICT => {
                 let n = r.size().map_err(corrupt(py))?;
-                // SAFETY: attached; new reference or null.
-                let obj = unsafe { py.own(_PyDict_NewPresized(py.ssize(n)?))? };
-                return Ok(self.opened(obj, n, |obj| Build::Dict { obj, remaining: n, key: None }));
+                return self.dict(n);
             }
             f::SET => {
                 let n = r.size().map_err(corrupt(py))?;
@@ -271,6 +299,59 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
         None
     }
 
+    /// A dict of `n` items, made as `pickle` and the interpreter make dicts: one whose keys
+    /// are `str` (judged by the first) gets CPython's compact str-keyed table (smaller, faster
+    /// lookups), others a general table, presized (CPython's only presizing call,
+    /// `_PyDict_NewPresized`, always makes a general table). Where CPython exports
+    /// `_PyDict_FromItems`, a str-keyed dict is made presized by [`Decoder::str_dict`]; else it
+    /// starts empty and grows, as `pickle`'s do.
+    fn dict(&mut self, n: usize) -> PyResult<Option<Owned<'py>>> {
+        let py = self.py;
+        let str_keys = matches!(self.reader.peek(), Some(f::ASCII | f::ASCII_KEY | f::STR1 | f::STR2 | f::STR4));
+        #[cfg(private_dict_api)]
+        if str_keys {
+            return self.str_dict(n);
+        }
+        // SAFETY: attached; new reference or null.
+        let obj = unsafe { py.own(if str_keys { ffi::PyDict_New() } else { _PyDict_NewPresized(py.ssize(n)?) })? };
+        Ok(self.opened(obj, n, |obj| Build::Dict { obj, remaining: n, key: None }))
+    }
+
+    /// A str-keyed dict: its leading scalar items are read first and the dict is made from
+    /// them in one call; when every item is a scalar (the common case) it is then complete,
+    /// else a frame takes the rest. Scalars have no memo numbers, so memoizing the dict after
+    /// reading them keeps the numbering, and nothing can refer to the dict before its first
+    /// non-scalar item.
+    #[cfg(private_dict_api)]
+    fn str_dict(&mut self, n: usize) -> PyResult<Option<Owned<'py>>> {
+        let py = self.py;
+        let memo = self.memo.len();
+        self.memo.push(None);
+        let mut pairs = std::mem::take(&mut self.pairs);
+        let items = n.saturating_mul(2);
+        while pairs.len() < items {
+            match scalar(py, &mut self.reader)? {
+                Some(item) => pairs.push(item),
+                None => break,
+            }
+        }
+        let key = if pairs.len() % 2 == 1 { pairs.pop() } else { None };
+        let filled = pairs.len() / 2;
+        let keys = Owned::array(&pairs);
+        // SAFETY: attached; `keys` holds `filled` keys interleaved with their values (offset
+        // 2 each; with none, nothing is read); new reference or null.
+        let made = unsafe { py.own(_PyDict_FromItems(keys, 2, keys.wrapping_add(1), 2, py.ssize(filled)?)) };
+        pairs.clear();
+        self.pairs = pairs;
+        let obj = made?;
+        self.memo[memo] = Some(obj.borrowed().to_owned());
+        if filled == n {
+            return Ok(Some(obj));
+        }
+        self.stack.push(Build::Dict { obj, remaining: n - filled, key });
+        Ok(None)
+    }
+
     fn sequence(&mut self, list: bool) -> PyResult<Option<Owned<'py>>> {
         let py = self.py;
         let n = self.reader.size().map_err(corrupt(py))?;
@@ -310,31 +391,52 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
     }
 }
 
-/// The next item if it is a scalar (consumed), else `None` (nothing consumed).
-#[inline]
+/// The next item if it is a scalar (consumed), else `None` (nothing consumed). Ints and ASCII
+/// strings, the items of most containers, are read here, inline in the walk; the rest by
+/// [`other_scalar`].
+#[inline(always)]
 fn scalar<'py>(py: Python<'py>, r: &mut Reader<'_>) -> PyResult<Option<Owned<'py>>> {
+    if let Some(v) = r.small_tagged(f::INT) {
+        return Ok(Some(py.int(f::unzigzag(v))?));
+    }
+    match r.peek() {
+        Some(f::INT) => {
+            r.skip(1);
+            Ok(Some(py.int(f::unzigzag(r.varint().map_err(corrupt(py))?))?))
+        }
+        Some(f::ASCII) => {
+            r.skip(1);
+            let data = r.blob().map_err(corrupt(py))?;
+            Ok(Some(ascii(py, data, None)?))
+        }
+        Some(f::ASCII_KEY) => {
+            r.skip(1);
+            let n = r.size().map_err(corrupt(py))?;
+            let hash = r.take(8).map_err(corrupt(py))?;
+            let hash = ffi::Py_hash_t::from_le_bytes(hash.try_into().map_err(|_| corrupt(py)(Corrupt))?);
+            let data = r.take(n).map_err(corrupt(py))?;
+            Ok(Some(ascii(py, data, Some(hash))?))
+        }
+        _ => other_scalar(py, r),
+    }
+}
+
+#[inline(never)]
+fn other_scalar<'py>(py: Python<'py>, r: &mut Reader<'_>) -> PyResult<Option<Owned<'py>>> {
     let Some(tag) = r.peek() else { return Err(corrupt(py)(Corrupt)) };
     let obj = match tag {
-        f::INT => {
-            r.skip(1);
-            py.int(f::unzigzag(r.varint().map_err(corrupt(py))?))?
-        }
-        f::ASCII | f::STR1 | f::STR2 | f::STR4 => {
+        f::STR1 | f::STR2 | f::STR4 => {
             r.skip(1);
             let width = match tag {
-                f::ASCII | f::STR1 => 1,
+                f::STR1 => 1,
                 f::STR2 => 2,
                 _ => 4,
             };
             let chars = r.size().map_err(corrupt(py))?;
             let data = r.take(chars.checked_mul(width).ok_or(Corrupt).map_err(corrupt(py))?).map_err(corrupt(py))?;
-            if tag == f::ASCII {
-                ascii(py, data)?
-            } else {
-                // SAFETY: attached; `data` holds `chars` characters of `width` bytes (as
-                // written from a str of that kind); new reference or null.
-                unsafe { py.own(ffi::PyUnicode_FromKindAndData(width as i32, data.as_ptr().cast(), py.ssize(chars)?))? }
-            }
+            // SAFETY: attached; `data` holds `chars` characters of `width` bytes (as written
+            // from a str of that kind); new reference or null.
+            unsafe { py.own(ffi::PyUnicode_FromKindAndData(width as i32, data.as_ptr().cast(), py.ssize(chars)?))? }
         }
         f::FLOAT => {
             r.skip(1);
@@ -357,13 +459,21 @@ fn scalar<'py>(py: Python<'py>, r: &mut Reader<'_>) -> PyResult<Option<Owned<'py
     Ok(Some(obj))
 }
 
-/// A str of ASCII characters (as the encoder found them), made without scanning them again.
-fn ascii<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Owned<'py>> {
+/// A str of ASCII characters (as the encoder found them), made without scanning them again,
+/// with the hash the sender's str had cached, if given (`ASCII_KEY`).
+#[inline]
+fn ascii<'py>(py: Python<'py>, data: &[u8], hash: Option<ffi::Py_hash_t>) -> PyResult<Owned<'py>> {
     // SAFETY: attached; a new, compact ASCII str of `data.len()` characters, or null.
     let obj = unsafe { py.own(ffi::PyUnicode_New(py.ssize(data.len())?, 127))? };
     // SAFETY: the fresh str has room for `data.len()` 1-byte characters (plus its NUL), and
     // nobody else sees it before it is filled; the characters are ASCII (encoder's check).
     unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ffi::PyUnicode_DATA(obj.as_ptr()).cast(), data.len()) };
+    if let Some(hash) = hash {
+        // SAFETY: a fresh str that nobody else sees yet: its cached hash (-1, none) may be
+        // set, to what CPython computed for the same characters in this process (one hash
+        // secret for all interpreters, `format.rs`).
+        unsafe { (*obj.as_ptr().cast::<ffi::PyASCIIObject>()).hash = hash };
+    }
     Ok(obj)
 }
 
@@ -394,8 +504,7 @@ fn add<'py>(frame: &mut Build<'py>, item: Owned<'py>) -> PyResult<bool> {
                 *key = Some(item);
                 return Ok(false);
             };
-            // SAFETY: attached; a dict; takes its own references.
-            crate::py::check(unsafe { ffi::PyDict_SetItem(obj.as_ptr(), k.as_ptr(), item.as_ptr()) })?;
+            dict_set(obj, k, item)?;
             *remaining -= 1;
             Ok(*remaining == 0)
         }
@@ -406,6 +515,18 @@ fn add<'py>(frame: &mut Build<'py>, item: Owned<'py>) -> PyResult<bool> {
             Ok(*remaining == 0)
         }
     }
+}
+
+/// `dict[k] = v` for a dict being built, consuming both references.
+#[inline]
+fn dict_set<'py>(dict: &Owned<'py>, k: Owned<'py>, v: Owned<'py>) -> PyResult<()> {
+    #[cfg(private_dict_api)]
+    // SAFETY: attached; a dict; steals both references, also on failure.
+    let status = unsafe { _PyDict_SetItem_Take2(dict.as_ptr(), k.into_ptr(), v.into_ptr()) };
+    #[cfg(not(private_dict_api))]
+    // SAFETY: attached; a dict; takes its own references (ours are released on return).
+    let status = unsafe { ffi::PyDict_SetItem(dict.as_ptr(), k.as_ptr(), v.as_ptr()) };
+    crate::py::check(status)
 }
 
 /// A list of `n` Nones.

@@ -323,14 +323,31 @@ impl<'s, 'py> Encoder<'s, 'py> {
 
 /// Write `obj` if it is a scalar (int, str, float, None, bool, bytes): `Ok(false)` if it is
 /// not. Runs no Python code, so callers may pass borrowed references whose owner stays
-/// untouched meanwhile.
-#[inline]
+/// untouched meanwhile. Small ints and strings, the items of most containers, are written
+/// here, inline in the walk; everything else by [`other_scalar`].
+#[inline(always)]
 fn scalar(py: Python<'_>, out: &mut Writer, obj: Borrowed<'_, '_>) -> Result<bool, Fail> {
+    let tp = obj.type_ptr();
+    if tp == &raw mut ffi::PyLong_Type
+        && let Some((negative, magnitude)) = obj.compact_int()
+    {
+        // zigzag(v) without the sign's multiplication: 2|v|, less one when negative.
+        let zigzag = (u64::from(magnitude) << 1) - u64::from(negative);
+        out.head(f::INT, zigzag).map_err(oom(py))?;
+        return Ok(true);
+    }
+    if tp == &raw mut ffi::PyUnicode_Type {
+        str(out, obj).map_err(oom(py))?;
+        return Ok(true);
+    }
+    other_scalar(py, out, obj)
+}
+
+#[inline(never)]
+fn other_scalar(py: Python<'_>, out: &mut Writer, obj: Borrowed<'_, '_>) -> Result<bool, Fail> {
     let tp = obj.type_ptr();
     if tp == &raw mut ffi::PyLong_Type {
         int(py, out, obj)?;
-    } else if tp == &raw mut ffi::PyUnicode_Type {
-        str(out, obj).map_err(oom(py))?;
     } else if tp == &raw mut ffi::PyFloat_Type {
         // SAFETY: an exact float.
         let v = unsafe { ffi::PyFloat_AS_DOUBLE(obj.as_ptr()) };
@@ -355,7 +372,7 @@ fn scalar(py: Python<'_>, out: &mut Writer, obj: Borrowed<'_, '_>) -> Result<boo
     Ok(true)
 }
 
-#[inline]
+/// An int that is not compact (or any int where compact ints cannot be read in place).
 fn int(py: Python<'_>, out: &mut Writer, obj: Borrowed<'_, '_>) -> Result<(), Fail> {
     let mut overflow = 0;
     // SAFETY: an int; sets `overflow` instead of raising when out of range.
@@ -394,16 +411,42 @@ fn big_int(py: Python<'_>, out: &mut Writer, obj: Borrowed<'_, '_>) -> Result<()
     }
 }
 
+/// A dict key: an ASCII str with its cached hash as `ASCII_KEY` (the receiving dict then need
+/// not hash it again), anything else as [`scalar`] writes it.
+#[inline(always)]
+fn key(py: Python<'_>, out: &mut Writer, obj: Borrowed<'_, '_>) -> Result<bool, Fail> {
+    if obj.type_ptr() == &raw mut ffi::PyUnicode_Type
+        && let (1, len, data) = str_parts(obj)
+        && is_compact_ascii(obj, data)
+        && let Some(hash) = obj.str_hash()
+    {
+        // SAFETY: `len` 1-byte characters at `data` (`str_parts`).
+        let bytes = unsafe { crate::py::slice(data, len) };
+        out.reserve(16 + bytes.len()).map_err(oom(py))?;
+        out.head(f::ASCII_KEY, len.unsigned_abs() as u64).map_err(oom(py))?;
+        out.buf.extend_from_slice(&hash.to_le_bytes());
+        out.buf.extend_from_slice(bytes);
+        return Ok(true);
+    }
+    scalar(py, out, obj)
+}
+
+/// An exact str's kind (bytes per character), length and characters.
+#[inline(always)]
+fn str_parts(obj: Borrowed<'_, '_>) -> (u32, isize, *const u8) {
+    // SAFETY: an exact str (caller's check): its kind, length and data describe its
+    // characters, which are immutable and owned by the object.
+    unsafe {
+        let (kind, len) = (ffi::PyUnicode_KIND(obj.as_ptr()), ffi::PyUnicode_GET_LENGTH(obj.as_ptr()));
+        (kind, len, ffi::PyUnicode_DATA(obj.as_ptr()).cast::<u8>())
+    }
+}
+
 /// An exact str, at its width (`ASCII` for pure ASCII, so the receiver need not scan it).
 #[inline]
 fn str(out: &mut Writer, obj: Borrowed<'_, '_>) -> Result<(), std::collections::TryReserveError> {
-    // SAFETY: an exact str: its kind, length and data describe its characters, which are
-    // immutable and owned by the object (alive during this call).
-    let (kind, len, data) = unsafe {
-        let (kind, len) = (ffi::PyUnicode_KIND(obj.as_ptr()), ffi::PyUnicode_GET_LENGTH(obj.as_ptr()));
-        (kind, len, ffi::PyUnicode_DATA(obj.as_ptr()).cast::<u8>())
-    };
-    // SAFETY: as above: `len` characters of `kind` bytes.
+    let (kind, len, data) = str_parts(obj);
+    // SAFETY: `len` characters of `kind` bytes at `data`, alive during this call.
     let bytes = unsafe { crate::py::slice(data, len * kind as isize) };
     let tag = match kind {
         1 if is_compact_ascii(obj, data) => f::ASCII,
@@ -483,29 +526,18 @@ fn next_child<'py>(py: Python<'py>, frame: &mut Frame<'py>, out: &mut Writer) ->
                 return Ok(Some(item.to_owned()));
             }
         },
-        Frame::Dict { obj, pos, len, value } => loop {
+        Frame::Dict { obj, pos, len, value } => {
             if let Some(value) = value.take() {
                 return Ok(Some(value));
             }
+            // Checked when the walk comes back from a child (whose pickling may have run code),
+            // not between scalars (writing them runs none).
             // SAFETY: a dict.
             if unsafe { ffi::PyDict_Size(obj.as_ptr()) } != *len {
                 return Err(py.runtime_error("dictionary changed size while it was being sent").into());
             }
-            let (mut k, mut v) = (std::ptr::null_mut(), std::ptr::null_mut());
-            // SAFETY: a dict whose size did not change; borrowed references owned by it.
-            if unsafe { ffi::PyDict_Next(obj.as_ptr(), pos, &mut k, &mut v) } == 0 {
-                return Ok(None);
-            }
-            // SAFETY: as above; strong references are taken before any Python code runs.
-            let (k, v) = unsafe { (py.borrow(k), py.borrow(v)) };
-            if !scalar(py, out, k)? {
-                *value = Some(v.to_owned());
-                return Ok(Some(k.to_owned()));
-            }
-            if !scalar(py, out, v)? {
-                return Ok(Some(v.to_owned()));
-            }
-        },
+            dict_items(py, obj, pos, value, out)
+        }
         Frame::Iter { iter, .. } => {
             // SAFETY: attached; an iterator; new reference, or null when exhausted or failed.
             match unsafe { py.own(ffi::PyIter_Next(iter.as_ptr())) } {
@@ -513,6 +545,34 @@ fn next_child<'py>(py: Python<'py>, frame: &mut Frame<'py>, out: &mut Writer) ->
                 Err(err) if py.error_occurred() => Err(err.into()),
                 Err(_) => Ok(None),
             }
+        }
+    }
+}
+
+/// A dict's next items from `pos` on: scalars are written, the first other key or value is
+/// returned (a key's value then waits in `value`).
+#[inline]
+fn dict_items<'py>(
+    py: Python<'py>,
+    obj: &Owned<'py>,
+    pos: &mut isize,
+    value: &mut Option<Owned<'py>>,
+    out: &mut Writer,
+) -> Result<Option<Owned<'py>>, Fail> {
+    loop {
+        let (mut k, mut v) = (std::ptr::null_mut(), std::ptr::null_mut());
+        // SAFETY: a dict whose size did not change; borrowed references owned by it.
+        if unsafe { ffi::PyDict_Next(obj.as_ptr(), pos, &mut k, &mut v) } == 0 {
+            return Ok(None);
+        }
+        // SAFETY: as above; strong references are taken before any Python code runs.
+        let (k, v) = unsafe { (py.borrow(k), py.borrow(v)) };
+        if !key(py, out, k)? {
+            *value = Some(v.to_owned());
+            return Ok(Some(k.to_owned()));
+        }
+        if !scalar(py, out, v)? {
+            return Ok(Some(v.to_owned()));
         }
     }
 }

@@ -11,6 +11,7 @@
 //! | `BIGHEX` | varint n, n ASCII bytes of `hex()` (3.12) | any `int` |
 //! | `FLOAT` | 8 bytes | `float` |
 //! | `ASCII` | varint n, n bytes | an ASCII `str` |
+//! | `ASCII_KEY` | varint n, 8-byte hash, n bytes | an ASCII `str` with its hash (dict keys) |
 //! | `STR1`/`STR2`/`STR4` | varint chars, chars x width bytes | `str` at its PEP 393 width |
 //! | `BYTES`, `BYTEARRAY` | varint n, n bytes | `bytes`, `bytearray` |
 //! | `TUPLE`, `LIST`, `SET`, `FROZENSET` | varint n, n items | containers (memoized) |
@@ -21,6 +22,10 @@
 //! | `LENT_BYTES` | varint handle index | `bytes`, copied from memory the sender lent (`encode.rs`) |
 //! | `MEMO` | varint index | the n-th memoized object again |
 //! | `CONSTANT` | varint handle index | the receiver's cached object of an `interpool.Constant` |
+//!
+//! `ASCII_KEY` carries the hash the sender's str had cached, so that the receiver's dict need
+//! not compute it again: str hashes depend on the hash secret, which is one per process and
+//! shared by all its interpreters, and values never leave the process.
 //!
 //! Memoized objects are numbered in the order their tags appear. A list, dict or set exists
 //! from its tag on, so `MEMO` may refer to one still being filled (cycles); a tuple or
@@ -53,6 +58,7 @@ pub const MEMO: u8 = 21;
 pub const CONSTANT: u8 = 22;
 pub const ASCII: u8 = 23;
 pub const LENT_BYTES: u8 = 24;
+pub const ASCII_KEY: u8 = 25;
 
 /// An append-only buffer whose growth is fallible: a value too large for memory becomes a
 /// `MemoryError`, never an abort.
@@ -108,12 +114,50 @@ impl Writer {
         self.buf.push(v as u8);
     }
 
-    /// A tag followed by a varint.
-    #[inline]
+    /// A tag followed by a varint. Values below 2^49 (a tag and at most 7 bytes: every count,
+    /// length and nearly every int) take one 8-byte store.
+    #[inline(always)]
     pub fn head(&mut self, tag: u8, v: u64) -> Result<(), TryReserveError> {
+        let tag = u64::from(tag);
+        if v < 1 << 7 {
+            return self.put_word(tag | v << 8, 2);
+        }
+        if v < 1 << 14 {
+            return self.put_word(tag | (v & 0x7f | 0x80) << 8 | (v >> 7) << 16, 3);
+        }
+        if v >= 1 << 49 {
+            return self.long_head(tag as u8, v);
+        }
+        let (mut word, mut n, mut v) = (tag, 1, v);
+        while v >= 0x80 {
+            word |= (v & 0x7f | 0x80) << (8 * n);
+            v >>= 7;
+            n += 1;
+        }
+        word |= v << (8 * n);
+        self.put_word(word, n + 1)
+    }
+
+    #[inline(never)]
+    fn long_head(&mut self, tag: u8, v: u64) -> Result<(), TryReserveError> {
         self.reserve(11)?;
         self.buf.push(tag);
         self.put_varint(v);
+        Ok(())
+    }
+
+    /// Append the low `n` bytes of `word` (little-endian) with one unaligned 8-byte store.
+    #[inline(always)]
+    fn put_word(&mut self, word: u64, n: usize) -> Result<(), TryReserveError> {
+        self.reserve(8)?;
+        let n = n.min(8);
+        let len = self.buf.len();
+        // SAFETY: `reserve(8)` left room for 8 bytes after `len`, so the store stays inside the
+        // allocation; the first `n <= 8` of them are then initialized.
+        unsafe {
+            self.buf.as_mut_ptr().add(len).cast::<[u8; 8]>().write_unaligned(word.to_le_bytes());
+            self.buf.set_len(len + n);
+        }
         Ok(())
     }
 
@@ -127,9 +171,8 @@ impl Writer {
     /// A tag, a varint, then the bytes.
     #[inline]
     pub fn head_raw(&mut self, tag: u8, v: u64, data: &[u8]) -> Result<(), TryReserveError> {
-        self.reserve(11 + data.len())?;
-        self.buf.push(tag);
-        self.put_varint(v);
+        self.reserve(16 + data.len())?;
+        self.head(tag, v)?;
         self.buf.extend_from_slice(data);
         Ok(())
     }
@@ -193,16 +236,40 @@ impl<'a> Reader<'a> {
         self.data.get(self.pos).copied()
     }
 
-    #[inline]
-    pub fn varint(&mut self) -> Result<u64, Corrupt> {
-        let b = self.byte()?;
-        if b < 0x80 {
-            return Ok(u64::from(b));
+    /// If the next item is `tag` followed by a varint of one or two bytes, that varint
+    /// (both consumed); else `None` (nothing consumed). One bounds check for both.
+    #[inline(always)]
+    pub fn small_tagged(&mut self, tag: u8) -> Option<u64> {
+        match self.data.get(self.pos..self.pos + 3) {
+            Some(&[t, b0, _]) if t == tag && b0 < 0x80 => {
+                self.pos += 2;
+                Some(u64::from(b0))
+            }
+            Some(&[t, b0, b1]) if t == tag && b1 < 0x80 => {
+                self.pos += 3;
+                Some(u64::from(b0 & 0x7f) | u64::from(b1) << 7)
+            }
+            _ => None,
         }
-        self.pos -= 1;
-        self.long_varint()
     }
 
+    /// A varint: one or two bytes (values below 16384) inline, longer ones out of line.
+    #[inline(always)]
+    pub fn varint(&mut self) -> Result<u64, Corrupt> {
+        match self.data.get(self.pos..self.pos + 2) {
+            Some(&[b0, _]) if b0 < 0x80 => {
+                self.pos += 1;
+                Ok(u64::from(b0))
+            }
+            Some(&[b0, b1]) if b1 < 0x80 => {
+                self.pos += 2;
+                Ok(u64::from(b0 & 0x7f) | u64::from(b1) << 7)
+            }
+            _ => self.long_varint(),
+        }
+    }
+
+    #[inline(never)]
     fn long_varint(&mut self) -> Result<u64, Corrupt> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
