@@ -41,5 +41,9 @@ log "building interpool for $("$venv/bin/python" -c 'import sys; print(sys.versi
     # machines) keeps Python from caching it: every worker interpreter would recompile
     # interpool's modules at start-up. pip compiles wheels at install time; do the same.
     python -m compileall -q python/interpool >&2
+    # The same for the modules that workers import by name (the tests' task modules, the
+    # benchmarks' workloads): a worker that compiles a module's source keeps ~1 MiB of the
+    # compiler's memory, which every executor's workers would otherwise pay in the benchmarks.
+    python -m compileall -q tests benchmarks examples >&2
 )
 echo "$venv"
