@@ -206,6 +206,7 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
             | f::TRUE
             | f::FALSE
             | f::INT
+            | f::INT4
             | f::FLOAT
             | f::ASCII
             | f::ASCII_KEY
@@ -391,19 +392,15 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
     }
 }
 
-/// The next item if it is a scalar (consumed), else `None` (nothing consumed). Ints and ASCII
-/// strings, the items of most containers, are read here, inline in the walk; the rest by
+/// The next item if it is a scalar (consumed), else `None` (nothing consumed). Small ints and
+/// ASCII strings, the items of most containers, are read here, inline in the walk; the rest by
 /// [`other_scalar`].
 #[inline(always)]
 fn scalar<'py>(py: Python<'py>, r: &mut Reader<'_>) -> PyResult<Option<Owned<'py>>> {
-    if let Some(v) = r.small_tagged(f::INT) {
-        return Ok(Some(py.int(f::unzigzag(v))?));
+    if let Some(v) = r.tagged4(f::INT4) {
+        return Ok(Some(py.int(i64::from(v as i32))?));
     }
     match r.peek() {
-        Some(f::INT) => {
-            r.skip(1);
-            Ok(Some(py.int(f::unzigzag(r.varint().map_err(corrupt(py))?))?))
-        }
         Some(f::ASCII) => {
             r.skip(1);
             let data = r.blob().map_err(corrupt(py))?;
@@ -425,6 +422,10 @@ fn scalar<'py>(py: Python<'py>, r: &mut Reader<'_>) -> PyResult<Option<Owned<'py
 fn other_scalar<'py>(py: Python<'py>, r: &mut Reader<'_>) -> PyResult<Option<Owned<'py>>> {
     let Some(tag) = r.peek() else { return Err(corrupt(py)(Corrupt)) };
     let obj = match tag {
+        f::INT => {
+            r.skip(1);
+            py.int(f::unzigzag(r.varint().map_err(corrupt(py))?))?
+        }
         f::STR1 | f::STR2 | f::STR4 => {
             r.skip(1);
             let width = match tag {

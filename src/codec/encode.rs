@@ -331,9 +331,9 @@ fn scalar(py: Python<'_>, out: &mut Writer, obj: Borrowed<'_, '_>) -> Result<boo
     if tp == &raw mut ffi::PyLong_Type
         && let Some((negative, magnitude)) = obj.compact_int()
     {
-        // zigzag(v) without the sign's multiplication: 2|v|, less one when negative.
-        let zigzag = (u64::from(magnitude) << 1) - u64::from(negative);
-        out.head(f::INT, zigzag).map_err(oom(py))?;
+        // |v| < 2^30: fits an i32.
+        let v = if negative { magnitude.wrapping_neg() } else { magnitude };
+        out.head4(f::INT4, v).map_err(oom(py))?;
         return Ok(true);
     }
     if tp == &raw mut ffi::PyUnicode_Type {

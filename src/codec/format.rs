@@ -6,7 +6,8 @@
 //! | tag | payload | builds |
 //! |---|---|---|
 //! | `NONE`, `TRUE`, `FALSE` | - | the singletons |
-//! | `INT` | zigzag varint | `int` within i64 |
+//! | `INT4` | 4 bytes, i32 | `int` of magnitude below 2^30 (CPython's "compact" ints) |
+//! | `INT` | zigzag varint | any other `int` within i64 |
 //! | `BIGINT` | varint n, n bytes two's complement (3.13+) | any `int` |
 //! | `BIGHEX` | varint n, n ASCII bytes of `hex()` (3.12) | any `int` |
 //! | `FLOAT` | 8 bytes | `float` |
@@ -59,6 +60,7 @@ pub const CONSTANT: u8 = 22;
 pub const ASCII: u8 = 23;
 pub const LENT_BYTES: u8 = 24;
 pub const ASCII_KEY: u8 = 25;
+pub const INT4: u8 = 26;
 
 /// An append-only buffer whose growth is fallible: a value too large for memory becomes a
 /// `MemoryError`, never an abort.
@@ -112,6 +114,12 @@ impl Writer {
             v >>= 7;
         }
         self.buf.push(v as u8);
+    }
+
+    /// A tag followed by 4 bytes (little-endian): one 8-byte store.
+    #[inline(always)]
+    pub fn head4(&mut self, tag: u8, v: u32) -> Result<(), TryReserveError> {
+        self.put_word(u64::from(tag) | u64::from(v) << 8, 5)
     }
 
     /// A tag followed by a varint. Values below 2^49 (a tag and at most 7 bytes: every count,
@@ -236,18 +244,14 @@ impl<'a> Reader<'a> {
         self.data.get(self.pos).copied()
     }
 
-    /// If the next item is `tag` followed by a varint of one or two bytes, that varint
-    /// (both consumed); else `None` (nothing consumed). One bounds check for both.
+    /// If the next item is `tag` followed by 4 bytes, those (as written by
+    /// [`Writer::head4`]; all consumed); else `None` (nothing consumed).
     #[inline(always)]
-    pub fn small_tagged(&mut self, tag: u8) -> Option<u64> {
-        match self.data.get(self.pos..self.pos + 3) {
-            Some(&[t, b0, _]) if t == tag && b0 < 0x80 => {
-                self.pos += 2;
-                Some(u64::from(b0))
-            }
-            Some(&[t, b0, b1]) if t == tag && b1 < 0x80 => {
-                self.pos += 3;
-                Some(u64::from(b0 & 0x7f) | u64::from(b1) << 7)
+    pub fn tagged4(&mut self, tag: u8) -> Option<u32> {
+        match self.data.get(self.pos..self.pos + 5) {
+            Some(&[t, a, b, c, d]) if t == tag => {
+                self.pos += 5;
+                Some(u32::from_le_bytes([a, b, c, d]))
             }
             _ => None,
         }
