@@ -222,6 +222,14 @@ def test_ints_at_every_size_boundary(edge: int) -> None:
     assert same(roundtrip({v: v for v in values}), {v: v for v in values})
 
 
+@pytest.mark.parametrize("n", [0, 1, 127, 128, 16383, 16384, 2**21 + 1])
+def test_lengths_at_every_varint_boundary(n: int) -> None:
+    # Lengths and counts take 1, 2, 3 or more varint bytes.
+    count = min(n, 16384)
+    for value in ("a" * n, "\xe9" * n, b"b" * n, list(range(count)), {str(i): i for i in range(count)}):
+        assert same(roundtrip(value), value)
+
+
 def dict_cases() -> list[dict[object, object]]:
     shared: list[int] = [1]
     cyclic: dict[object, object] = {"a": 1, "b": "x"}
