@@ -464,12 +464,16 @@ fn other_scalar<'py>(py: Python<'py>, r: &mut Reader<'_>) -> PyResult<Option<Own
 /// with the hash the sender's str had cached, if given (`ASCII_KEY`).
 #[inline]
 fn ascii<'py>(py: Python<'py>, data: &[u8], hash: Option<ffi::Py_hash_t>) -> PyResult<Owned<'py>> {
-    // SAFETY: attached; a new, compact ASCII str of `data.len()` characters, or null.
+    // SAFETY: attached; a new, compact ASCII str of `data.len()` characters (for 0, the
+    // immortal empty str), or null.
     let obj = unsafe { py.own(ffi::PyUnicode_New(py.ssize(data.len())?, 127))? };
     // SAFETY: the fresh str has room for `data.len()` 1-byte characters (plus its NUL), and
     // nobody else sees it before it is filled; the characters are ASCII (encoder's check).
     unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ffi::PyUnicode_DATA(obj.as_ptr()).cast(), data.len()) };
-    if let Some(hash) = hash {
+    // `PyUnicode_New(0, ..)` returns the shared empty-string singleton: never write to it.
+    if let Some(hash) = hash
+        && !data.is_empty()
+    {
         // SAFETY: a fresh str that nobody else sees yet: its cached hash (-1, none) may be
         // set, to what CPython computed for the same characters in this process (one hash
         // secret for all interpreters, `format.rs`).
