@@ -31,8 +31,8 @@ bench: setup ## Set up, then run the benchmark suite (all executors side by side
 	  .venvs/$(DEV)/bin/python benchmarks/suite.py --out benchmarks/results --ft-python $$ft/bin/python $(BENCH_ARGS)
 
 .PHONY: bench-scaling
-bench-scaling: ## CPU-bound speed-up at 1-16 workers, every executor, on 3.14t (for a many-core machine) into benchmarks/results/scaling.md
-	@ft=$$(scripts/setup.sh 3.14t) && $$ft/bin/python benchmarks/scaling.py --out benchmarks/results/scaling.md $(BENCH_ARGS)
+bench-scaling: ## CPU-bound speed-up at 1-16 workers, every executor, on 3.14t (for a many-core machine), into the results directory
+	@ft=$$(scripts/setup.sh 3.14t) && $$ft/bin/python benchmarks/scaling.py $(BENCH_ARGS)
 
 .PHONY: bench-overhead
 bench-overhead: setup ## Per-task overheads and start-up vs ThreadPool/forkserver, interleaved (issue 15's ratios)

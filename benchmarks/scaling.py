@@ -13,15 +13,17 @@ CPU-bound kernels and never behind the process pool.
 
 Meant for a free-threaded build (3.14t), where ThreadPoolExecutor scales too::
 
-    python benchmarks/scaling.py [--workers 1,2,4,8,16] [--quick] [--out FILE.md]
+    python benchmarks/scaling.py [--workers 1,2,4,8,16] [--quick] [--out FILE]
 
-(``make bench-scaling`` runs it on the 3.14t venv and writes benchmarks/results/scaling.md.)
+The report is printed and written to ``scaling.md`` in the suite's results directory (``--out``
+elsewhere, ``--out -`` not at all). ``make bench-scaling`` runs it on the 3.14t venv.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from typing import Any
@@ -72,7 +74,11 @@ def main() -> int:
     parser.add_argument("--workers", default="1,2,4,8,16", help="worker counts (capped at the machine's cores)")
     parser.add_argument("--executors", default=",".join(PEERS), help="executor names (prefixes) to run")
     parser.add_argument("--quick", action="store_true", help="small kernels (a smoke run)")
-    parser.add_argument("--out", help="also write the report to this file")
+    parser.add_argument(
+        "--out",
+        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "scaling.md"),
+        help="also write the report to this file ('-': do not)",
+    )
     args = parser.parse_args()
     counts = sorted({int(w) for w in args.workers.split(",") if 0 < int(w) <= max(2, suite.CORES)})
     found = suite.executors([s for s in args.executors.split(",") if s])
@@ -129,7 +135,7 @@ def main() -> int:
         )
     report = "\n".join(lines) + "\n"
     print(report)
-    if args.out:
+    if args.out != "-":
         with open(args.out, "w") as f:
             f.write(report)
     return 0
