@@ -43,6 +43,35 @@ impl<'py> Python<'py> {
         Python(PhantomData)
     }
 
+    /// Run `f` with `obj` locked against other threads: a critical section on it in
+    /// free-threaded builds (what CPython's own list and dict methods hold), nothing more with
+    /// a GIL. `f` must not block or run Python code (a critical section is suspended while its
+    /// thread waits, so the lock would not hold across that).
+    #[inline(always)]
+    pub fn locked<R>(self, obj: Borrowed<'_, 'py>, f: impl FnOnce() -> R) -> R {
+        #[cfg(Py_GIL_DISABLED)]
+        {
+            struct End(*mut ffi::PyCriticalSection);
+            impl Drop for End {
+                fn drop(&mut self) {
+                    // SAFETY: begun below on this thread, on a section that has not moved.
+                    unsafe { ffi::PyCriticalSection_End(self.0) };
+                }
+            }
+            let mut section = std::mem::MaybeUninit::<ffi::PyCriticalSection>::uninit();
+            // SAFETY: attached; `section` stays in this frame, unmoved, until `End` ends it
+            // (CPython links it into the thread's stack of critical sections by address).
+            unsafe { ffi::PyCriticalSection_Begin(section.as_mut_ptr(), obj.as_ptr()) };
+            let _end = End(section.as_mut_ptr());
+            f()
+        }
+        #[cfg(not(Py_GIL_DISABLED))]
+        {
+            let _ = obj;
+            f()
+        }
+    }
+
     /// Run `f` with the thread detached (the interpreter's GIL released), then re-attach.
     /// `f` cannot touch Python: the `Send` bound keeps every reference type out of it.
     pub fn detached<T, F: FnOnce() -> T + Send>(self, f: F) -> T {

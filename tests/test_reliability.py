@@ -502,3 +502,56 @@ def test_workers_importing_a_refused_single_phase_extension_at_once_do_not_crash
     for _ in range(2):
         result = run_script(script, timeout=240)
         assert result.returncode == 0 and "done" in result.stdout, (result.returncode, result.stderr[-2000:])
+
+
+@pytest.mark.timeout(120)
+def test_containers_changed_by_other_threads_while_being_sent() -> None:
+    # Other threads change a dict, a list and a set while they are encoded. With a GIL they
+    # cannot interleave with a run of scalars; on free-threaded builds they can, and the encoder
+    # walks each run under a critical section on the container (it used to copy dicts). Every
+    # value must arrive whole and consistent, or fail with RuntimeError: never a crash, never
+    # a corrupt value.
+    proc = run_script(
+        """
+        import threading
+        from interpool._interpool import roundtrip
+
+        d = {i: str(i) for i in range(200)}
+        items = list(range(200))
+        s = set(range(200))
+        stop = threading.Event()
+
+        def churn():
+            n = 0
+            while not stop.is_set():
+                n += 1
+                d.pop(n % 200, None); d[n % 200] = str(n)
+                d[1000 + n % 3] = n; d.pop(1000 + (n + 1) % 3, None)
+                items.append(n); items.pop(0)
+                items[n % 100] = [n]
+                s.discard(n % 200); s.add(n % 200)
+
+        threads = [threading.Thread(target=churn) for _ in range(2)]
+        for t in threads:
+            t.start()
+        ok = changed = 0
+        try:
+            for _ in range(3000):
+                try:
+                    out = roundtrip([d, items, s, "end"])
+                except RuntimeError as exc:
+                    assert "changed" in str(exc), exc
+                    changed += 1
+                    continue
+                assert out[3] == "end" and isinstance(out[0], dict) and isinstance(out[2], set)
+                assert all(type(k) is int for k in out[0]) and all(type(x) is int for x in out[2])
+                ok += 1
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        print("ok", ok, "changed", changed)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok ")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -273,6 +273,57 @@ def test_str_keys_carry_their_hash_correctly_across_interpreters(pool: interpool
     hashes, lookups, _ = pool.submit(tasks.dict_key_check, value).result(timeout=30)
     assert hashes and lookups
     assert tasks.dict_key_check(roundtrip(value))[:2] == (True, True)
+
+
+class _Mutator:
+    """Pickling it runs `change` first: Python code that changes a container being sent."""
+
+    def __init__(self, change: Callable[[], object]) -> None:
+        self.change = change
+
+    def __reduce__(self) -> tuple[type, tuple[int]]:
+        self.change()
+        return (int, (7,))
+
+
+def test_containers_changed_while_being_sent_never_corrupt_the_value() -> None:
+    # The header of a dict or set gives its size; code run while it is walked (here, a
+    # child's pickling) may swap its entries without changing the size. Exactly the promised
+    # number of items must still be written (before, the walk wrote one more: SystemError).
+    d: dict[object, object] = {"a": 1}
+
+    def swap_dict() -> None:
+        del d["a"]
+        d["new"] = 2
+
+    d["m"] = _Mutator(swap_dict)
+    d["z"] = 3
+    back = roundtrip([d, "after"])
+    assert len(back[0]) == 3 and back[1] == "after"
+
+    s: set[object] = {1, 2}
+
+    def swap_set() -> None:
+        s.discard(1)
+        s.add(99)
+
+    s.add(_Mutator(swap_set))
+    try:
+        out = roundtrip([s, "after"])
+    except RuntimeError as exc:
+        assert "changed" in str(exc)
+    else:
+        assert len(out[0]) == 3 and out[1] == "after"
+
+    grow: dict[object, object] = {}
+    grow["m"] = _Mutator(lambda: grow.update(extra=1))
+    grow["z"] = 1
+    with pytest.raises(RuntimeError, match="dictionary changed size"):
+        roundtrip(grow)
+    items: list[object] = []
+    items += [_Mutator(lambda: items.append(1)), 2]
+    with pytest.raises(RuntimeError, match="list changed size"):
+        roundtrip(items)
 
 
 def test_large_bytes_are_lent_and_arrive_whole() -> None:

@@ -74,24 +74,13 @@ impl From<PyErr> for Fail {
 /// A container whose items are being written.
 enum Frame<'py> {
     /// Tuples and lists (`list`: re-checked for size changes).
-    Seq {
-        obj: Owned<'py>,
-        next: isize,
-        len: isize,
-        list: bool,
-        key: Option<usize>,
-    },
-    Dict {
-        obj: Owned<'py>,
-        pos: isize,
-        len: isize,
-        value: Option<Owned<'py>>,
-    },
-    /// Sets and frozensets, through an iterator.
-    Iter {
-        iter: Owned<'py>,
-        key: Option<usize>,
-    },
+    Seq { obj: Owned<'py>, next: isize, len: isize, list: bool, key: Option<usize> },
+    /// `left`: keys still to write. The header promised `len` items, so exactly that many are
+    /// written even if Python code run meanwhile (a child's pickling, another thread between
+    /// two runs of scalars) changed the dict's entries without changing its size.
+    Dict { obj: Owned<'py>, pos: isize, len: isize, left: isize, value: Option<Owned<'py>> },
+    /// Sets and frozensets, through an iterator (`left`: items still to write, as for dicts).
+    Iter { iter: Owned<'py>, left: isize, key: Option<usize> },
 }
 
 pub struct Encoder<'s, 'py> {
@@ -220,7 +209,7 @@ impl<'s, 'py> Encoder<'s, 'py> {
             // SAFETY: attached; new reference or null.
             let iter = unsafe { py.own(ffi::PyObject_GetIter(obj.as_ptr()))? };
             let tag = if tp == &raw mut ffi::PySet_Type { f::SET } else { f::FROZENSET };
-            return self.open(obj, tag, len, |_, key| Frame::Iter { iter, key });
+            return self.open(obj, tag, len, |_, key| Frame::Iter { iter, left: len, key });
         }
         if let Some(queue) = Instance::<QueueObject>::downcast(obj, self.state) {
             return self.handle(f::QUEUE, Handle::Queue(queue.get().shared()));
@@ -289,14 +278,7 @@ impl<'s, 'py> Encoder<'s, 'py> {
     fn dict(&mut self, obj: Borrowed<'_, 'py>) -> Result<(), Fail> {
         // SAFETY: a dict.
         let len = unsafe { ffi::PyDict_Size(obj.as_ptr()) };
-        // Free-threaded builds: other threads may mutate the dict while we walk it, so walk
-        // a private copy (taken atomically). With a GIL, only code we run could.
-        #[cfg(Py_GIL_DISABLED)]
-        // SAFETY: attached; new reference or null.
-        let walked = unsafe { self.py.own(ffi::PyDict_Copy(obj.as_ptr()))? };
-        #[cfg(not(Py_GIL_DISABLED))]
-        let walked = obj.to_owned();
-        self.open(obj, f::DICT, len, |_, _| Frame::Dict { obj: walked, pos: 0, len, value: None })
+        self.open(obj, f::DICT, len, |obj, _| Frame::Dict { obj, pos: 0, len, left: len, value: None })
     }
 
     /// Not a built-in value: by reference if possible, else pickled (memoized either way).
@@ -485,48 +467,15 @@ fn is_compact_ascii(obj: Borrowed<'_, '_>, data: *const u8) -> bool {
 /// The next item of a frame's container that is not a scalar (for a dict: key, then value),
 /// or `None` when done. Scalars are written to `out` on the way, from borrowed references:
 /// writing them runs no Python code, so nothing can change the container meanwhile (in
-/// free-threaded builds other threads could change a list, so its items are taken as strong
-/// references there; dicts are walked as private copies).
+/// free-threaded builds, where other threads could, each run of scalars holds a critical
+/// section on the container, as CPython's own list and dict methods do).
 fn next_child<'py>(py: Python<'py>, frame: &mut Frame<'py>, out: &mut Writer) -> Result<Option<Owned<'py>>, Fail> {
     match frame {
-        Frame::Seq { obj, next, len, list, .. } => loop {
-            if *list {
-                // SAFETY: a list.
-                let now = unsafe { ffi::PyList_GET_SIZE(obj.as_ptr()) };
-                if now != *len {
-                    return Err(py.runtime_error("list changed size while it was being sent").into());
-                }
-            }
-            if *next == *len {
-                return Ok(None);
-            }
-            let i = *next;
-            *next += 1;
-            let item = if *list {
-                #[cfg(Py_GIL_DISABLED)]
-                {
-                    // SAFETY: attached; a list; a new reference, or null with IndexError.
-                    let item = unsafe { py.own(ffi::compat::PyList_GetItemRef(obj.as_ptr(), i))? };
-                    if scalar(py, out, item.borrowed())? {
-                        continue;
-                    }
-                    return Ok(Some(item));
-                }
-                #[cfg(not(Py_GIL_DISABLED))]
-                // SAFETY: a list of `len` items (checked above); the item is owned by the list,
-                // which no code changes before the item is written or a reference taken.
-                unsafe {
-                    py.borrow(ffi::PyList_GET_ITEM(obj.as_ptr(), i))
-                }
-            } else {
-                // SAFETY: a tuple and `i < len`; the item is owned by the (immutable) tuple.
-                unsafe { py.borrow(ffi::PyTuple_GET_ITEM(obj.as_ptr(), i)) }
-            };
-            if !scalar(py, out, item)? {
-                return Ok(Some(item.to_owned()));
-            }
-        },
-        Frame::Dict { obj, pos, len, value } => {
+        Frame::Seq { obj, next, len, list, .. } => {
+            let (obj, list) = (obj.borrowed(), *list);
+            py.locked(obj, || seq_items(py, obj, next, *len, list, out))
+        }
+        Frame::Dict { obj, pos, len, left, value } => {
             if let Some(value) = value.take() {
                 return Ok(Some(value));
             }
@@ -536,35 +485,80 @@ fn next_child<'py>(py: Python<'py>, frame: &mut Frame<'py>, out: &mut Writer) ->
             if unsafe { ffi::PyDict_Size(obj.as_ptr()) } != *len {
                 return Err(py.runtime_error("dictionary changed size while it was being sent").into());
             }
-            dict_items(py, obj, pos, value, out)
+            py.locked(obj.borrowed(), || dict_items(py, obj, pos, left, value, out))
         }
-        Frame::Iter { iter, .. } => {
+        Frame::Iter { iter, left, .. } => {
+            if *left == 0 {
+                return Ok(None);
+            }
             // SAFETY: attached; an iterator; new reference, or null when exhausted or failed.
             match unsafe { py.own(ffi::PyIter_Next(iter.as_ptr())) } {
-                Ok(item) => Ok(Some(item)),
+                Ok(item) => {
+                    *left -= 1;
+                    Ok(Some(item))
+                }
                 Err(err) if py.error_occurred() => Err(err.into()),
-                Err(_) => Ok(None),
+                Err(_) => Err(py.runtime_error("set changed while it was being sent").into()),
             }
         }
     }
 }
 
+/// A tuple's or list's next items from `next` on: scalars are written, the first other item is
+/// returned. Runs locked ([`Python::locked`]): in free-threaded builds no other thread changes
+/// a list meanwhile, so its items may be borrowed as with a GIL.
+#[inline]
+fn seq_items<'py>(
+    py: Python<'py>,
+    obj: Borrowed<'_, 'py>,
+    next: &mut isize,
+    len: isize,
+    list: bool,
+    out: &mut Writer,
+) -> Result<Option<Owned<'py>>, Fail> {
+    if list {
+        // SAFETY: a list.
+        if unsafe { ffi::PyList_GET_SIZE(obj.as_ptr()) } != len {
+            return Err(py.runtime_error("list changed size while it was being sent").into());
+        }
+    }
+    while *next < len {
+        let i = *next;
+        *next += 1;
+        // SAFETY: a list of `len` items (checked above, and locked: nothing changes it before
+        // the item is written or a strong reference taken) or a tuple with `i < len`; the
+        // item is owned by it.
+        let item = unsafe {
+            py.borrow(if list { ffi::PyList_GET_ITEM(obj.as_ptr(), i) } else { ffi::PyTuple_GET_ITEM(obj.as_ptr(), i) })
+        };
+        if !scalar(py, out, item)? {
+            return Ok(Some(item.to_owned()));
+        }
+    }
+    Ok(None)
+}
+
 /// A dict's next items from `pos` on: scalars are written, the first other key or value is
-/// returned (a key's value then waits in `value`).
+/// returned (a key's value then waits in `value`). Runs locked ([`Python::locked`]).
 #[inline]
 fn dict_items<'py>(
     py: Python<'py>,
     obj: &Owned<'py>,
     pos: &mut isize,
+    left: &mut isize,
     value: &mut Option<Owned<'py>>,
     out: &mut Writer,
 ) -> Result<Option<Owned<'py>>, Fail> {
     loop {
+        if *left == 0 {
+            return Ok(None);
+        }
         let (mut k, mut v) = (std::ptr::null_mut(), std::ptr::null_mut());
         // SAFETY: a dict whose size did not change; borrowed references owned by it.
         if unsafe { ffi::PyDict_Next(obj.as_ptr(), pos, &mut k, &mut v) } == 0 {
-            return Ok(None);
+            return Err(py.runtime_error("dictionary changed while it was being sent").into());
         }
+        *left -= 1;
         // SAFETY: as above; strong references are taken before any Python code runs.
         let (k, v) = unsafe { (py.borrow(k), py.borrow(v)) };
         if !key(py, out, k)? {
