@@ -22,7 +22,6 @@ elsewhere, ``--out -`` not at all). ``make bench-scaling`` runs it on the 3.14t 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -43,15 +42,7 @@ def speedups(factory: suite.Factory, workers: int, kernels: dict[str, tuple[Any,
         time.sleep(0.3)  # let what earlier pools left running settle
         tasks = 2 * workers
         for name, (fn, arg) in kernels.items():
-            best_one = best_par = math.inf
-            for _ in range(5):
-                t0 = time.perf_counter()
-                assert fn(arg) == expected[name]
-                best_one = min(best_one, time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                assert list(pool.map(fn, [arg] * tasks)) == [expected[name]] * tasks
-                best_par = min(best_par, time.perf_counter() - t0)
-            out[name] = best_one * tasks / best_par
+            out[name] = suite.speedup(pool, fn, arg, expected[name], tasks)
     return out
 
 
