@@ -473,22 +473,16 @@ impl<'a, 'py> Borrowed<'a, 'py> {
     /// (`ndigits << 3 | sign`, sign 0 positive, 1 zero, 2 negative) and the first 30-bit digit:
     /// what its own `PyUnstable_Long_IsCompact` and `PyUnstable_Long_CompactValue` (inline
     /// functions that pyo3-ffi does not bind) read. The layout is confirmed on first use
-    /// against `PyLong_AsLongLong` for a few values, including a non-compact one; if it does
-    /// not hold (a build with 15-bit digits), this always answers `None`.
+    /// with ints made from known values, including a non-compact one; if it does not hold (a
+    /// build with 15-bit digits), this always answers `None`.
     #[inline]
     pub fn compact_int(self) -> Option<(bool, u32)> {
-        if !compact_layout_holds(self.py()) {
+        static LAYOUT_HOLDS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if !*LAYOUT_HOLDS.get_or_init(|| compact_layout_holds(self.py())) {
             return None;
         }
-        // SAFETY: an int object (caller's contract) has at least this layout (confirmed).
-        let (tag, digit) = unsafe {
-            let long = self.as_ptr().cast::<CompactLong>();
-            ((*long).lv_tag, (*long).digit)
-        };
-        if tag >= 2 << 3 {
-            return None;
-        }
-        Some((tag & 2 != 0, digit))
+        // SAFETY: an int object (caller's contract), whose layout was confirmed.
+        unsafe { compact_parts(self.as_ptr()) }
     }
 
     /// A real number as `f64` (`TypeError` for anything else).
@@ -525,39 +519,32 @@ struct CompactLong {
     digit: u32,
 }
 
-/// Whether [`CompactLong`] describes this CPython's ints (checked once per process).
+/// Sign and magnitude of a compact int as [`CompactLong`] describes it, `None` if not compact.
+///
+/// # Safety
+/// `obj` is an int object; an int object has at least the fields of `CompactLong` (a header,
+/// `lv_tag`, at least one digit) on every build this layout applies to.
 #[inline]
-fn compact_layout_holds(py: Python<'_>) -> bool {
-    // 0: not checked yet, 1: holds, 2: does not.
-    static STATE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
-    match STATE.load(std::sync::atomic::Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => {
-            let holds = check_compact_layout(py);
-            STATE.store(if holds { 1 } else { 2 }, std::sync::atomic::Ordering::Relaxed);
-            holds
-        }
-    }
+unsafe fn compact_parts(obj: *mut ffi::PyObject) -> Option<(bool, u32)> {
+    // SAFETY: the caller's contract.
+    let (tag, digit) = unsafe { ((*obj.cast::<CompactLong>()).lv_tag, (*obj.cast::<CompactLong>()).digit) };
+    (tag < 2 << 3).then_some((tag & 2 != 0, digit))
 }
 
+/// Whether [`CompactLong`] describes this CPython's ints: a few compact values read back as
+/// themselves, and 2^30 (two digits) is not compact. A wrong layout reads wrong values, never
+/// out of bounds.
 #[cold]
-fn check_compact_layout(py: Python<'_>) -> bool {
-    let read = |v: i64| -> Option<(usize, u32)> {
+fn compact_layout_holds(py: Python<'_>) -> bool {
+    let read = |v: i64| -> Option<Option<(bool, u32)>> {
         let obj = py.int(v).ok()?;
-        // SAFETY: an int object is at least as large as `CompactLong` on every build this
-        // layout applies to; a wrong layout reads wrong values (rejected below), never out of
-        // bounds (an int object has at least one digit).
-        Some(unsafe {
-            let long = obj.as_ptr().cast::<CompactLong>();
-            ((*long).lv_tag, (*long).digit)
-        })
+        // SAFETY: an int object (see `compact_parts`).
+        Some(unsafe { compact_parts(obj.as_ptr()) })
     };
     let compact = [0, 1, -1, 7, -300, 123_456_789, (1 << 30) - 1, -((1 << 30) - 1)];
-    let holds = compact
-        .iter()
-        .all(|&v| read(v).is_some_and(|(tag, digit)| tag < 2 << 3 && (1 - (tag & 3) as i64) * i64::from(digit) == v))
-        && read(1 << 30).is_some_and(|(tag, _)| tag >= 2 << 3);
+    let holds = compact.iter().all(|&v| {
+        read(v).flatten().is_some_and(|(negative, m)| if negative { -i64::from(m) } else { i64::from(m) } == v)
+    }) && read(1 << 30) == Some(None);
     py.clear_exception();
     holds
 }

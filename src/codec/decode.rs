@@ -200,23 +200,11 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
     fn item(&mut self) -> PyResult<Option<Owned<'py>>> {
         let py = self.py;
         let r = &mut self.reader;
+        if let Some(obj) = scalar(py, r)? {
+            return Ok(Some(obj));
+        }
         let tag = r.byte().map_err(corrupt(py))?;
         let obj = match tag {
-            f::NONE
-            | f::TRUE
-            | f::FALSE
-            | f::INT
-            | f::INT4
-            | f::FLOAT
-            | f::ASCII
-            | f::ASCII_KEY
-            | f::STR1
-            | f::STR2
-            | f::STR4
-            | f::BYTES => {
-                r.pos_back();
-                scalar(py, r)?.ok_or_else(|| corrupt(py)(Corrupt))?
-            }
             f::BIGINT => big_int(py, r.blob().map_err(corrupt(py))?)?,
             f::BIGHEX => {
                 let text = std::str::from_utf8(r.blob().map_err(corrupt(py))?).map_err(|_| corrupt(py)(Corrupt))?;

@@ -479,13 +479,7 @@ fn next_child<'py>(py: Python<'py>, frame: &mut Frame<'py>, out: &mut Writer) ->
             if let Some(value) = value.take() {
                 return Ok(Some(value));
             }
-            // Checked when the walk comes back from a child (whose pickling may have run code),
-            // not between scalars (writing them runs none).
-            // SAFETY: a dict.
-            if unsafe { ffi::PyDict_Size(obj.as_ptr()) } != *len {
-                return Err(py.runtime_error("dictionary changed size while it was being sent").into());
-            }
-            py.locked(obj.borrowed(), || dict_items(py, obj, pos, left, value, out))
+            py.locked(obj.borrowed(), || dict_items(py, obj, pos, *len, left, value, out))
         }
         Frame::Iter { iter, left, .. } => {
             if *left == 0 {
@@ -539,16 +533,24 @@ fn seq_items<'py>(
 }
 
 /// A dict's next items from `pos` on: scalars are written, the first other key or value is
-/// returned (a key's value then waits in `value`). Runs locked ([`Python::locked`]).
+/// returned (a key's value then waits in `value`). Runs locked ([`Python::locked`]), as
+/// [`seq_items`] does.
 #[inline]
 fn dict_items<'py>(
     py: Python<'py>,
     obj: &Owned<'py>,
     pos: &mut isize,
+    len: isize,
     left: &mut isize,
     value: &mut Option<Owned<'py>>,
     out: &mut Writer,
 ) -> Result<Option<Owned<'py>>, Fail> {
+    // Checked when the walk comes back from a child (whose pickling may have run code), not
+    // between scalars (writing them runs none).
+    // SAFETY: a dict.
+    if unsafe { ffi::PyDict_Size(obj.as_ptr()) } != len {
+        return Err(py.runtime_error("dictionary changed size while it was being sent").into());
+    }
     loop {
         if *left == 0 {
             return Ok(None);

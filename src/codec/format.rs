@@ -227,12 +227,6 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
 
-    /// Step back over the byte just read.
-    #[inline]
-    pub fn pos_back(&mut self) {
-        self.pos -= 1;
-    }
-
     #[inline]
     pub fn skip(&mut self, n: usize) {
         self.pos += n;
