@@ -165,12 +165,14 @@ fn exec_copy<'py>(py: Python<'py>, _module: ModuleRef<'py>, module: Borrowed<'py
     Ok(py.none())
 }
 
-/// Workers of a free-threaded build pass this gate one at a time while CPython loads an
-/// extension module for them (`_worker.py` wraps `ExtensionFileLoader.create_module`). Since
-/// 3.13, a single-phase module refused by a worker is first initialized in the *main*
-/// interpreter on the worker's thread; with a GIL, the main interpreter's GIL serializes two
-/// workers doing that, but on a free-threaded build nothing does, and two workers importing
-/// `readline` at once corrupted the heap (10 of 300 fresh processes). Re-entrant per thread:
+/// Workers pass this gate one at a time while CPython loads an extension module for them
+/// (`_worker.py` wraps `ExtensionFileLoader.create_module` and `BuiltinImporter.create_module`).
+/// Since 3.13, CPython runs a worker's extension init function in the *main* interpreter on
+/// the worker's thread, with a main-interpreter thread state that it makes and deletes without
+/// the main GIL. With a GIL, the main GIL serializes two workers doing that, but on a
+/// free-threaded build nothing does, and two workers importing `readline` at once corrupted the
+/// heap (10 of 300 fresh processes); and `threads.rs` walks the main interpreter's thread
+/// states holding this gate, so that none is made or deleted meanwhile. Re-entrant per thread:
 /// an extension's init may import other extensions.
 struct Gate {
     owner: Option<std::thread::ThreadId>,
@@ -180,7 +182,7 @@ struct Gate {
 static GATE: Mutex<Gate> = Mutex::new(Gate { owner: None, depth: 0 });
 static GATE_FREE: Condvar = Condvar::new();
 
-fn gate_enter() {
+pub(crate) fn gate_enter() {
     let me = std::thread::current().id();
     let mut gate = GATE.lock().unwrap_or_else(PoisonError::into_inner);
     while gate.owner.is_some_and(|owner| owner != me) {
@@ -190,7 +192,7 @@ fn gate_enter() {
     gate.depth += 1;
 }
 
-fn gate_leave() {
+pub(crate) fn gate_leave() {
     let me = std::thread::current().id();
     let mut gate = GATE.lock().unwrap_or_else(PoisonError::into_inner);
     if gate.owner == Some(me) {
@@ -216,7 +218,7 @@ pub const EXTENSION_GATE: ffi::PyMethodDef = method!(
     Module,
     c"_extension_gate",
     o extension_gate,
-    c"_extension_gate(on, /): workers of free-threaded builds load extension modules one at a time"
+    c"_extension_gate(on, /): workers load extension modules one at a time"
 );
 pub const LOAD_COPY: ffi::PyMethodDef = method!(
     Module,

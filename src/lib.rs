@@ -37,6 +37,7 @@ mod protocol;
 mod py;
 mod queue;
 mod state;
+mod threads;
 mod trampoline;
 mod worker;
 

@@ -127,6 +127,11 @@ impl<'py> Python<'py> {
         unsafe { self.own(ffi::PyLong_FromUnsignedLongLong(v)) }
     }
 
+    pub fn ulong(self, v: std::ffi::c_ulong) -> PyResult<Owned<'py>> {
+        // SAFETY: attached; new reference or null with an exception.
+        unsafe { self.own(ffi::PyLong_FromUnsignedLong(v)) }
+    }
+
     pub fn float(self, v: f64) -> PyResult<Owned<'py>> {
         // SAFETY: attached; new reference or null with an exception.
         unsafe { self.own(ffi::PyFloat_FromDouble(v)) }
@@ -401,6 +406,12 @@ impl<'a, 'py> Borrowed<'a, 'py> {
             -1 => Err(PyErr::fetched()),
             v => Ok(v == 1),
         }
+    }
+
+    /// `self[key] = value` (a dict).
+    pub fn set_item(self, key: Borrowed<'_, 'py>, value: Borrowed<'_, 'py>) -> PyResult<()> {
+        // SAFETY: attached; objects of this interpreter; the dict takes its own references.
+        check(unsafe { ffi::PyDict_SetItem(self.as_ptr(), key.as_ptr(), value.as_ptr()) })
     }
 
     pub fn is_true(self) -> PyResult<bool> {

@@ -8,9 +8,15 @@ every worker). It installs, in the module state of ``interpool._interpool``:
 * the resolver of interpool's exception classes (``_errors``), also loaded on first use;
 
 and, in the main interpreter, the fork hooks of the fork guard (``src/fork_guard.rs``).
+
+It also replaces ``sys._current_frames`` and ``sys._current_exceptions`` in this interpreter
+with versions that see only its own threads (``src/threads.rs``): CPython's walk every
+interpreter and hand this one's objects to the others, which corrupts the heap while workers
+run Python code (Dask's profiler calls ``sys._current_frames()`` every 10 ms).
 """
 
 import os
+import sys
 
 from . import _interpool
 
@@ -51,6 +57,8 @@ def _before_fork() -> None:
 
 def configure() -> None:
     _interpool._configure(dumps=_first_dumps, loads=_first_loads, error_class=_error_class)
+    sys._current_frames = _interpool.current_frames
+    sys._current_exceptions = _interpool.current_exceptions
     if _interpool.interpreter_id() == 0:
         # A child forked while worker interpreters live cannot survive (CPython gh-139759):
         # the Rust fork guard turns that into a clear exit, for forks made from Python.

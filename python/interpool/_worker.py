@@ -39,8 +39,7 @@ def bootstrap(settings: "dict[str, Any]", index: int) -> "ModuleType":
         _py312_datetime()
     from . import _interpool
 
-    if _interpool.FREE_THREADED:
-        _gate_extension_loads(_interpool)
+    _gate_extension_loads(_interpool)
     _main.set_source(settings.get("main"))
     if settings.get("isolate") is not None:
         from . import _isolate
@@ -54,20 +53,31 @@ def bootstrap(settings: "dict[str, Any]", index: int) -> "ModuleType":
 
 
 def _gate_extension_loads(native: "Any") -> None:
-    """Free-threaded builds: load extension modules one worker at a time (see
-    ``_extension_gate`` in src/isolate.rs: CPython initializes a refused single-phase module
-    in the main interpreter, where nothing serializes two workers doing it at once)."""
-    loader: Any = sys.modules["_frozen_importlib_external"].ExtensionFileLoader
-    create = loader.create_module
+    """Load extension modules (files and built-ins) one worker at a time, through
+    ``_extension_gate`` (src/isolate.rs). Since 3.13 CPython runs a worker's extension init
+    function in the *main* interpreter, on the worker's thread, with a main-interpreter thread
+    state it makes and deletes without the main GIL: nothing serializes two workers doing that
+    on a free-threaded build, and ``sys._current_frames()`` (src/threads.rs) must not walk the
+    main interpreter's thread states meanwhile."""
+    for loader in (
+        sys.modules["_frozen_importlib_external"].ExtensionFileLoader,
+        sys.modules["_frozen_importlib"].BuiltinImporter,
+    ):
+        _gate(native, loader)
 
-    def create_module(self: "Any", spec: "Any") -> "Any":
+
+def _gate(native: "Any", loader: "Any") -> None:
+    create = loader.__dict__["create_module"]
+    wrapped = getattr(create, "__func__", create)  # BuiltinImporter's is a staticmethod
+
+    def create_module(*args: "Any") -> "Any":
         native._extension_gate(True)
         try:
-            return create(self, spec)
+            return wrapped(*args)
         finally:
             native._extension_gate(False)
 
-    loader.create_module = create_module
+    loader.create_module = staticmethod(create_module) if isinstance(create, staticmethod) else create_module
 
 
 def _py312_datetime() -> None:
