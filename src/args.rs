@@ -114,7 +114,7 @@ pub fn flag(arg: Option<Borrowed<'_, '_>>, default: bool) -> PyResult<bool> {
 }
 
 /// A timeout argument: absent or `None` -> `None`; otherwise a non-negative real number of
-/// seconds (`TypeError`/`ValueError` otherwise).
+/// seconds (`TypeError`/`ValueError` otherwise), at most [`MAX_TIMEOUT`].
 pub fn timeout(arg: Option<Borrowed<'_, '_>>, what: &str) -> PyResult<Option<Duration>> {
     let Some(arg) = arg.filter(|a| !a.is_none()) else {
         return Ok(None);
@@ -127,5 +127,10 @@ pub fn timeout(arg: Option<Borrowed<'_, '_>>, what: &str) -> PyResult<Option<Dur
     if secs.is_nan() || secs < 0.0 {
         return Err(py.value_error(&format!("'{what}' must be a non-negative number")));
     }
-    Ok(Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)))
+    Ok(Some(Duration::try_from_secs_f64(secs).map_or(MAX_TIMEOUT, |t| t.min(MAX_TIMEOUT))))
 }
+
+/// The longest time limit or wait: longer ones (up to infinity) are clamped to it, so that a
+/// deadline `now + limit` can always be represented (an `Instant` overflows near 2^63 ns of
+/// uptime + limit). 2^32 s is about 136 years.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(1 << 32);

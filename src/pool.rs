@@ -177,7 +177,7 @@ fn wait_reply<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, args: Args<'
 /// threads of given-up tasks.
 fn join<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, args: Args<'py>) -> PyResult<Owned<'py>> {
     let [timeout, skip_stuck] = args.exactly::<2>("join")?;
-    let deadline = args::timeout(Some(timeout), "timeout")?.map(|t| Instant::now() + t);
+    let deadline = args::timeout(Some(timeout), "timeout")?.and_then(|t| Instant::now().checked_add(t));
     let skip_stuck = skip_stuck.is_true()?;
     let engine = &slf.get().engine;
     loop {

@@ -302,6 +302,11 @@ impl WorkerFactory for PyFactory {
         !worker.replace
     }
 
+    fn panicked(&self, _id: u64, message: &str) -> Reply {
+        let message = format!("interpool's worker machinery failed (a Rust panic: {message}); the worker was replaced");
+        Reply { status: Status::WorkerFailed, payload: codec::text(&message) }
+    }
+
     fn abandoned(&self, _id: u64, why: Stop, grace: Duration) -> Reply {
         let message = format!(
             "the task did not stop within {:.1}s after it was asked to: it is stuck in code that does not return to \

@@ -22,6 +22,9 @@ import tasks
         ({"max_workers": 1, "max_tasks_per_worker": "3"}, TypeError, "max_tasks_per_worker must be an int"),
         ({"max_workers": 1, "max_tasks_per_worker": 0}, ValueError, "max_tasks_per_worker must be greater than 0"),
         ({"max_workers": 1, "initializer": 3}, TypeError, "initializer must be a callable or a script string"),
+        # Before: accepted, then a Rust panic killed the worker (task lost) or the watchdog.
+        ({"max_workers": 1, "task_timeout": 1e19}, ValueError, "task_timeout must be at most threading.TIMEOUT_MAX"),
+        ({"max_workers": 1, "task_timeout": float("inf")}, ValueError, "positive, finite number of seconds"),
     ],
 )
 def test_constructor_arguments(kwargs: dict[str, object], exc: type[Exception], match: str) -> None:
@@ -74,3 +77,17 @@ def test_private_core_rejects_misuse() -> None:
     with pytest.raises(TypeError, match="Pool\\(\\) takes exactly 9 positional arguments"):
         _interpool.Pool(1)  # type: ignore[call-arg]
     assert interpool.__version__
+
+
+def test_time_limits_beyond_what_a_deadline_holds_are_refused_and_the_largest_allowed_works() -> None:
+    import threading
+
+    with InterpreterPoolExecutor(1) as pool:
+        for huge in (1e10, 1e19, 2e19, 1e300):
+            with pytest.raises(ValueError, match="timeout must be at most threading.TIMEOUT_MAX"):
+                pool.schedule(tasks.square, (3,), timeout=huge)
+        # The largest accepted limit is no limit in practice: the call runs, the watchdog (which
+        # overflowed `Instant + Duration` before) keeps enforcing other limits.
+        assert pool.schedule(tasks.square, (4,), timeout=threading.TIMEOUT_MAX).result(timeout=60) == 16
+        with pytest.raises(TimeoutError):
+            pool.schedule(tasks.spin, (10**12,), timeout=0.2).result(timeout=60)

@@ -70,6 +70,11 @@ def _check_seconds(name: str, value: object, *, optional: bool = True) -> float 
     seconds = float(value)
     if not seconds > 0 or seconds == float("inf"):  # also rejects NaN
         raise ValueError(f"{name} must be a positive, finite number of seconds, got {value!r}")
+    if seconds > threading.TIMEOUT_MAX:  # as the stdlib's waits refuse it (OverflowError there)
+        raise ValueError(
+            f"{name} must be at most threading.TIMEOUT_MAX ({threading.TIMEOUT_MAX:.0f} s), got {value!r}; "
+            "pass None for no time limit"
+        )
     return seconds
 
 

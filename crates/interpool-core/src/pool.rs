@@ -23,6 +23,7 @@
 //! queued, see the disconnect, tear their worker down and exit. The event channel is
 //! disconnected once every worker thread has exited, which is how the owner's event loop
 //! learns that the pool is finished.
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
@@ -154,6 +155,18 @@ pub trait WorkerFactory: Send + Sync + 'static {
     }
     /// The output reported for a task given up because its call did not stop in time.
     fn abandoned(&self, id: u64, why: Stop, grace: Duration) -> Self::Output;
+    /// The output reported for a task whose `run` panicked (`message`: the panic's); the
+    /// worker is then torn down with `stop` and replaced.
+    fn panicked(&self, id: u64, message: &str) -> Self::Output;
+}
+
+/// The text of a caught panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// The task id under which a worker's initializer runs (for stop requests).
@@ -472,7 +485,7 @@ impl<F: WorkerFactory> Pool<F> {
     /// threads of given-up tasks unless `skip_stuck`. Returns `true` when they all did; the
     /// threads that exited are joined.
     pub fn join(&self, timeout: Option<Duration>, skip_stuck: bool) -> bool {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t)); // too far: no deadline
         let mut threads = lock(&self.shared.threads);
         loop {
             let waiting = if skip_stuck { threads.counted } else { threads.alive };
@@ -647,7 +660,15 @@ impl<F: WorkerFactory> Shared<F> {
         shared.watchdog_started.store(true, Ordering::SeqCst);
         let thread_shared = Arc::clone(shared);
         let name = format!("{}_watchdog", shared.config.thread_name_prefix);
-        if std::thread::Builder::new().name(name).spawn(move || watchdog(&thread_shared, &events)).is_err() {
+        let run = move || {
+            // A panic (a bug) must not leave the pool without a watchdog: the next task that
+            // needs one starts it again.
+            if std::panic::catch_unwind(AssertUnwindSafe(|| watchdog(&thread_shared, &events))).is_err() {
+                lock(&thread_shared.watched).running = false;
+                thread_shared.watchdog_started.store(false, Ordering::SeqCst);
+            }
+        };
+        if std::thread::Builder::new().name(name).spawn(run).is_err() {
             watched.running = false; // no watchdog: timeouts are not enforced, tasks still run
             shared.watchdog_started.store(false, Ordering::SeqCst);
         }
@@ -766,7 +787,15 @@ fn worker_thread<F: WorkerFactory>(
                 continue;
             }
             shared.busy.fetch_add(1, Ordering::Relaxed);
-            let output = watched(shared, &slot, &job.ticket, || factory.run(&mut worker, &job.ticket, job.input));
+            // A panic (a bug) fails its task and replaces the worker: never a lost task or a
+            // silently missing thread.
+            let (output, panicked) = watched(shared, &slot, &job.ticket, || {
+                let run = AssertUnwindSafe(|| factory.run(&mut worker, &job.ticket, job.input));
+                match std::panic::catch_unwind(run) {
+                    Ok(output) => (output, false),
+                    Err(payload) => (factory.panicked(job.ticket.id(), &panic_message(&*payload)), true),
+                }
+            });
             shared.busy.fetch_sub(1, Ordering::Relaxed);
             if !job.ticket.finish() {
                 // The watchdog gave this task up while its call was stuck: it was reported
@@ -783,7 +812,7 @@ fn worker_thread<F: WorkerFactory>(
             report(events, &job.ticket, output);
             ran += 1;
             let limit_reached = shared.config.max_tasks_per_worker.is_some_and(|m| ran >= m);
-            if limit_reached || !factory.healthy(&worker) {
+            if panicked || limit_reached || !factory.healthy(&worker) {
                 break true;
             }
         };

@@ -161,13 +161,15 @@ impl Ticket {
     /// The time limit once running, if any.
     pub fn timeout(&self) -> Option<Duration> {
         let secs = f64::from_bits(self.0.timeout.load(Ordering::Acquire));
-        (secs > 0.0).then(|| Duration::from_secs_f64(secs))
+        // (A limit too large for a Duration is no limit: never reached.)
+        if secs > 0.0 { Duration::try_from_secs_f64(secs).ok() } else { None }
     }
 
     /// When the task must be stopped (it runs with a timeout).
     pub(crate) fn deadline(&self) -> Option<Instant> {
         let started = self.0.times.lock().unwrap_or_else(PoisonError::into_inner).0?;
-        Some(started + self.timeout()?)
+        // A deadline past what an Instant can hold is never reached: no deadline.
+        started.checked_add(self.timeout()?)
     }
 
     /// When a stop was first requested.

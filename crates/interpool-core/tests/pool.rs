@@ -11,6 +11,9 @@ use interpool_core::{Event, Interrupt, Pool, PoolConfig, Stop, SubmitError, Tick
 /// Outputs: `input * 2`, or these markers.
 const INTERRUPTED: u64 = u64::MAX - 1;
 const GIVEN_UP: u64 = u64::MAX - 2;
+const PANICKED: u64 = u64::MAX - 3;
+/// An input whose run panics.
+const PANIC: u64 = 1 << 42;
 
 /// A worker that doubles its input; counts starts and stops, can be told to fail to start.
 /// An input of `SPIN` loops until interrupted (cooperatively); `STUCK_MS + n` sleeps `n` ms
@@ -109,6 +112,9 @@ impl WorkerFactory for F {
                 std::thread::sleep(Duration::from_millis(1));
             }
             INTERRUPTED
+        } else if input == PANIC {
+            worker.stop.running.store(0, Ordering::SeqCst);
+            panic!("task panicked");
         } else if input >= STUCK_MS {
             std::thread::sleep(Duration::from_millis(input - STUCK_MS));
             0
@@ -121,6 +127,11 @@ impl WorkerFactory for F {
 
     fn abandoned(&self, _id: u64, _why: Stop, _grace: Duration) -> u64 {
         GIVEN_UP
+    }
+
+    fn panicked(&self, _id: u64, message: &str) -> u64 {
+        assert_eq!(message, "task panicked");
+        PANICKED
     }
 
     fn stop(&self, worker: FakeWorker) {
@@ -439,4 +450,38 @@ fn join_times_out_while_work_is_running() {
     pool.shutdown(false, false);
     assert!(!pool.join(Some(Duration::from_millis(20)), false));
     assert!(pool.join(Some(Duration::from_secs(10)), false));
+}
+
+#[test]
+fn a_panicking_task_fails_with_the_panic_and_its_worker_is_replaced() {
+    let fake = Arc::new(Fake::default());
+    let pool = Pool::new(F(fake.clone()), config(1));
+    pool.submit(1, PANIC, None).unwrap();
+    pool.submit(2, 21, None).unwrap();
+    let (done, broken) = next_done(&pool, 2);
+    assert_eq!(done, vec![(1, PANICKED), (2, 42)]);
+    assert!(broken.is_empty());
+    // The worker that panicked was torn down on its thread and a fresh one ran task 2.
+    assert_eq!((fake.starts.load(Ordering::SeqCst), fake.stops.load(Ordering::SeqCst)), (2, 1));
+    assert_eq!(pool.stats().recycled, 1);
+    pool.shutdown(false, false);
+    assert!(pool.join(Some(Duration::from_secs(10)), false));
+    assert_eq!(fake.stops.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn time_limits_and_waits_too_large_for_a_deadline_mean_no_limit() {
+    let fake = Arc::new(Fake::default());
+    let pool = Pool::new(F(fake.clone()), config(2));
+    // Each of these overflowed `Instant + Duration` (a panic in the watchdog or a worker).
+    let limits =
+        [Duration::MAX, Duration::from_secs(u64::MAX), Duration::from_secs(1 << 62), Duration::from_secs_f64(1e19)];
+    for (i, limit) in limits.into_iter().enumerate() {
+        pool.submit(i as u64, 10 + i as u64, Some(limit)).unwrap();
+    }
+    let (mut done, _) = next_done(&pool, limits.len());
+    done.sort_unstable();
+    assert_eq!(done, vec![(0, 20), (1, 22), (2, 24), (3, 26)]);
+    pool.shutdown(false, false);
+    assert!(pool.join(Some(Duration::MAX), false));
 }
