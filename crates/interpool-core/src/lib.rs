@@ -17,6 +17,7 @@ pub mod queue;
 mod shared;
 pub mod spares;
 mod task;
+pub mod thread;
 mod value;
 
 pub use pool::{Event, INIT_TASK, Interrupt, Pool, PoolConfig, Stats, Stop, SubmitError, WorkerFactory};

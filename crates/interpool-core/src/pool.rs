@@ -26,7 +26,6 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
@@ -34,6 +33,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use crate::spares::Spares;
 pub use crate::task::Stop;
 use crate::task::Ticket;
+use crate::thread::ThreadHandle;
 
 /// How long an idle worker or event reader spins (checking without sleeping) before it
 /// blocks. Waking a blocked thread costs tens of microseconds on a busy machine, more
@@ -248,7 +248,7 @@ struct Threads {
     counted: usize,
     /// Every worker thread alive (including stuck ones).
     alive: usize,
-    handles: Vec<JoinHandle<()>>,
+    handles: Vec<ThreadHandle>,
     spawned: usize,
 }
 
@@ -505,7 +505,7 @@ impl<F: WorkerFactory> Pool<F> {
         drop(threads);
         for handle in handles {
             if handle.is_finished() {
-                let _ = handle.join(); // a thread that panicked was accounted for by its guard
+                handle.join(); // a thread that panicked was accounted for by its guard
             } else {
                 lock(&self.shared.threads).handles.push(handle); // stuck: joined later
             }
@@ -602,7 +602,7 @@ impl<F: WorkerFactory> Shared<F> {
         match thread_builder(name, shared.config.stack_size).spawn(move || job(None)) {
             Ok(handle) => {
                 threads.spawned += 1;
-                threads.handles.push(handle);
+                threads.handles.push(ThreadHandle::new(handle));
             }
             Err(err) => {
                 threads.counted -= 1;

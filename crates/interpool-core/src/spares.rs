@@ -8,10 +8,10 @@
 //! spare now (before a `fork()`, at exit). Only spares whose environment is made are adopted
 //! (a pool starting a thread of its own is faster than waiting behind one still being made);
 //! if making it failed, the job runs with `None` and the worker makes its own.
+use crate::thread::ThreadHandle;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -29,7 +29,7 @@ struct Parked<R> {
     /// Its environment is made (a pool never waits behind a spare still making one).
     ready: Arc<AtomicBool>,
     orders: Sender<Order<R>>,
-    handle: JoinHandle<()>,
+    handle: ThreadHandle,
     stack_size: Option<usize>,
 }
 
@@ -37,7 +37,7 @@ struct Inner<R> {
     parked: Vec<Parked<R>>,
     next_id: u64,
     /// Spare threads that have not ended yet (parked or not), to join on `end_all`.
-    ending: Vec<JoinHandle<()>>,
+    ending: Vec<ThreadHandle>,
 }
 
 /// The spares of one kind of environment, process-wide (a `static`).
@@ -49,12 +49,12 @@ pub struct Spares<R> {
 /// A spare thread handed to a pool: send it the job with [`Adopted::run`].
 pub struct Adopted<R> {
     orders: Sender<Order<R>>,
-    handle: JoinHandle<()>,
+    handle: ThreadHandle,
 }
 
 impl<R> Adopted<R> {
     /// Give the thread its job; `Err` hands the job back if the thread ended meanwhile.
-    pub fn run(self, job: Job<R>) -> Result<JoinHandle<()>, Job<R>> {
+    pub fn run(self, job: Job<R>) -> Result<ThreadHandle, Job<R>> {
         match self.orders.send(Order::Run(job)) {
             Ok(()) => Ok(self.handle),
             Err(err) => match err.into_inner() {
@@ -112,7 +112,7 @@ impl<R: 'static> Spares<R> {
             let ready = Arc::new(AtomicBool::new(false));
             let made = Arc::clone(&ready);
             let handle = builder.spawn(move || self.spare_thread(id, &made, &inbox, linger, make, discard))?;
-            inner.parked.push(Parked { id, ready, orders, handle, stack_size });
+            inner.parked.push(Parked { id, ready, orders, handle: ThreadHandle::new(handle), stack_size });
         }
         Ok(())
     }
@@ -169,7 +169,7 @@ impl<R: 'static> Spares<R> {
             handles.push(spare.handle);
         }
         for handle in handles {
-            let _ = handle.join();
+            handle.join();
         }
     }
 }
