@@ -118,6 +118,16 @@ test-python: ## pytest on every Python of the matrix ($(MATRIX))
 	  INTERPOOL_UNSAFE_PY312=$$([ $$t = 3.12 ] && echo 1) $$venv/bin/python -m pytest $(PYTEST_ARGS); \
 	done
 
+.PHONY: test-latest
+test-latest: ## pytest on the matrix against the newest releases of every dependency (not the pins of constraints.txt)
+	INTERPOOL_LATEST=1 $(MAKE) test-python
+
+.PHONY: constraints
+constraints: ## Rewrite constraints.txt from the venvs of `make test-latest` (after it passed)
+	@venvs=$$(for t in $(MATRIX); do [ -x .venvs/latest-$$t/bin/python ] && echo .venvs/latest-$$t; done); \
+	  [ -n "$$venvs" ] || { echo "run make test-latest first"; exit 1; }; \
+	  python3 scripts/constraints.py $$venvs > constraints.txt.new && mv constraints.txt.new constraints.txt
+
 .PHONY: test
 test: test-rust sanitize lint check-py312 test-wheel test-python ## Set up, then cargo tests, lints and pytest on the whole matrix
 

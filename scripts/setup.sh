@@ -13,20 +13,29 @@ tag="${1:?usage: scripts/setup.sh 3.14|3.13|3.14t|3.12|any}"
 log() { echo "[setup.sh] $*" >&2; }
 
 py=$("$root/scripts/python.sh" "$tag") || exit $?  # 3: no such Python here
-venv="$root/.venvs/$tag"
 reqs=("$root/requirements-dev.txt" "$root/requirements-integrations.txt" "$root/requirements-isolation.txt")
+# Exact versions from constraints.txt; INTERPOOL_LATEST=1 (make test-latest) takes the newest
+# releases instead, in venvs of their own.
+if [ -n "${INTERPOOL_LATEST:-}" ]; then
+    venv="$root/.venvs/latest-$tag"
+    pin=()
+else
+    venv="$root/.venvs/$tag"
+    pin=(-c "$root/constraints.txt")
+    reqs+=("$root/constraints.txt")
+fi
 want="$py $(cat "${reqs[@]}" | sha256sum | cut -c1-16)"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.interpool-stamp" 2>/dev/null)" != "$want" ]; then
     log "creating $venv from $py"
     rm -rf "$venv"
     "$py" -m venv "$venv"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >&2
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/requirements-dev.txt" >&2
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/requirements-integrations.txt" >&2 \
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "${pin[@]}" -r "$root/requirements-dev.txt" >&2
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "${pin[@]}" -r "$root/requirements-integrations.txt" >&2 \
         || log "optional integrations did not install for $tag; their tests will be skipped"
     # One at a time: a package without a wheel for this Python must not keep the others out.
     grep -Ev '^\s*(#|$)' "$root/requirements-isolation.txt" | while read -r req; do
-        "$venv/bin/python" -m pip install -q --disable-pip-version-check --only-binary=:all: "$req" >&2 \
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check "${pin[@]}" --only-binary=:all: "$req" >&2 \
             || log "$req has no wheel for $tag; its isolation tests will be skipped"
     done
     echo "$want" >"$venv/.interpool-stamp"
