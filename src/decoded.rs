@@ -39,11 +39,19 @@ impl ConstantCache {
             match cache.get(&constant.id()) {
                 // Another thread of this interpreter decoded it meanwhile: use theirs.
                 // SAFETY: the cache owns a strong reference to an object of this interpreter.
-                Some(entry) => unsafe { py.borrow(entry.obj as *mut ffi::PyObject) }.to_owned(),
+                Some(entry) => {
+                    crate::debug::check(entry.obj as *mut ffi::PyObject, "a decoded Constant");
+                    // SAFETY: as above.
+                    unsafe { py.borrow(entry.obj as *mut ffi::PyObject) }.to_owned()
+                }
                 None => {
                     let entry = Entry {
                         constant: Arc::downgrade(constant),
-                        obj: obj.borrowed().to_owned().into_ptr() as usize,
+                        obj: {
+                            let ptr = obj.borrowed().to_owned().into_ptr();
+                            crate::debug::keep(ptr);
+                            ptr as usize
+                        },
                     };
                     cache.insert(constant.id(), entry);
                     obj
@@ -59,7 +67,11 @@ impl ConstantCache {
         let cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         // SAFETY: the cache owns a strong reference to an object of this interpreter (`py`'s:
         // the cache is in its module state); taken under the lock, so no sweep frees it first.
-        cache.get(&id).map(|entry| unsafe { py.borrow(entry.obj as *mut ffi::PyObject) }.to_owned())
+        cache.get(&id).map(|entry| {
+            crate::debug::check(entry.obj as *mut ffi::PyObject, "a decoded Constant");
+            // SAFETY: as above.
+            unsafe { py.borrow(entry.obj as *mut ffi::PyObject) }.to_owned()
+        })
     }
 
     /// Release every cached object (module clear/free, attached).
@@ -71,6 +83,7 @@ impl ConstantCache {
 
 fn release(_py: Python<'_>, objects: Vec<usize>) {
     for obj in objects {
+        crate::debug::release(obj as *mut ffi::PyObject, "a decoded Constant");
         // SAFETY: strong references the cache owned, released attached to its interpreter.
         unsafe { ffi::Py_DECREF(obj as *mut ffi::PyObject) };
     }

@@ -80,10 +80,18 @@ const MAX_ENTRIES: usize = 4096;
 /// Python objects in the caches are strong references owned by the cache: released here.
 fn release(ptrs: impl IntoIterator<Item = usize>) {
     for ptr in ptrs {
+        crate::debug::release(ptr as *mut ffi::PyObject, "an object cached by reference (globals)");
         // SAFETY: callers hold the interpreter attached (`Globals::clear` is called from the
         // module's clear/free, with a token) and own these references.
         unsafe { ffi::Py_DECREF(ptr as *mut ffi::PyObject) };
     }
+}
+
+/// The reference, kept by a cache (registered in debug mode).
+fn kept(obj: Owned<'_>) -> usize {
+    let ptr = obj.into_ptr();
+    crate::debug::keep(ptr);
+    ptr as usize
 }
 
 impl Path {
@@ -120,7 +128,11 @@ impl Globals {
         let py = obj.py();
         // SAFETY: `path` (an Arc held here) owns strong references to these objects of this
         // interpreter for as long as the borrows below are used.
-        let borrow = |ptr: usize| unsafe { py.borrow(ptr as *mut ffi::PyObject) };
+        let borrow = |ptr: usize| {
+            crate::debug::check(ptr as *mut ffi::PyObject, "an object cached by reference (globals)");
+            // SAFETY: as above.
+            unsafe { py.borrow(ptr as *mut ffi::PyObject) }
+        };
         let parts = path.parts.iter().map(|&p| borrow(p));
         let same = Self::resolve_loaded(borrow(path.module_name), parts)?.is_some_and(|f| f.borrowed().is(obj));
         Ok(same.then_some(Name(path)))
@@ -159,9 +171,9 @@ impl Globals {
         let wire = [module_str.as_bytes(), b"\0", qual_str.as_bytes()].concat().into_boxed_slice();
         // The path owns a reference to the object and to each name.
         Ok(Some(Path {
-            object: obj.to_owned().into_ptr() as usize,
-            module_name: module.into_ptr() as usize,
-            parts: parts.into_iter().map(|p| p.into_ptr() as usize).collect(),
+            object: kept(obj.to_owned()),
+            module_name: kept(module),
+            parts: parts.into_iter().map(kept).collect(),
             wire,
         }))
     }
@@ -186,6 +198,7 @@ impl Globals {
     /// The object a wire name refers to, importing its module if needed (receiver side).
     pub fn resolve<'py>(&self, py: Python<'py>, wire: &[u8]) -> PyResult<Owned<'py>> {
         if let Some(&ptr) = self.by_name.lock().unwrap_or_else(PoisonError::into_inner).get(wire) {
+            crate::debug::check(ptr as *mut ffi::PyObject, "an object cached by name (globals)");
             // SAFETY: the cache owns a strong reference to an object of this interpreter.
             return Ok(unsafe { py.borrow(ptr as *mut ffi::PyObject) }.to_owned());
         }
@@ -198,7 +211,7 @@ impl Globals {
         let stale: Vec<usize> = {
             let mut cache = self.by_name.lock().unwrap_or_else(PoisonError::into_inner);
             let stale = if cache.len() >= MAX_ENTRIES { cache.drain().map(|(_, p)| p).collect() } else { Vec::new() };
-            let new = obj.borrowed().to_owned().into_ptr() as usize;
+            let new = kept(obj.borrowed().to_owned());
             stale.into_iter().chain(cache.insert(wire.into(), new)).collect()
         };
         release(stale);

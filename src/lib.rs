@@ -23,6 +23,7 @@ compile_error!("interpool needs CPython >= 3.12 (own-GIL subinterpreters, PEP 68
 mod args;
 mod buffer;
 mod codec;
+mod debug;
 mod decoded;
 mod fork_guard;
 mod globals;

@@ -30,7 +30,7 @@ fn configure<'py>(py: Python<'py>, module: ModuleRef<'py>, args: Args<'py>) -> P
     let hooks = &module.state().hooks;
     for (slot, value) in [(&hooks.dumps, dumps), (&hooks.loads, loads), (&hooks.error_class, error_class)] {
         if let Some(value) = value {
-            slot.set(Some(value.to_owned()));
+            slot.set(py, Some(value.to_owned()));
         }
     }
     Ok(py.none())
@@ -70,6 +70,36 @@ fn spares<'py>(py: Python<'py>, _module: ModuleRef<'py>) -> PyResult<Owned<'py>>
     py.uint(crate::worker::SPARES.count() as u64)
 }
 
+/// A planted ownership bug, for the debug mode's own test (src/debug.rs): `_debug_plant("keep")`
+/// keeps a new list of the calling interpreter as a kept reference, and `_debug_plant("release")`
+/// releases it from whichever interpreter calls it, as a cache released from the wrong
+/// interpreter would. Refused unless `INTERPOOL_DEBUG` is set, which turns that release from
+/// another interpreter into an attributed fatal error instead of a cross-heap free.
+fn debug_plant<'py>(py: Python<'py>, _module: ModuleRef<'py>, stage: Borrowed<'py, 'py>) -> PyResult<Owned<'py>> {
+    static PLANTED: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+    if !crate::debug::enabled() {
+        return Err(py.runtime_error("_debug_plant plants a bug: it runs only with INTERPOOL_DEBUG=1"));
+    }
+    let mut planted = PLANTED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    match stage.as_str("stage")? {
+        "keep" if *planted == 0 => {
+            let ptr = py.list(Vec::new())?.into_ptr();
+            crate::debug::keep(ptr);
+            *planted = ptr as usize;
+        }
+        "release" if *planted != 0 => {
+            let ptr = std::mem::take(&mut *planted) as *mut ffi::PyObject;
+            crate::debug::release(ptr, "the planted object");
+            // SAFETY: none (the planted bug): the kept reference is released from the calling
+            // interpreter, whichever it is; debug mode stops the process before this line when
+            // that is not the list's own.
+            unsafe { ffi::Py_DECREF(ptr) };
+        }
+        other => return Err(py.value_error(&format!("_debug_plant: unexpected stage {other:?}"))),
+    }
+    Ok(py.none())
+}
+
 /// Create the state, the classes and the constants.
 fn exec(py: Python<'_>, module: Borrowed<'_, '_>) -> PyResult<()> {
     let mut state = Box::new(State::new(py));
@@ -87,13 +117,13 @@ fn exec(py: Python<'_>, module: Borrowed<'_, '_>) -> PyResult<()> {
         types.push(tp);
     }
     let [pool, ticket, queue, buffer]: [Owned<'_>; 4] = types.try_into().map_err(|_| py.system_error("types"))?;
-    state.set_types(pool, ticket, queue, buffer);
+    state.set_types(py, pool, ticket, queue, buffer);
     let spec = &raw mut codec::constant::CONSTANT_SPEC;
     // SAFETY: attached; a static spec CPython only reads; new reference or null.
     let constant = unsafe { py.own(ffi::PyType_FromModuleAndSpec(module.as_ptr(), spec, ptr::null_mut()))? };
     // SAFETY: attached; a module, a NUL-terminated name; takes its own reference.
     crate::py::check(unsafe { ffi::PyModule_AddObjectRef(module.as_ptr(), c"Constant".as_ptr(), constant.as_ptr()) })?;
-    state.set_constant_type(constant);
+    state.set_constant_type(py, constant);
     // SAFETY: attached; NUL-terminated name and doc; BaseException is an immortal builtin class;
     // new reference or null.
     let interrupted = unsafe {
@@ -110,7 +140,7 @@ BaseException, so that `except Exception` does not swallow it."
     crate::py::check(unsafe {
         ffi::PyModule_AddObjectRef(module.as_ptr(), c"TaskInterrupted".as_ptr(), interrupted.as_ptr())
     })?;
-    state.types.interrupted.set(Some(interrupted));
+    state.types.interrupted.set(py, Some(interrupted));
     // SAFETY: attached; a module, a NUL-terminated name.
     crate::py::check(unsafe {
         ffi::PyModule_AddIntConstant(module.as_ptr(), c"FREE_THREADED".as_ptr(), cfg!(Py_GIL_DISABLED).into())
@@ -160,7 +190,7 @@ unsafe extern "C" fn module_free(module: *mut c_void) {
     unsafe { crate::trampoline::run(free) };
 }
 
-static mut METHODS: [ffi::PyMethodDef; 17] = [
+static mut METHODS: [ffi::PyMethodDef; 18] = [
     method!(Module, c"interpreter_id", noargs interpreter_id, c"interpreter_id() -> int: id of the calling interpreter"),
     method!(Module, c"roundtrip", o codec::roundtrip, c"roundtrip(obj, /) -> object: encode and decode (tests, benchmarks)"),
     method!(Module, c"_configure", args configure, c"_configure(*, dumps, loads, error_class): the package's hooks"),
@@ -177,6 +207,7 @@ static mut METHODS: [ffi::PyMethodDef; 17] = [
     isolate::EXTENSION_GATE,
     threads::CURRENT_FRAMES,
     threads::CURRENT_EXCEPTIONS,
+    method!(Module, c"_debug_plant", o debug_plant, c"_debug_plant(stage, /): a planted ownership bug (debug mode's test)"),
     ffi::PyMethodDef::zeroed(),
 ];
 

@@ -55,22 +55,7 @@ unsafe impl Send for Pin {}
 // SAFETY: as above; a Pin is immutable.
 unsafe impl Sync for Pin {}
 
-/// The interpreter this thread is attached to, if any (no token needed).
-fn attached_interpreter() -> Option<usize> {
-    #[cfg(Py_3_13)]
-    // SAFETY: may be called without an attached thread state; returns null then.
-    let tstate = unsafe { ffi::PyThreadState_GetUnchecked() };
-    #[cfg(not(Py_3_13))]
-    // SAFETY: as above (the 3.12 name of the same function).
-    let tstate = unsafe { _PyThreadState_UncheckedGet() };
-    // SAFETY: a current thread state is attached (3.12+) and has an interpreter.
-    (!tstate.is_null()).then(|| unsafe { ffi::PyThreadState_GetInterpreter(tstate) } as usize)
-}
-
-#[cfg(not(Py_3_13))]
-unsafe extern "C" {
-    fn _PyThreadState_UncheckedGet() -> *mut ffi::PyThreadState;
-}
+use crate::debug::attached_interpreter;
 
 /// Release a buffer in its home interpreter.
 ///

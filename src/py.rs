@@ -603,7 +603,9 @@ impl<'py> Owned<'py> {
     pub fn stash(self) -> Stashed {
         // SAFETY: attached (the lifetime proves it).
         let interp = unsafe { ffi::PyInterpreterState_Get() } as usize;
-        Stashed { ptr: NonNull::new(self.into_ptr()).expect("non-null"), interp }
+        let ptr = self.into_ptr();
+        crate::debug::keep(ptr);
+        Stashed { ptr: NonNull::new(ptr).expect("non-null"), interp }
     }
 }
 
@@ -626,12 +628,14 @@ pub struct Stashed {
 impl Stashed {
     /// Borrow the object; panics if `py` is attached to another interpreter.
     pub fn bind<'a, 'py>(&'a self, py: Python<'py>) -> Borrowed<'a, 'py> {
+        crate::debug::check(self.ptr.as_ptr(), "a stashed object");
         assert_eq!(py.interpreter(), self.interp, "Stashed object used from another interpreter");
         Borrowed(self.ptr, PhantomData)
     }
 
     /// Release the reference; panics if `py` is attached to another interpreter.
     pub fn release(self, py: Python<'_>) {
+        crate::debug::release(self.ptr.as_ptr(), "a stashed object");
         assert_eq!(py.interpreter(), self.interp, "Stashed object released from another interpreter");
         // SAFETY: the stashed strong reference, released while attached to its interpreter.
         unsafe { ffi::Py_DECREF(self.ptr.as_ptr()) }

@@ -24,17 +24,27 @@ impl Slot {
     /// A new reference to the object, if set.
     pub fn get<'py>(&self, py: Python<'py>) -> Option<Owned<'py>> {
         let ptr = *self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if ptr == 0 {
+            return None;
+        }
+        crate::debug::check(ptr as *mut ffi::PyObject, "an object of the module state");
         // SAFETY: the slot holds a strong reference to an object of this interpreter (the
         // state is per interpreter, and `py` is attached to it), so borrowing it and taking
         // a reference is valid; done under the lock, so `set` cannot free it meanwhile.
-        (ptr != 0).then(|| unsafe { py.borrow(ptr as *mut ffi::PyObject) }.to_owned())
+        Some(unsafe { py.borrow(ptr as *mut ffi::PyObject) }.to_owned())
     }
 
-    /// Replace the object (the old one is released).
-    pub fn set(&self, obj: Option<Owned<'_>>) {
-        let new = obj.map_or(0, |o| o.into_ptr() as usize);
+    /// Replace the object (the old one is released, so this needs `_py`: attached to the
+    /// state's interpreter).
+    pub fn set(&self, _py: Python<'_>, obj: Option<Owned<'_>>) {
+        let new = obj.map_or(0, |o| {
+            let ptr = o.into_ptr();
+            crate::debug::keep(ptr);
+            ptr as usize
+        });
         let old = std::mem::replace(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner), new);
         if old != 0 {
+            crate::debug::release(old as *mut ffi::PyObject, "an object of the module state");
             // SAFETY: the reference the slot owned, released while attached (callers hold a
             // token) to the state's interpreter.
             unsafe { ffi::Py_DECREF(old as *mut ffi::PyObject) };
@@ -123,14 +133,21 @@ impl State {
     }
 
     /// Record the classes' types (exec time, before any instance exists).
-    pub fn set_types(&mut self, pool: Owned<'_>, ticket: Owned<'_>, queue: Owned<'_>, buffer: Owned<'_>) {
+    pub fn set_types(
+        &mut self,
+        py: Python<'_>,
+        pool: Owned<'_>,
+        ticket: Owned<'_>,
+        queue: Owned<'_>,
+        buffer: Owned<'_>,
+    ) {
         for (i, tp) in [&pool, &ticket, &queue, &buffer].into_iter().enumerate() {
             self.type_ptrs[i] = tp.as_ptr() as usize;
         }
-        self.types.pool.set(Some(pool));
-        self.types.ticket.set(Some(ticket));
-        self.types.queue.set(Some(queue));
-        self.types.buffer.set(Some(buffer));
+        self.types.pool.set(py, Some(pool));
+        self.types.ticket.set(py, Some(ticket));
+        self.types.queue.set(py, Some(queue));
+        self.types.buffer.set(py, Some(buffer));
     }
 
     pub fn pool_type(&self) -> *mut ffi::PyTypeObject {
@@ -150,9 +167,9 @@ impl State {
     }
 
     /// Record the `Constant` class's type (exec time, before any instance exists).
-    pub fn set_constant_type(&mut self, constant: Owned<'_>) {
+    pub fn set_constant_type(&mut self, py: Python<'_>, constant: Owned<'_>) {
         self.type_ptrs[4] = constant.as_ptr() as usize;
-        self.types.constant.set(Some(constant));
+        self.types.constant.set(py, Some(constant));
     }
 
     /// The state of the module that created heap type `tp`.
@@ -218,7 +235,7 @@ impl State {
         };
         let name = py.str(class.name().to_str().unwrap_or("?"))?;
         let found = resolve.borrowed().call1(name.borrowed())?;
-        slot.set(Some(found.borrowed().to_owned()));
+        slot.set(py, Some(found.borrowed().to_owned()));
         Ok(found)
     }
 
@@ -246,7 +263,7 @@ impl State {
     /// Release every reference the state owns (GC clear, module free).
     pub fn clear(&self, py: Python<'_>) {
         for slot in self.slots() {
-            slot.set(None);
+            slot.set(py, None);
         }
         self.globals.clear(py);
         self.constants.clear(py);

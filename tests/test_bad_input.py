@@ -23,7 +23,7 @@ import tasks
         ({"max_workers": 1, "max_tasks_per_worker": 0}, ValueError, "max_tasks_per_worker must be greater than 0"),
         ({"max_workers": 1, "initializer": 3}, TypeError, "initializer must be a callable or a script string"),
         # Before: accepted, then a Rust panic killed the worker (task lost) or the watchdog.
-        ({"max_workers": 1, "task_timeout": 1e19}, ValueError, "task_timeout must be at most threading.TIMEOUT_MAX"),
+        ({"max_workers": 1, "task_timeout": 1e19}, ValueError, r"task_timeout must be at most threading\.TIMEOUT_MAX"),
         ({"max_workers": 1, "task_timeout": float("inf")}, ValueError, "positive, finite number of seconds"),
     ],
 )
@@ -84,7 +84,7 @@ def test_time_limits_beyond_what_a_deadline_holds_are_refused_and_the_largest_al
 
     with InterpreterPoolExecutor(1) as pool:
         for huge in (1e10, 1e19, 2e19, 1e300):
-            with pytest.raises(ValueError, match="timeout must be at most threading.TIMEOUT_MAX"):
+            with pytest.raises(ValueError, match=r"timeout must be at most threading\.TIMEOUT_MAX"):
                 pool.schedule(tasks.square, (3,), timeout=huge)
         # The largest accepted limit is no limit in practice: the call runs, the watchdog (which
         # overflowed `Instant + Duration` before) keeps enforcing other limits.
