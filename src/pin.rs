@@ -50,9 +50,8 @@ pub struct Pin {
 }
 
 // SAFETY: a Pin only describes memory that stays valid while it exists; its Py_buffer (and the
-// exporter reference inside) is released only in the home interpreter (see Drop).
-unsafe impl Send for Pin {}
-// SAFETY: as above; a Pin is immutable.
+// exporter reference inside) is released only in the home interpreter (see Drop); a Pin is
+// immutable. (`Send` follows from its fields.)
 unsafe impl Sync for Pin {}
 
 use crate::debug::attached_interpreter;

@@ -96,9 +96,6 @@ pub struct PyFactory {
     initializer: Option<Value>,
 }
 
-// SAFETY: the Values inside are only read (decoded into each worker's own objects) and hold
-// only Rust data and thread-safe handles.
-unsafe impl Sync for PyFactory {}
 
 impl PyFactory {
     pub fn new(bootstrap: CString, settings: Value, initializer: Option<Value>) -> Self {

@@ -578,3 +578,12 @@ def dict_key_check(d: dict[object, object]) -> tuple[bool, bool, int]:
     hashes = all(hash(k) == hash(fresh[k]) for k in d)
     lookups = all(d[fresh[k]] is d[k] for k in d)
     return hashes, lookups, sys.getsizeof(d)
+
+
+def import_after(module: str, seconds: float) -> str:
+    """Import ``module`` after ``seconds`` (so that the calls of a ``map`` spread over the
+    workers, each of which then imports it); returns its name."""
+    import importlib
+
+    time.sleep(seconds)
+    return importlib.import_module(module).__name__

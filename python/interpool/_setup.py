@@ -7,7 +7,8 @@ every worker). It installs, in the module state of ``interpool._interpool``:
   first use, so that a worker that only ever sees native values never imports ``pickle``;
 * the resolver of interpool's exception classes (``_errors``), also loaded on first use;
 
-and, in the main interpreter, the fork hooks of the fork guard (``src/fork_guard.rs``).
+and, in the main interpreter, the fork hooks of the fork guard (``src/fork_guard.rs``) and,
+on CPython 3.13, the ``_datetime`` module (:func:`_own_datetime_types`).
 
 It also replaces ``sys._current_frames`` and ``sys._current_exceptions`` in this interpreter
 with versions that see only its own threads (``src/threads.rs``): CPython's walk every
@@ -55,11 +56,33 @@ def _before_fork() -> None:
     _interpool._python_fork(True)
 
 
+def _own_datetime_types() -> None:
+    """On CPython 3.13, import ``_datetime`` in the main interpreter before any worker exists.
+
+    3.13's ``_datetime`` keeps static types shared by all interpreters. The first interpreter
+    to import it readies them, allocating their ``tp_bases`` and ``tp_mro`` tuples from *its*
+    heap; the interpreter that finalizes them last (a process-wide count reaching one) frees
+    those tuples with its own allocator (``_PyTypes_FiniExtTypes``, CPython gh-136423; two
+    interpreters readying them at once is gh-136421). When a worker was first (a task, or an
+    isolated copy of orjson importing ``datetime``, or ``importlib.metadata`` in a worker's
+    refusal message) and another interpreter ended last (a second worker, or the main
+    interpreter at exit), that free corrupted the heap at shutdown. Imported here first, the
+    types belong to the main interpreter, which also ends last. 3.14 readies them at start-up
+    (gh-136583); 3.12 workers do not load ``_datetime`` (gh-117953)."""
+    if sys.version_info[:2] != (3, 13):
+        return
+    try:
+        import _datetime  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        pass  # a build without it: workers cannot load it either
+
+
 def configure() -> None:
     _interpool._configure(dumps=_first_dumps, loads=_first_loads, error_class=_error_class)
     sys._current_frames = _interpool.current_frames
     sys._current_exceptions = _interpool.current_exceptions
     if _interpool.interpreter_id() == 0:
+        _own_datetime_types()
         # A child forked while worker interpreters live cannot survive (CPython gh-139759):
         # the Rust fork guard turns that into a clear exit, for forks made from Python.
         os.register_at_fork(
