@@ -118,6 +118,16 @@ test-python: ## pytest on every Python of the matrix ($(MATRIX))
 	  INTERPOOL_UNSAFE_PY312=$$([ $$t = 3.12 ] && echo 1) $$venv/bin/python -m pytest $(PYTEST_ARGS); \
 	done
 
+# Rounds of each soak scenario (tests/test_soak.py runs 2 of each in `make test`).
+ROUNDS ?= 50
+SOAK_MATRIX ?= 3.13 3.14 3.14t
+.PHONY: soak
+soak: ## Realistic programs that aborted before (Dask in-process and CLI, isolation, lanes, recycling, shutdown), ROUNDS=50 each, on 3.13, 3.14, 3.14t
+	@set -e; for t in $(SOAK_MATRIX); do \
+	  venv=$$(scripts/setup.sh $$t); \
+	  PATH=$$venv/bin:$$PATH $$venv/bin/python scripts/soak.py --rounds $(ROUNDS); \
+	done
+
 .PHONY: test-latest
 test-latest: ## pytest on the matrix against the newest releases of every dependency (not the pins of constraints.txt)
 	INTERPOOL_LATEST=1 $(MAKE) test-python

@@ -299,3 +299,25 @@ def expected_block(start: int, stop: int, cols: int) -> Any:
 def op_several(names: list[str]) -> dict[str, Any]:
     """The ``op_<name>`` operations named, in one interpreter (for ``isolate="auto"``)."""
     return {name: globals()[f"op_{name}"]() for name in names}
+
+
+def op_numpy() -> dict[str, Any]:
+    import numpy as np
+
+    a = np.arange(10_000, dtype=np.float64).reshape(100, 100)
+    return {"sum": float((a @ a.T).sum()), "svd": [round(float(v), 6) for v in np.linalg.svd(a[:8, :8])[1]]}
+
+
+def op_cytoolz() -> dict[str, Any]:
+    import cytoolz
+
+    words = "the quick fox and the lazy dog the end".split() * 5
+    return {
+        "frequencies": dict(sorted(cytoolz.frequencies(words).items())),
+        "compiled": type(cytoolz.frequencies).__module__.startswith("cytoolz"),
+    }
+
+
+def run_op(name: str) -> Any:
+    """``op_<name>()`` (scripts/soak.py sends the name)."""
+    return globals()[f"op_{name}"]()

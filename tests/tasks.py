@@ -587,3 +587,12 @@ def import_after(module: str, seconds: float) -> str:
 
     time.sleep(seconds)
     return importlib.import_module(module).__name__
+
+
+def dated_square(n: int) -> list[object]:
+    """``n * n`` with work that imports datetime and json in the worker (scripts/soak.py)."""
+    import datetime
+    import json
+
+    day = datetime.date(2026, 1, 1) + datetime.timedelta(days=n)
+    return [n * n, json.loads(json.dumps({"day": day.isoformat()}))["day"]]

@@ -25,8 +25,16 @@ subinterpreters as it is, so DaskExecutor adds ``"cytoolz"`` to the pool's ``iso
 modules (numpy, pandas, ...) need them in ``isolate=`` too. What does not work:
 ``distributed.get_worker()`` and other worker state inside tasks, and coroutine tasks (Dask
 runs those on its event loop).
-With ``processes=True`` each Dask worker process needs its own ``DaskExecutor``, e.g.
-created by a worker plugin or preload.
+With ``processes=True``, or workers started from the command line, each Dask worker process
+needs its own ``DaskExecutor``: this module is a Dask preload that installs one::
+
+    dask worker tcp://SCHEDULER:8786 --nthreads 4 --preload interpool.dask
+    dask worker ... --preload interpool.dask --interpool-workers 8 --interpool-isolate numpy
+
+(``--interpool-workers``: the pool's size, default the worker's ``--nthreads``;
+``--interpool-isolate``: a module for ``isolate=``, repeatable, or ``auto``.) The preload's
+``dask_setup`` replaces the worker's default executor and ``dask_teardown`` shuts it down with
+the worker.
 """
 
 from __future__ import annotations
@@ -120,3 +128,49 @@ class DaskExecutor(Executor):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self.pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def _install(worker: Any, max_workers: int | None, isolate: Iterable[str] | str | None) -> DaskExecutor:
+    """Make ``worker`` (a ``distributed.Worker``) run its tasks on a new DaskExecutor."""
+    if not hasattr(worker, "executors") or not hasattr(worker, "state"):
+        raise TypeError(
+            f"interpool.dask is a preload for Dask workers (dask worker --preload interpool.dask), "
+            f"not for a {type(worker).__name__}"
+        )
+    executor = DaskExecutor(max_workers or worker.state.nthreads, isolate=isolate)
+    previous = worker.executors.get("default")
+    worker.executors["default"] = executor
+    if previous is not None and previous is not executor and previous is not worker.executors.get("offload"):
+        previous.shutdown(wait=False)  # the thread pool the worker made for itself: never used
+    return executor
+
+
+def _teardown(worker: Any) -> None:
+    executor = getattr(worker, "executors", {}).get("default")
+    if isinstance(executor, DaskExecutor):
+        executor.shutdown(wait=True)
+
+
+try:
+    import click
+except ImportError:  # distributed (which needs click) is not installed: no preload then
+    pass
+else:
+
+    @click.command()
+    @click.option("--interpool-workers", type=int, default=None, help="worker interpreters (default: --nthreads)")
+    @click.option(
+        "--interpool-isolate", multiple=True, help="a module for isolate= (repeatable), or 'auto'", metavar="MODULE"
+    )
+    def dask_setup(worker: Any, interpool_workers: int | None, interpool_isolate: tuple[str, ...]) -> None:
+        """Dask preload: run this worker's tasks on interpool worker interpreters."""
+        isolate: Iterable[str] | str | None = None
+        if interpool_isolate == ("auto",):
+            isolate = "auto"
+        elif interpool_isolate:
+            isolate = list(interpool_isolate)
+        _install(worker, interpool_workers, isolate)
+
+    def dask_teardown(worker: Any) -> None:
+        """Dask preload: shut the worker's interpool executor down with the worker."""
+        _teardown(worker)
