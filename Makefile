@@ -7,6 +7,8 @@ MATRIX ?= 3.12 3.13 3.14 3.14t
 # Python for the demo/dev venv: PYTHON=... or the first python3.1x >= 3.12 on PATH.
 DEV ?= any
 PYTEST_ARGS ?=
+# The Python of the matrix whose suite runs in interpool's debug mode (src/debug.rs).
+DEBUG_PYTHON ?= 3.14
 
 .PHONY: help
 help: ## List the targets
@@ -115,7 +117,11 @@ test-python: ## pytest on every Python of the matrix ($(MATRIX))
 	  if [ $$t = 3.12 ]; then \
 	    echo "   (INTERPOOL_UNSAFE_PY312=1: 3.12.0-3.12.3 refuse pools by default, gh-119213; tests run them anyway)"; \
 	  fi; \
-	  INTERPOOL_UNSAFE_PY312=$$([ $$t = 3.12 ] && echo 1) $$venv/bin/python -m pytest $(PYTEST_ARGS); \
+	  debug=(); if [ $$t = "$(DEBUG_PYTHON)" ]; then \
+	    echo "   (debug mode: INTERPOOL_DEBUG=1 checks every kept object's interpreter, PYTHONMALLOC=pymalloc_debug every free)"; \
+	    debug=(INTERPOOL_DEBUG=1 PYTHONMALLOC=pymalloc_debug); \
+	  fi; \
+	  env "$${debug[@]}" INTERPOOL_UNSAFE_PY312=$$([ $$t = 3.12 ] && echo 1) $$venv/bin/python -m pytest $(PYTEST_ARGS); \
 	done
 
 # Rounds of each soak scenario (tests/test_soak.py runs 2 of each in `make test`).

@@ -13,7 +13,7 @@
 //!
 //! The check is a process-wide map from address to (interpreter, references), so the mode
 //! costs a lock per keep, use and release; off, each hook is one relaxed load. `make test`
-//! runs the 3.13 suite in this mode, under `PYTHONMALLOC=pymalloc_debug`, which turns a
+//! runs the 3.14 suite in this mode, under `PYTHONMALLOC=pymalloc_debug`, which turns a
 //! cross-heap free that escapes these checks into a fatal error at the free.
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock, PoisonError};

@@ -8,14 +8,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use interpool_core::Constant;
-use pyo3_ffi as ffi;
 
-use crate::py::{Owned, Python};
+use crate::py::{Owned, Python, Stashed};
 
 struct Entry {
     constant: Weak<Constant>,
     /// A strong reference to the decoded object, in the cache's interpreter.
-    obj: usize,
+    obj: Stashed,
 }
 
 /// The constants an interpreter decoded, by id (in its module state).
@@ -29,30 +28,14 @@ impl ConstantCache {
         let mut stale = Vec::new();
         let result = {
             let mut cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-            cache.retain(|_, entry| {
-                let alive = entry.constant.strong_count() > 0;
-                if !alive {
-                    stale.push(entry.obj);
-                }
-                alive
-            });
+            let gone: Vec<u64> =
+                cache.iter().filter(|(_, entry)| entry.constant.strong_count() == 0).map(|(&id, _)| id).collect();
+            stale.extend(gone.into_iter().filter_map(|id| cache.remove(&id)));
             match cache.get(&constant.id()) {
                 // Another thread of this interpreter decoded it meanwhile: use theirs.
-                // SAFETY: the cache owns a strong reference to an object of this interpreter.
-                Some(entry) => {
-                    crate::debug::check(entry.obj as *mut ffi::PyObject, "a decoded Constant");
-                    // SAFETY: as above.
-                    unsafe { py.borrow(entry.obj as *mut ffi::PyObject) }.to_owned()
-                }
+                Some(entry) => entry.obj.bind(py).to_owned(),
                 None => {
-                    let entry = Entry {
-                        constant: Arc::downgrade(constant),
-                        obj: {
-                            let ptr = obj.borrowed().to_owned().into_ptr();
-                            crate::debug::keep(ptr);
-                            ptr as usize
-                        },
-                    };
+                    let entry = Entry { constant: Arc::downgrade(constant), obj: obj.borrowed().to_owned().stash() };
                     cache.insert(constant.id(), entry);
                     obj
                 }
@@ -62,29 +45,21 @@ impl ConstantCache {
         result
     }
 
-    /// The cached object for constant `id`, if any.
+    /// The cached object for constant `id`, if any (taken under the lock, so no sweep frees
+    /// it first).
     pub fn lookup<'py>(&self, py: Python<'py>, id: u64) -> Option<Owned<'py>> {
-        let cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        // SAFETY: the cache owns a strong reference to an object of this interpreter (`py`'s:
-        // the cache is in its module state); taken under the lock, so no sweep frees it first.
-        cache.get(&id).map(|entry| {
-            crate::debug::check(entry.obj as *mut ffi::PyObject, "a decoded Constant");
-            // SAFETY: as above.
-            unsafe { py.borrow(entry.obj as *mut ffi::PyObject) }.to_owned()
-        })
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).get(&id).map(|entry| entry.obj.bind(py).to_owned())
     }
 
     /// Release every cached object (module clear/free, attached).
     pub fn clear(&self, py: Python<'_>) {
         let entries = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
-        release(py, entries.into_values().map(|entry| entry.obj).collect());
+        release(py, entries.into_values().collect());
     }
 }
 
-fn release(_py: Python<'_>, objects: Vec<usize>) {
-    for obj in objects {
-        crate::debug::release(obj as *mut ffi::PyObject, "a decoded Constant");
-        // SAFETY: strong references the cache owned, released attached to its interpreter.
-        unsafe { ffi::Py_DECREF(obj as *mut ffi::PyObject) };
+fn release(py: Python<'_>, entries: Vec<Entry>) {
+    for entry in entries {
+        entry.obj.release(py);
     }
 }

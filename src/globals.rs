@@ -13,23 +13,27 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use pyo3_ffi as ffi;
 
-use crate::py::{Borrowed, Owned, PyResult, Python};
+use crate::py::{Borrowed, Owned, PyResult, Python, Stashed};
 
 /// How an object is reached from its module. Owns a strong reference to each object it
 /// names, released when the last `Arc` of it is dropped; paths live in one interpreter's
 /// module state and are only used, and so dropped, by threads attached to it.
 struct Path {
-    /// The object itself (kept alive, so its address cannot be reused by another object).
-    object: usize,
-    module_name: usize,
-    parts: Vec<usize>,
+    /// The object itself (kept alive, so its address cannot be reused by another object),
+    /// the module's name, then each part of the qualified name.
+    refs: Vec<Stashed>,
     /// `module\0qualname`, as written on the wire.
     wire: Box<[u8]>,
 }
 
 impl Drop for Path {
     fn drop(&mut self) {
-        release(self.refs());
+        for kept in self.refs.drain(..) {
+            // SAFETY: a Path is neither Send nor Sync (its references are `Stashed`): it is
+            // dropped on a thread of its interpreter, by code that holds a token (the codec,
+            // the module's clear and free); `release` checks the interpreter.
+            unsafe { kept.release_attached() };
+        }
     }
 }
 
@@ -72,31 +76,15 @@ pub struct Globals {
     /// Sender side: object address -> its path (`None`: does not qualify).
     by_object: Mutex<FastMap<usize, Option<Arc<Path>>>>,
     /// Receiver side: wire name -> the object it resolved to.
-    by_name: Mutex<FastMap<Box<[u8]>, usize>>,
+    by_name: Mutex<FastMap<Box<[u8]>, Stashed>>,
 }
 
 const MAX_ENTRIES: usize = 4096;
 
-/// Python objects in the caches are strong references owned by the cache: released here.
-fn release(ptrs: impl IntoIterator<Item = usize>) {
-    for ptr in ptrs {
-        crate::debug::release(ptr as *mut ffi::PyObject, "an object cached by reference (globals)");
-        // SAFETY: callers hold the interpreter attached (`Globals::clear` is called from the
-        // module's clear/free, with a token) and own these references.
-        unsafe { ffi::Py_DECREF(ptr as *mut ffi::PyObject) };
-    }
-}
-
-/// The reference, kept by a cache (registered in debug mode).
-fn kept(obj: Owned<'_>) -> usize {
-    let ptr = obj.into_ptr();
-    crate::debug::keep(ptr);
-    ptr as usize
-}
-
-impl Path {
-    fn refs(&self) -> impl Iterator<Item = usize> + '_ {
-        [self.object, self.module_name].into_iter().chain(self.parts.iter().copied())
+/// Objects cached by name are strong references owned by the cache: released here.
+fn release(py: Python<'_>, objects: impl IntoIterator<Item = Stashed>) {
+    for kept in objects {
+        kept.release(py);
     }
 }
 
@@ -128,13 +116,8 @@ impl Globals {
         let py = obj.py();
         // SAFETY: `path` (an Arc held here) owns strong references to these objects of this
         // interpreter for as long as the borrows below are used.
-        let borrow = |ptr: usize| {
-            crate::debug::check(ptr as *mut ffi::PyObject, "an object cached by reference (globals)");
-            // SAFETY: as above.
-            unsafe { py.borrow(ptr as *mut ffi::PyObject) }
-        };
-        let parts = path.parts.iter().map(|&p| borrow(p));
-        let same = Self::resolve_loaded(borrow(path.module_name), parts)?.is_some_and(|f| f.borrowed().is(obj));
+        let parts = path.refs[2..].iter().map(|part| part.bind(py));
+        let same = Self::resolve_loaded(path.refs[1].bind(py), parts)?.is_some_and(|f| f.borrowed().is(obj));
         Ok(same.then_some(Name(path)))
     }
 
@@ -170,12 +153,8 @@ impl Globals {
         }
         let wire = [module_str.as_bytes(), b"\0", qual_str.as_bytes()].concat().into_boxed_slice();
         // The path owns a reference to the object and to each name.
-        Ok(Some(Path {
-            object: kept(obj.to_owned()),
-            module_name: kept(module),
-            parts: parts.into_iter().map(kept).collect(),
-            wire,
-        }))
+        let refs = [obj.to_owned(), module].into_iter().chain(parts).map(Owned::stash).collect();
+        Ok(Some(Path { refs, wire }))
     }
 
     /// `sys.modules[module]` followed through `parts`, without importing (`None` if absent).
@@ -197,10 +176,8 @@ impl Globals {
 
     /// The object a wire name refers to, importing its module if needed (receiver side).
     pub fn resolve<'py>(&self, py: Python<'py>, wire: &[u8]) -> PyResult<Owned<'py>> {
-        if let Some(&ptr) = self.by_name.lock().unwrap_or_else(PoisonError::into_inner).get(wire) {
-            crate::debug::check(ptr as *mut ffi::PyObject, "an object cached by name (globals)");
-            // SAFETY: the cache owns a strong reference to an object of this interpreter.
-            return Ok(unsafe { py.borrow(ptr as *mut ffi::PyObject) }.to_owned());
+        if let Some(found) = self.by_name.lock().unwrap_or_else(PoisonError::into_inner).get(wire) {
+            return Ok(found.bind(py).to_owned());
         }
         let text = std::str::from_utf8(wire).map_err(|_| py.system_error("corrupt global name"))?;
         let (module, qualname) = text.split_once('\0').ok_or_else(|| py.system_error("corrupt global name"))?;
@@ -208,20 +185,20 @@ impl Globals {
         for part in qualname.split('.') {
             obj = obj.borrowed().getattr(&crate::py::cstring(py, part, "name")?)?;
         }
-        let stale: Vec<usize> = {
+        let stale: Vec<Stashed> = {
             let mut cache = self.by_name.lock().unwrap_or_else(PoisonError::into_inner);
             let stale = if cache.len() >= MAX_ENTRIES { cache.drain().map(|(_, p)| p).collect() } else { Vec::new() };
-            let new = kept(obj.borrowed().to_owned());
+            let new = obj.borrowed().to_owned().stash();
             stale.into_iter().chain(cache.insert(wire.into(), new)).collect()
         };
-        release(stale);
+        release(py, stale);
         Ok(obj)
     }
 
     /// Release every cached reference (attached to this interpreter: module clear/free).
-    pub fn clear(&self, _py: Python<'_>) {
+    pub fn clear(&self, py: Python<'_>) {
         drop(std::mem::take(&mut *self.by_object.lock().unwrap_or_else(PoisonError::into_inner)));
         let by_name = std::mem::take(&mut *self.by_name.lock().unwrap_or_else(PoisonError::into_inner));
-        release(by_name.into_values());
+        release(py, by_name.into_values());
     }
 }

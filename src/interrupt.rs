@@ -47,13 +47,40 @@ fn add_pending_call() -> Option<AddPendingCall> {
     })
 }
 
+/// `interpool.TaskInterrupted` of a worker's interpreter, as the cell that the watchdog
+/// shares holds it: dereferenced only by [`deliver`], attached to that interpreter (checked).
+struct WorkerClass {
+    ptr: std::ptr::NonNull<ffi::PyObject>,
+    interp: usize,
+}
+
+// SAFETY: the watchdog thread only moves and shares the cell that holds this; the pointer is
+// dereferenced in `deliver` alone, after `get` checked that the thread is attached to the
+// class's interpreter, whose module state keeps the class alive while the worker's cell is in
+// use (the worker takes its interrupter away before its interpreter ends).
+unsafe impl Send for WorkerClass {}
+// SAFETY: as above; nothing is mutated through it.
+unsafe impl Sync for WorkerClass {}
+
+impl WorkerClass {
+    /// The class, if `py` is attached to its interpreter.
+    fn get<'py>(&self, py: Python<'py>) -> Option<Borrowed<'_, 'py>> {
+        if py.interpreter() != self.interp {
+            return None;
+        }
+        crate::debug::check(self.ptr.as_ptr(), "a worker's TaskInterrupted class");
+        // SAFETY: attached to the class's interpreter (checked), which keeps it alive (above).
+        Some(unsafe { py.borrow(self.ptr.as_ptr()) })
+    }
+}
+
 /// What the watchdog and the worker's interpreter share about one worker.
 pub struct Cell {
     /// The worker's interpreter and thread.
     interp: usize,
     thread: c_ulong,
     /// `interpool.TaskInterrupted` of the worker's interpreter (kept alive by its module).
-    class: usize,
+    class: WorkerClass,
     /// The task running now (0: none), the task a request is for, and why.
     running: AtomicU64,
     target: AtomicU64,
@@ -72,7 +99,7 @@ impl Cell {
             interp: py.interpreter(),
             // SAFETY: returns this OS thread's identifier; no requirement.
             thread: unsafe { ffi::PyThread_get_thread_ident() },
-            class: class.as_ptr() as usize,
+            class: WorkerClass { ptr: class.non_null(), interp: py.interpreter() },
             running: AtomicU64::new(0),
             target: AtomicU64::new(0),
             why: AtomicU8::new(0),
@@ -122,7 +149,11 @@ extern "C" fn deliver(arg: *mut c_void) -> c_int {
         1 => c"the task ran longer than its timeout",
         _ => c"the task was interrupted",
     };
-    let class = cell.class as *mut ffi::PyObject;
+    // SAFETY: pending calls run attached to the interpreter they were queued for.
+    let py = unsafe { Python::assume() };
+    let Some(class) = cell.class.get(py).map(Borrowed::as_ptr) else {
+        return 0; // not the worker's interpreter (cannot happen: queued for it)
+    };
     // SAFETY: returns this OS thread's identifier.
     if unsafe { ffi::PyThread_get_thread_ident() } == cell.thread {
         // SAFETY: pending calls run attached to the target interpreter, whose class this is;

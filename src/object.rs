@@ -92,18 +92,18 @@ pub fn new_object<'py, T: PyClass>(py: Python<'py>, state: &State, value: T) -> 
     new_instance(py, T::type_object(state), value)
 }
 
-/// Drop the Rust value and free the object (the body of every `tp_dealloc`).
+/// Drop the Rust value and free the object: the body of every `tp_dealloc`. A panic of the
+/// value's destructor goes to `report` (the trampoline's), never unwinds into C.
 ///
 /// # Safety
 /// `obj` is an instance of `T`'s heap type whose refcount reached zero; attached.
-pub unsafe fn drop_instance<T: PyClass>(obj: *mut ffi::PyObject) {
+pub unsafe fn drop_instance<T: PyClass>(obj: *mut ffi::PyObject, report: impl FnOnce(Box<dyn std::any::Any + Send>)) {
     // SAFETY: reading the type of the dying object.
     let tp = unsafe { ffi::Py_TYPE(obj) };
     // SAFETY: the value was initialized at allocation and is dropped exactly once, here.
     let value = unsafe { std::ptr::read(&raw const (*obj.cast::<Cell<T>>()).value) };
-    if catch_unwind(AssertUnwindSafe(|| drop(value))).is_err() {
-        // A panicking destructor must not unwind into C; what it held is leaked.
-        eprintln!("interpool: a destructor panicked; please report it");
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| drop(value))) {
+        report(panic); // what the value held is leaked
     }
     // SAFETY: the value is gone; free the memory and the instance's reference to its type.
     unsafe { free_instance(obj, tp) }

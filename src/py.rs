@@ -324,6 +324,11 @@ impl<'a, 'py> Borrowed<'a, 'py> {
         self.0.as_ptr()
     }
 
+    /// The object's address, non-null (to keep an address, not a reference).
+    pub fn non_null(self) -> NonNull<ffi::PyObject> {
+        self.0
+    }
+
     pub fn py(self) -> Python<'py> {
         // SAFETY: a Borrowed exists only while its interpreter is attached.
         unsafe { Python::assume() }
@@ -617,9 +622,13 @@ impl Drop for Owned<'_> {
     }
 }
 
-/// A strong reference kept while its interpreter may be detached (by a worker thread
-/// between tasks). It must be given back with [`Stashed::release`] while attached;
-/// forgetting it leaks the object, which is safe.
+/// A strong reference kept beyond one attachment: by a worker thread between tasks, by a
+/// module state's slots, by the codec's caches. It remembers its interpreter and refuses to be
+/// used or released from another one (and in debug mode, `src/debug.rs`, is registered and
+/// checked as every kept object is). It is neither `Send` nor `Sync`, so nothing holding one
+/// can move to another thread or be shared with one (`Python::detached` closures included).
+/// It must be given back with [`Stashed::release`] while attached; forgetting it leaks the
+/// object, which is safe.
 pub struct Stashed {
     ptr: NonNull<ffi::PyObject>,
     interp: usize,
@@ -633,12 +642,26 @@ impl Stashed {
         Borrowed(self.ptr, PhantomData)
     }
 
+    /// The object's address (for identity and GC traversal; not a reference).
+    pub fn as_ptr(&self) -> *mut ffi::PyObject {
+        self.ptr.as_ptr()
+    }
+
     /// Release the reference; panics if `py` is attached to another interpreter.
     pub fn release(self, py: Python<'_>) {
         crate::debug::release(self.ptr.as_ptr(), "a stashed object");
         assert_eq!(py.interpreter(), self.interp, "Stashed object released from another interpreter");
         // SAFETY: the stashed strong reference, released while attached to its interpreter.
         unsafe { ffi::Py_DECREF(self.ptr.as_ptr()) }
+    }
+
+    /// Release the reference where no token is at hand (a `Drop` of a cache entry).
+    ///
+    /// # Safety
+    /// The calling thread is attached to the object's interpreter.
+    pub unsafe fn release_attached(self) {
+        // SAFETY: attached (the caller's contract); `release` checks it is the right interpreter.
+        self.release(unsafe { Python::assume() });
     }
 }
 
@@ -668,3 +691,32 @@ pub fn check(status: c_int) -> PyResult<()> {
 pub fn cstring(py: Python<'_>, s: &str, what: &str) -> PyResult<std::ffi::CString> {
     std::ffi::CString::new(s).map_err(|_| py.value_error(&format!("{what} must not contain NUL characters")))
 }
+
+/// `assert_not_impl!(Type: Trait, ...)`: a build error if `Type` implements any of the traits
+/// (the "ambiguous impl" trick of the `static_assertions` crate). The ownership rules that
+/// must hold at compile time are stated with it next to the types they constrain, so that a
+/// change that would let an object or a token leave its thread fails every build.
+macro_rules! assert_not_impl {
+    ($ty:ty: $($tr:path),+) => {
+        const _: fn() = || {
+            trait AmbiguousIfImpl<A> {
+                fn some_item() {}
+            }
+            impl<T: ?Sized> AmbiguousIfImpl<()> for T {}
+            $({
+                #[allow(dead_code)]
+                struct Invalid;
+                impl<T: ?Sized + $tr> AmbiguousIfImpl<Invalid> for T {}
+            })+
+            let _ = <$ty as AmbiguousIfImpl<_>>::some_item;
+        };
+    };
+}
+pub(crate) use assert_not_impl;
+
+// A token proves attachment on this thread only; references stay in their interpreter's thread
+// (`Python::detached` takes only `Send` closures, so none of these can be used while detached).
+assert_not_impl!(Python<'static>: Send, Sync);
+assert_not_impl!(Owned<'static>: Send, Sync);
+assert_not_impl!(Borrowed<'static, 'static>: Send, Sync);
+assert_not_impl!(Stashed: Send, Sync);

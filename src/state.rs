@@ -13,48 +13,34 @@ use std::sync::{Mutex, PoisonError};
 
 use pyo3_ffi as ffi;
 
-use crate::py::{Borrowed, Owned, PyErr, PyResult, Python};
+use crate::py::{Borrowed, Owned, PyErr, PyResult, Python, Stashed};
 
 /// A strong reference to an object of this interpreter, replaceable at run time (several
-/// threads of one interpreter may use it at once in free-threaded builds).
+/// threads of one interpreter may use it at once in free-threaded builds). Like the
+/// [`Stashed`] inside, neither `Send` nor `Sync`: a [`State`] stays with its interpreter.
 #[derive(Default)]
-pub struct Slot(Mutex<usize>);
+pub struct Slot(Mutex<Option<Stashed>>);
 
 impl Slot {
-    /// A new reference to the object, if set.
+    /// A new reference to the object, if set (taken under the lock, so `set` cannot free it
+    /// meanwhile).
     pub fn get<'py>(&self, py: Python<'py>) -> Option<Owned<'py>> {
-        let ptr = *self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if ptr == 0 {
-            return None;
-        }
-        crate::debug::check(ptr as *mut ffi::PyObject, "an object of the module state");
-        // SAFETY: the slot holds a strong reference to an object of this interpreter (the
-        // state is per interpreter, and `py` is attached to it), so borrowing it and taking
-        // a reference is valid; done under the lock, so `set` cannot free it meanwhile.
-        Some(unsafe { py.borrow(ptr as *mut ffi::PyObject) }.to_owned())
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|kept| kept.bind(py).to_owned())
     }
 
-    /// Replace the object (the old one is released, so this needs `_py`: attached to the
-    /// state's interpreter).
-    pub fn set(&self, _py: Python<'_>, obj: Option<Owned<'_>>) {
-        let new = obj.map_or(0, |o| {
-            let ptr = o.into_ptr();
-            crate::debug::keep(ptr);
-            ptr as usize
-        });
-        let old = std::mem::replace(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner), new);
-        if old != 0 {
-            crate::debug::release(old as *mut ffi::PyObject, "an object of the module state");
-            // SAFETY: the reference the slot owned, released while attached (callers hold a
-            // token) to the state's interpreter.
-            unsafe { ffi::Py_DECREF(old as *mut ffi::PyObject) };
+    /// Replace the object; the old one is released (attached to the state's interpreter, as
+    /// `py` proves).
+    pub fn set(&self, py: Python<'_>, obj: Option<Owned<'_>>) {
+        let old = std::mem::replace(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner), obj.map(Owned::stash));
+        if let Some(old) = old {
+            old.release(py); // after the lock: a decref may run code that reads the slot
         }
     }
 
     fn visit(&self, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
-        let ptr = *self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         // SAFETY: GC traversal of a strong reference we own.
-        if ptr == 0 { 0 } else { unsafe { visit(ptr as *mut ffi::PyObject, arg) } }
+        kept.as_ref().map_or(0, |kept| unsafe { visit(kept.as_ptr(), arg) })
     }
 }
 
@@ -108,7 +94,7 @@ pub struct State {
     pub types: Types,
     /// Raw type pointers, read on hot paths without locking (set once at exec, before any
     /// use; owned by `types`).
-    type_ptrs: [usize; 5],
+    type_ptrs: [*mut ffi::PyTypeObject; 5],
     pub hooks: Hooks,
     errors: [Slot; ERROR_CLASSES],
     /// Functions and classes sent by reference (see `globals.rs`).
@@ -123,7 +109,7 @@ impl State {
     pub fn new(py: Python<'_>) -> Self {
         State {
             types: Types::default(),
-            type_ptrs: [0; 5],
+            type_ptrs: [std::ptr::null_mut(); 5],
             hooks: Hooks::default(),
             errors: Default::default(),
             globals: crate::globals::Globals::default(),
@@ -142,7 +128,7 @@ impl State {
         buffer: Owned<'_>,
     ) {
         for (i, tp) in [&pool, &ticket, &queue, &buffer].into_iter().enumerate() {
-            self.type_ptrs[i] = tp.as_ptr() as usize;
+            self.type_ptrs[i] = tp.as_ptr().cast();
         }
         self.types.pool.set(py, Some(pool));
         self.types.ticket.set(py, Some(ticket));
@@ -151,24 +137,24 @@ impl State {
     }
 
     pub fn pool_type(&self) -> *mut ffi::PyTypeObject {
-        self.type_ptrs[0] as *mut ffi::PyTypeObject
+        self.type_ptrs[0]
     }
     pub fn ticket_type(&self) -> *mut ffi::PyTypeObject {
-        self.type_ptrs[1] as *mut ffi::PyTypeObject
+        self.type_ptrs[1]
     }
     pub fn queue_type(&self) -> *mut ffi::PyTypeObject {
-        self.type_ptrs[2] as *mut ffi::PyTypeObject
+        self.type_ptrs[2]
     }
     pub fn buffer_type(&self) -> *mut ffi::PyTypeObject {
-        self.type_ptrs[3] as *mut ffi::PyTypeObject
+        self.type_ptrs[3]
     }
     pub fn constant_type(&self) -> *mut ffi::PyTypeObject {
-        self.type_ptrs[4] as *mut ffi::PyTypeObject
+        self.type_ptrs[4]
     }
 
     /// Record the `Constant` class's type (exec time, before any instance exists).
     pub fn set_constant_type(&mut self, py: Python<'_>, constant: Owned<'_>) {
-        self.type_ptrs[4] = constant.as_ptr() as usize;
+        self.type_ptrs[4] = constant.as_ptr().cast();
         self.types.constant.set(py, Some(constant));
     }
 
@@ -291,3 +277,9 @@ impl<'py> ModuleRef<'py> {
         unsafe { State::of_module(self.0.as_ptr()) }.expect("interpool._interpool was initialized")
     }
 }
+
+// A module state belongs to its interpreter: it cannot be moved to another thread, and no
+// reference to it can enter a `Python::detached` closure (a decref there, as in
+// `py.detached(|| state.hooks.dumps.set(py, None))`, does not compile).
+crate::py::assert_not_impl!(State: Send, Sync);
+crate::py::assert_not_impl!(Slot: Send, Sync);

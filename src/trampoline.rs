@@ -51,15 +51,20 @@ pub unsafe fn run<R: CReturn>(body: impl for<'py> FnOnce(Python<'py>) -> PyResul
         Ok(Ok(value)) => value,
         Ok(Err(_)) => R::ERROR,
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            py.system_error(&format!("internal error in interpool (Rust panic: {what}); please report it"));
+            py.system_error(&internal_error(&*panic));
             R::ERROR
         }
     }
+}
+
+/// The `SystemError` message of a caught panic.
+fn internal_error(panic: &(dyn std::any::Any + Send)) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    format!("internal error in interpool (Rust panic: {what}); please report it")
 }
 
 /// What a callback's `self` turns into: an [`Instance`] of a class, or the module.
@@ -161,8 +166,21 @@ pub unsafe fn new<T: PyClass>(
 /// # Safety
 /// Called by CPython once, attached, when an instance of `T`'s heap type is deallocated.
 pub unsafe extern "C" fn dealloc<T: PyClass>(obj: *mut ffi::PyObject) {
+    // SAFETY: CPython deallocates attached.
+    let py = unsafe { Python::assume() };
+    let report = |panic: Box<dyn std::any::Any + Send>| {
+        // A deallocation cannot raise: the panic is reported as unraisable, and an exception
+        // being raised meanwhile is kept.
+        let raised = py.take_exception();
+        py.system_error(&internal_error(&*panic));
+        // SAFETY: attached, with the exception just set; no object to name (it is dying).
+        unsafe { ffi::PyErr_WriteUnraisable(std::ptr::null_mut()) };
+        if let Some(raised) = raised {
+            let _ = py.restore_exception(raised);
+        }
+    };
     // SAFETY: the caller's contract: the last reference to a `T` instance is gone.
-    unsafe { crate::object::drop_instance::<T>(obj) }
+    unsafe { crate::object::drop_instance::<T>(obj, report) }
 }
 
 /// `bf_getbuffer`-style callbacks returning `c_int`, and `sq_length`-style ones returning

@@ -96,7 +96,6 @@ pub struct PyFactory {
     initializer: Option<Value>,
 }
 
-
 impl PyFactory {
     pub fn new(bootstrap: CString, settings: Value, initializer: Option<Value>) -> Self {
         PyFactory { bootstrap: std::sync::Mutex::new(bootstrap), settings, initializer }

@@ -119,8 +119,13 @@ def test_progress_with_tqdm_counts_every_item() -> None:
     class Counting(tqdm.tqdm):  # type: ignore[misc,name-defined]
         monitor_interval = 0  # no monitor thread
 
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self.number = len(totals)  # not id(self): the second bar may reuse the first's address
+            totals[self.number] = 0
+            super().__init__(*args, **kwargs)
+
         def close(self) -> None:
-            totals[id(self)] = self.n
+            totals[self.number] = self.n
             super().close()
 
     import tqdm.auto

@@ -194,3 +194,17 @@ with InterpreterPoolExecutor(2) as pool:
     assert proc.returncode in (130, -signal.SIGINT), f"status {proc.returncode}: {err}"
     assert "KeyboardInterrupt" in err and "Fatal" not in err, err
     assert elapsed < 1.0, f"took {elapsed:.2f}s to return to the shell"
+
+
+def test_tasks_of_recycled_workers_are_stopped_in_time_not_given_up() -> None:
+    # Before: a worker thread kept its first interpreter's interrupter, so after recycling
+    # (max_tasks_per_worker) a timed-out pure-Python loop was reported "stuck in a C call",
+    # kept its core busy, and exit waited for it (60 timed-out tasks, recycling every 3: 14 stuck).
+    with InterpreterPoolExecutor(1, max_tasks_per_worker=1, task_timeout=0.1, interrupt_grace=5) as pool:
+        futures = [pool.submit(tasks.spin, 10**12) for _ in range(4)]
+        for future in futures:
+            with pytest.raises(TimeoutError):
+                future.result(timeout=60)
+        stats = pool.stats()
+        assert (stats["stuck"], stats["abandoned"]) == (0, 0)
+        assert pool.submit(tasks.square, 7).result(timeout=60) == 49

@@ -236,7 +236,10 @@ struct Job<I> {
 
 /// What a worker thread shares with the watchdog.
 struct Slot<F: WorkerFactory> {
-    interrupter: OnceLock<F::Interrupter>,
+    /// The interrupter of the thread's current worker: replaced with each worker the thread
+    /// starts (after recycling), and taken away before a worker is stopped, so a stop request
+    /// never goes to an ended worker (nor misses a replaced one's tasks).
+    interrupter: Mutex<Option<F::Interrupter>>,
     /// The task running now (or the worker's initializer).
     running: Mutex<Option<Ticket>>,
     /// The thread's event sender (so a watchdog started after the pool closed has one).
@@ -744,7 +747,7 @@ fn worker_thread<F: WorkerFactory>(
 ) {
     let mut exit = ThreadExit { shared, counted: true };
     let factory = &shared.factory;
-    let slot = Arc::new(Slot::<F> { interrupter: OnceLock::new(), running: Mutex::new(None), events: events.clone() });
+    let slot = Arc::new(Slot::<F> { interrupter: Mutex::new(None), running: Mutex::new(None), events: events.clone() });
     lock(&shared.watched).slots.push(Arc::clone(&slot));
     let _unwatch = Unwatch { shared, slot: &slot };
     loop {
@@ -762,18 +765,22 @@ fn worker_thread<F: WorkerFactory>(
             Ok(worker) => worker,
             Err(message) => return shared.break_pool(message, events),
         };
-        let _ = slot.interrupter.set(factory.interrupter(&worker));
+        *lock(&slot.interrupter) = Some(factory.interrupter(&worker));
+        let stop = |worker: F::Worker| {
+            lock(&slot.interrupter).take();
+            factory.stop(worker);
+        };
         let init = Ticket::new(crate::INIT_TASK, shared.config.init_timeout);
         init.start();
         let initialized = watched(shared, &slot, &init, || factory.initialize(&mut worker));
         if !init.finish() {
             // Given up: the initializer did not stop in time (the pool was broken by then).
             exit.counted = false;
-            factory.stop(worker);
+            stop(worker);
             return;
         }
         if let Err(message) = initialized {
-            factory.stop(worker);
+            stop(worker);
             return shared.break_pool(message, events);
         }
         shared.ready.fetch_add(1, Ordering::Relaxed);
@@ -802,7 +809,7 @@ fn worker_thread<F: WorkerFactory>(
                 // already, and a new worker took this one's place.
                 exit.counted = false;
                 shared.ready.fetch_sub(1, Ordering::Relaxed);
-                factory.stop(worker);
+                stop(worker);
                 return;
             }
             shared.completed.fetch_add(1, Ordering::Relaxed);
@@ -817,7 +824,7 @@ fn worker_thread<F: WorkerFactory>(
             }
         };
         shared.ready.fetch_sub(1, Ordering::Relaxed);
-        factory.stop(worker);
+        stop(worker);
         if !replace {
             return;
         }
@@ -882,7 +889,7 @@ fn watchdog<F: WorkerFactory>(shared: &Arc<Shared<F>>, events: &Sender<Event<F::
             }
             // Keep asking, also after giving the task up (its thread should still end), then
             // less often.
-            if let Some(interrupter) = slot.interrupter.get() {
+            if let Some(interrupter) = lock(&slot.interrupter).as_ref() {
                 interrupter.interrupt(ticket.id(), why);
             }
             let again = if given_up { now + RESEND * 5 } else { (now + RESEND).min(asked + grace) };

@@ -485,3 +485,23 @@ fn time_limits_and_waits_too_large_for_a_deadline_mean_no_limit() {
     pool.shutdown(false, false);
     assert!(pool.join(Some(Duration::MAX), false));
 }
+
+#[test]
+fn tasks_of_a_replaced_worker_are_still_stopped_in_time() {
+    // Each worker runs one task (max_tasks_per_worker = 1), so every task after the first runs
+    // on a replacement. Before, the thread kept its first worker's interrupter: the stop
+    // requests of later tasks went nowhere and each was given up as stuck.
+    let fake = Arc::new(Fake::default());
+    let mut cfg = config(1);
+    cfg.max_tasks_per_worker = Some(1);
+    let pool = Pool::new(F(fake.clone()), cfg);
+    for id in 1..=4 {
+        pool.submit(id, SPIN, Some(Duration::from_millis(20))).unwrap();
+    }
+    let (done, _) = next_done(&pool, 4);
+    assert_eq!(done, (1..=4).map(|id| (id, INTERRUPTED)).collect::<Vec<_>>());
+    let stats = pool.stats();
+    assert_eq!((stats.abandoned, stats.stuck, stats.recycled), (0, 0, 4));
+    pool.shutdown(false, false);
+    assert!(pool.join(Some(Duration::from_secs(10)), false));
+}
