@@ -60,8 +60,12 @@ fn fill_spares<'py>(py: Python<'py>, _module: ModuleRef<'py>, args: Args<'py>) -
 }
 
 /// `_end_spares()`: end every spare interpreter now and wait for their threads (detached).
+/// Only the main interpreter does: a worker may be inside `Py_EndInterpreter`, holding the
+/// 3.12/3.13 creation lock (`interp.rs`) that the spare threads it would wait for need.
 fn end_spares<'py>(py: Python<'py>, _module: ModuleRef<'py>) -> PyResult<Owned<'py>> {
-    py.detached(|| crate::worker::SPARES.end_all());
+    if py.is_main_interpreter() {
+        py.detached(|| crate::worker::SPARES.end_all());
+    }
     Ok(py.none())
 }
 

@@ -596,3 +596,11 @@ def dated_square(n: int) -> list[object]:
 
     day = datetime.date(2026, 1, 1) + datetime.timedelta(days=n)
     return [n * n, json.loads(json.dumps({"day": day.isoformat()}))["day"]]
+
+
+def imports_interpool(_: object = None) -> bool:
+    """Import the whole package in a worker (as a task that uses ``interpool.dask`` or creates a
+    nested pool does): its exit hook is then registered in the worker's interpreter."""
+    import interpool._executor  # noqa: F401
+
+    return True

@@ -163,3 +163,26 @@ for _ in range(5):
 print("ok")
 """)
     assert "ok" in out
+
+
+@pytest.mark.timeout(180)
+def test_workers_that_import_interpool_end_without_waiting_for_spares() -> None:
+    # A worker that imports the whole package (interpool.dask, a nested pool) registers its exit
+    # hook in the worker's interpreter, which runs inside Py_EndInterpreter. It used to end the
+    # process's spares there, joining spare threads that waited for the creation lock the ending
+    # worker held (3.12, 3.13): the process hung, 3 of 3 runs (a Dask cluster's close, every time).
+    proc = run_script(
+        """
+        import tasks
+        from interpool import InterpreterPoolExecutor, _interpool
+
+        if __name__ == "__main__":
+            for _ in range(6):
+                with InterpreterPoolExecutor(2) as pool:
+                    got = list(pool.map(tasks.imports_interpool, range(4)))
+            print(got, _interpool._spares() >= 0)
+        """,
+        timeout=170,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["[True,", "True,", "True,", "True]", "True"], proc.stdout

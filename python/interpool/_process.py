@@ -83,8 +83,15 @@ def pool_finished(threads: int, stack_size: int) -> None:
 
 
 def end_spares() -> None:
-    """End every spare interpreter now (before fork(), at exit)."""
-    _interpool._end_spares()
+    """End every spare interpreter now (before fork(), at exit of the main interpreter).
+
+    Spares belong to the process and only the main interpreter ends them. A worker interpreter
+    that imported interpool (a task using ``interpool.dask``, a nested pool) runs this module's
+    exit hook inside ``Py_EndInterpreter``, which on 3.12 and 3.13 holds the process-wide lock
+    that spare threads need to make or end their interpreters: joining them there deadlocked
+    the process (a Dask cluster's shutdown hung every time on 3.13)."""
+    if _interpool.interpreter_id() == 0:
+        _interpool._end_spares()
 
 
 def check_python() -> None:
