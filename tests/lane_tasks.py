@@ -105,3 +105,8 @@ class Payload:
 
     def __len__(self) -> int:
         return len(self.data)
+
+
+def echo(*args: Any, **kwargs: Any) -> str:
+    """What the call received, as text (a wrapper object shows as itself)."""
+    return repr((args, kwargs))

@@ -131,6 +131,12 @@ def set_global(value: str) -> None:
 INIT_VALUE = "unset"
 
 
+def set_global_repr(value: object) -> None:
+    """An initializer that keeps the text of what it received (a wrapper shows as itself)."""
+    global INIT_VALUE
+    INIT_VALUE = repr(value)
+
+
 def get_global() -> str:
     return INIT_VALUE
 

@@ -325,6 +325,31 @@ def test_queue_and_shared_buffer_work_in_the_thread_lane() -> None:
 
 
 @pytest.mark.timeout(60)
+def test_a_constant_reaches_lane_calls_and_initializers_as_its_value(lane: str) -> None:
+    # The lane is transparent: a Constant argument (also inside tuples, lists and dicts) or
+    # initarg arrives as its value, as in a worker. Before: the thread lane passed the
+    # wrapper, the process lane refused it ("Constant cannot be pickled") and broke.
+    constant = interpool.Constant([1, 2, 3])
+    value = repr([1, 2, 3])
+    try:
+        with InterpreterPoolExecutor(1, fallback=lane, initializer=tasks.set_global_repr, initargs=(constant,)) as pool:
+            assert pool.submit(repr, constant).result(timeout=30) == value  # in a worker
+            calls = [
+                ((constant,), {}),
+                (((constant,),), {}),
+                (([constant, 1],), {}),
+                (({"k": constant},), {"kw": constant}),
+            ]
+            for args, kwargs in calls:
+                expected = lane_tasks.echo(*args, **kwargs).replace(repr(constant), value)
+                assert pool.submit(lane_tasks.echo, *args, **kwargs).result(timeout=30) == expected
+            assert pool.submit(lane_tasks.read_init_value).result(timeout=30) == value
+            assert pool.stats()["lane_completed"] == 5
+    finally:
+        tasks.INIT_VALUE = "unset"
+
+
+@pytest.mark.timeout(60)
 def test_a_lane_process_that_dies_fails_only_its_call() -> None:
     with InterpreterPoolExecutor(2) as pool:
         pool.submit(lane_tasks.pid).result(timeout=30)

@@ -64,7 +64,7 @@ if TYPE_CHECKING:  # multiprocessing is imported when the process lane starts it
 from . import _pickling, _process, _refusal, _worker
 from ._dispatch import TaskFuture, cancel_and_notify, decode_exception
 from ._errors import FallbackWarning, NotShareableError
-from ._interpool import Queue, SharedBuffer, TaskInterrupted
+from ._interpool import Constant, Queue, SharedBuffer, TaskInterrupted
 
 LANES = ("process", "thread")
 
@@ -148,6 +148,57 @@ def describe_call(fn: Any, args: tuple[Any, ...]) -> str:
     return _pickling.describe(target, call=True)
 
 
+_CONTAINERS = (tuple, list, dict, set, frozenset)
+
+
+def _has_constant(obj: Any, seen: set[int]) -> bool:
+    """Whether a ``Constant`` is in ``obj`` where the codec would find one: ``obj`` itself, or
+    inside exact tuples, lists, dicts (keys and values), sets and frozensets."""
+    kind = type(obj)
+    if kind is Constant:
+        return True
+    if kind not in _CONTAINERS or id(obj) in seen:
+        return False
+    seen.add(id(obj))
+    items = itertools.chain.from_iterable(obj.items()) if kind is dict else obj
+    return any(_has_constant(item, seen) for item in items)
+
+
+def _unwrap(obj: Any, memo: dict[int, Any]) -> Any:
+    kind = type(obj)
+    if kind is Constant:
+        return obj.value
+    if kind not in _CONTAINERS:
+        return obj
+    if id(obj) in memo:
+        return memo[id(obj)]
+    if kind is list:
+        new_list: list[Any] = []
+        memo[id(obj)] = new_list  # before the items: a list may contain itself
+        new_list.extend(_unwrap(item, memo) for item in obj)
+        return new_list
+    if kind is dict:
+        new_dict: dict[Any, Any] = {}
+        memo[id(obj)] = new_dict
+        for key, value in obj.items():
+            new_dict[_unwrap(key, memo)] = _unwrap(value, memo)
+        return new_dict
+    result = kind(_unwrap(item, memo) for item in obj)
+    memo[id(obj)] = result
+    return result
+
+
+def unwrap_constants(values: Any) -> Any:
+    """``values`` with every ``Constant`` replaced by its value, where the codec would decode
+    one for a worker (itself, or inside exact tuples, lists, dicts, sets and frozensets): the
+    lane is transparent, so a lane call (and the initializer of a lane process or thread) gets
+    what a worker would. Returned unchanged (the same object) when there is no Constant; else
+    its built-in containers are copied (as they are for a worker), other objects shared."""
+    if not _has_constant(values, set()):
+        return values
+    return _unwrap(values, {})
+
+
 def _settle(future: Future[Any], result: Any = None, exc: BaseException | None = None) -> None:
     """Complete ``future``, unless an interrupt cancelled it meanwhile (that outcome stands)."""
     try:
@@ -162,7 +213,20 @@ def _settle(future: Future[Any], result: Any = None, exc: BaseException | None =
 class LaneTask:
     """One call in the lane, and its future's handle (``TaskFuture._lane``)."""
 
-    __slots__ = ("abandoned", "args", "fn", "future", "kwargs", "lane", "runner", "state", "stop", "timed", "timeout")
+    __slots__ = (
+        "abandoned",
+        "args",
+        "data",
+        "fn",
+        "future",
+        "kwargs",
+        "lane",
+        "runner",
+        "state",
+        "stop",
+        "timed",
+        "timeout",
+    )
 
     def __init__(
         self,
@@ -182,6 +246,7 @@ class LaneTask:
         self.runner: threading.Thread | None = None
         self.abandoned = False  # thread lane: given up while stuck in a call
         self.timed = False  # thread lane: has entries in the watchdog's heap
+        self.data: bytes | None = None  # process lane: the call, pickled when it was submitted
 
     def running(self) -> bool:
         return self.state == RUNNING
@@ -198,7 +263,7 @@ class LaneTask:
     def release(self) -> None:
         """Drop the call once it ran or was cancelled: a future kept by the caller must not
         keep its arguments alive."""
-        self.fn, self.args, self.kwargs = None, (), {}
+        self.fn, self.args, self.kwargs, self.data = None, (), {}, None
 
 
 class Lane:
@@ -220,7 +285,8 @@ class Lane:
     ) -> None:
         self.max_workers = max_workers
         self.name = f"{name}_{self.kind}_lane"
-        self._initializer = None if initializer is None else (initializer, tuple(initargs))
+        # Constants in initargs reach the initializer as their values, as in a worker.
+        self._initializer = None if initializer is None else (initializer, unwrap_constants(tuple(initargs)))
         self._max_tasks = max_tasks
         self._grace = grace
         self._lock = threading.Lock()
@@ -331,6 +397,12 @@ class Lane:
         had claimed that call, so only a stop that interrupts running calls cancels it."""
         task = LaneTask(self, future, fn, args, kwargs, timeout)
         future._lane = task
+        unsendable = self._prepare(task)
+        if unsendable is not None:
+            task.state = CANCELLED
+            task.release()
+            _settle(future, exc=unsendable)
+            return
         refused: RuntimeError | None = None
         with self._lock:
             broken, cancel = self._broken, self._cancel_new
@@ -361,6 +433,13 @@ class Lane:
                 f"start a thread now: {refused}"
             )
             _settle(future, exc=error)
+
+    def _prepare(self, task: LaneTask) -> BaseException | None:
+        """Make the call ready to run when it is submitted (or moved here), not when a runner
+        takes it: later changes to its arguments must not change what runs. The error that
+        fails it instead, if any."""
+        task.args, task.kwargs = unwrap_constants(task.args), unwrap_constants(task.kwargs)
+        return None
 
     def _spawn(self) -> RuntimeError | None:
         """Start a runner thread (lock held); the error if Python refuses (at exit, 3.12)."""
