@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import textwrap
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -347,6 +348,26 @@ def test_a_constant_reaches_lane_calls_and_initializers_as_its_value(lane: str) 
             assert pool.stats()["lane_completed"] == 5
     finally:
         tasks.INIT_VALUE = "unset"
+
+
+@pytest.mark.timeout(60)
+def test_a_process_lane_call_is_pickled_when_submitted(tmp_path: Any) -> None:
+    # As a worker's call is encoded at submit(): changing an argument afterwards does not
+    # change what runs. Before: the call was pickled when a lane process took it (len 3).
+    flag = str(tmp_path / "go")
+    with InterpreterPoolExecutor(1) as pool:
+        pool.submit(lane_tasks.size, b"").result(timeout=30)  # size now goes straight to the lane
+        blocker = pool.submit(lane_tasks.wait_for, flag)  # holds the one lane process
+        data = [1, 2]
+        queued = pool.submit(lane_tasks.size, data)
+        data.append(3)
+        open(flag, "w").close()
+        blocker.result(timeout=30)
+        assert queued.result(timeout=30) == 2
+        unpicklable = threading.Lock()
+        with pytest.raises(interpool.NotShareableError, match="cannot send the call") as info:
+            pool.submit(lane_tasks.size, unpicklable).result(timeout=30)
+        assert "lock" in str(info.value.__cause__)
 
 
 @pytest.mark.timeout(60)

@@ -836,17 +836,26 @@ class ProcessLane(Lane):
         with self._lock:
             self._counts["replaced"] += 1
 
-    def _execute(self, me: threading.Thread, task: LaneTask, child: _Child | None) -> _Child | None:
-        """Run ``task`` in ``child`` (started if ``None``); return the process for the next call."""
+    def _prepare(self, task: LaneTask) -> BaseException | None:
+        """Pickle the call now, as a worker's call is encoded at ``submit()``: a later change
+        to an argument does not change what runs."""
         try:
-            data = _dumps((task.fn, task.args, task.kwargs))
+            task.data = _dumps((task.fn, unwrap_constants(task.args), unwrap_constants(task.kwargs)))
+        except (KeyboardInterrupt, SystemExit):
+            raise
         except BaseException as exc:
             unsendable = NotShareableError(
                 f"cannot send the call to {task.describe()} to the fallback process lane: {exc}"
             )
             unsendable.__cause__ = exc
-            self._done(task, exc=unsendable)
-            return child
+            return unsendable
+        return None
+
+    def _execute(self, me: threading.Thread, task: LaneTask, child: _Child | None) -> _Child | None:
+        """Run ``task`` in ``child`` (started if ``None``); return the process for the next call."""
+        data = task.data
+        assert data is not None  # pickled by _prepare; released only once the call ran
+        task.data = None
         if child is None:
             child = self._start(me, task)
             if child is None:
