@@ -610,3 +610,14 @@ def imports_interpool(_: object = None) -> bool:
     import interpool._executor  # noqa: F401
 
     return True
+
+
+class PickleShenanigans:
+    """Pickles, but fails to unpickle (CPython's test_pickle_errors_propagate)."""
+
+    def __init__(self, value: int) -> None:
+        if value == 1:
+            raise RuntimeError("gotcha: not unpickled")
+
+    def __reduce__(self) -> tuple[type, tuple[int]]:
+        return (self.__class__, (1,))

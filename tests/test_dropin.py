@@ -69,7 +69,70 @@ def test_failing_initializer_log_line_names_the_exception(caplog: pytest.LogCapt
         with pytest.raises(interpool.BrokenInterpreterPool):
             pool.submit(tasks.square, 1).result(timeout=60)
     lines = [r.getMessage() for r in caplog.records if r.levelname == "CRITICAL"]
-    assert any(line.startswith("Exception in initializer: RuntimeError: initializer exploded") for line in lines)
+    # The stdlib pool's text ("ExecutionFailed: Exception: spam", "Uncaught in the interpreter:")
+    # with the original type and message. Before: "Exception in initializer: RuntimeError: ...".
+    assert any(
+        line.startswith("Exception in initializer: ExecutionFailed: RuntimeError: initializer exploded")
+        and "Uncaught in the interpreter:" in line
+        for line in lines
+    ), lines
+
+
+def test_a_call_that_does_not_unpickle_in_the_worker_is_not_shareable() -> None:
+    # As the stdlib's pool: NotShareableError 'args not shareable', caused by the unpickling
+    # error. Before: the bare RuntimeError.
+    with InterpreterPoolExecutor(1) as pool:
+        for future in (
+            pool.submit(tasks.PickleShenanigans(0)),
+            pool.submit(tasks.identity, tasks.PickleShenanigans(0)),
+        ):
+            with pytest.raises(interpool.NotShareableError, match="args not shareable") as info:
+                future.result(timeout=60)
+            assert type(info.value.__cause__) is RuntimeError
+            assert "not unpickled" in str(info.value.__cause__)
+
+
+@pytest.mark.parametrize("kind", ["interpool", "stdlib"])
+def test_map_without_iterables_yields_nothing(kind: str) -> None:
+    # Before: ValueError("min() iterable argument is empty") from the progress code.
+    pool = InterpreterPoolExecutor(1) if kind == "interpool" else cf.ThreadPoolExecutor(1)
+    with pool:
+        assert list(pool.map(tasks.square, buffersize=2)) == []
+        assert list(pool.map(tasks.square)) == []
+        if kind == "interpool":
+            assert list(pool.map(tasks.square, progress=lambda n: None)) == []
+
+
+def test_shutdown_cancel_futures_lets_the_started_tasks_finish() -> None:
+    # CPython's test_cancel_futures: threads start on submit and take a task each; shutdown
+    # cancels the rest. Before: all 50 were cancelled (workers were still making their
+    # interpreters), so none finished.
+    pool = InterpreterPoolExecutor(5)
+    futures = [pool.submit(tasks.sleep_then, 0.1, i) for i in range(50)]
+    pool.shutdown(cancel_futures=True)
+    cancelled = [f for f in futures if f.cancelled()]
+    others = [f for f in futures if not f.cancelled()]
+    assert len(cancelled) > 20
+    assert all(f.done() and f.exception() is None for f in others)
+    assert len(others) > 0
+
+
+def test_the_stdlib_pools_private_attributes() -> None:
+    # _max_workers, _threads (one entry per started worker), _broken (False, or why).
+    with InterpreterPoolExecutor(3) as pool:
+        assert pool._max_workers == 3
+        assert len(pool._threads) == 0
+        for i in range(3):
+            pool.submit(tasks.square, i).result(timeout=60)
+        assert len(pool._threads) == 1, "an idle worker is reused"
+        futures = [pool.submit(tasks.sleep_then, 0.2, i) for i in range(45)]
+        assert [f.result(timeout=60) for f in futures] == list(range(45))
+        assert len(pool._threads) == pool._max_workers
+        assert pool._broken is False
+    with InterpreterPoolExecutor(1, initializer=tasks.broken_init) as pool:
+        with pytest.raises(interpool.BrokenInterpreterPool):
+            pool.submit(tasks.square, 1).result(timeout=60)
+        assert isinstance(pool._broken, str) and "initializer exploded" in pool._broken
 
 
 def test_new_workers_see_the_current_sys_path(tmp_path: object) -> None:

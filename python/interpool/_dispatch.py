@@ -307,6 +307,23 @@ def decode_exception(desc: dict[str, Any]) -> BaseException:
     return exc
 
 
+def _not_rebuilt(exc: BaseException) -> BaseException:
+    """The outcome of a call that a worker could not rebuild (its function or an argument did
+    not unpickle there): as the stdlib's pool, a ``NotShareableError`` ('args not shareable')
+    caused by the error, except for a module that refuses own-GIL interpreters, whose
+    ImportError stays (``fallback=None`` documents it)."""
+    from . import _refusal
+    from ._errors import NotShareableError
+
+    if _refusal.is_refusal(exc):
+        return exc
+    error = NotShareableError(
+        f"args not shareable: the call could not be rebuilt in the worker interpreter: {type(exc).__name__}: {exc}"
+    )
+    error.__cause__ = exc
+    return error
+
+
 class PoolState:
     """Owner-side state of one pool: the Rust pool, the futures it will complete, and the
     dispatcher threads. Kept apart from the executor so that an executor dropped without
@@ -398,6 +415,8 @@ class PoolState:
                 # A module that cannot load in a worker: the lane may run the call instead.
                 lane = self.lane
                 if lane is None or not lane.take_over(future, call, exc, status == STATUS_RAISED):
+                    if status == STATUS_NOT_STARTED:
+                        exc = _not_rebuilt(exc)
                     future._finish(None, exc)
             elif status == STATUS_UNREADABLE:
                 future.set_exception(payload)
@@ -423,9 +442,13 @@ class PoolState:
 
         self.broken = message
         self.epoch = None
-        # As the stdlib: the exception's type and message in the log line, then the traceback.
+        # As the stdlib's pool logs it (its exception is an ExecutionFailed: "ExecutionFailed:
+        # Exception: spam", then "Uncaught in the interpreter:" and the traceback), with the
+        # original type and message in the log line.
         summary = next((line for line in reversed(message.splitlines()) if line.strip()), "")
-        logging.getLogger("concurrent.futures").critical("Exception in initializer: %s\n%s", summary, message)
+        logging.getLogger("concurrent.futures").critical(
+            "Exception in initializer: ExecutionFailed: %s\nUncaught in the interpreter:\n\n%s", summary, message
+        )
         error_text = "A worker interpreter failed to start; the pool is unusable:\n" + message
         for task_id in abandoned:
             future = self.pending.pop(task_id, None)

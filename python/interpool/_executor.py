@@ -521,6 +521,19 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         if first and not _worker.in_worker():
             _process.pool_finished(threads, self._stack_size)
 
+    # What code and tests written for the stdlib's pools read (ThreadPoolExecutor's meaning).
+    @property
+    def _broken(self) -> str | Literal[False]:  # type: ignore[override]
+        """``False``, or why the pool is broken (a worker failed to start)."""
+        return self._state.broken or False
+
+    @property
+    def _threads(self) -> frozenset[str]:  # type: ignore[override]
+        """One entry (its name) per worker thread started so far, as a ThreadPoolExecutor's
+        set of threads; they start as tasks need them, up to ``_max_workers``."""
+        started = self._state.pool.stats()["threads"]
+        return frozenset(f"{self._thread_name_prefix}_{i}" for i in range(started))
+
     def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> bool | None:
         # Leaving the block with an exception (Ctrl-C above all) stops the work instead of
         # waiting for it; a normal exit waits, as the stdlib executors do.

@@ -39,6 +39,8 @@ class _Line:
 
 def total_of(iterables: tuple[Iterable[Any], ...]) -> int | None:
     """The number of calls ``map`` will make, when every iterable knows its length."""
+    if not iterables:
+        return 0  # map(fn) with no iterables: no calls (min() of nothing would raise)
     try:
         return min(len(it) for it in iterables)  # type: ignore[arg-type]
     except TypeError:

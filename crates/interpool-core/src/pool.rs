@@ -386,16 +386,37 @@ impl<F: WorkerFactory> Pool<F> {
     /// Close the queue: no new tasks; workers finish the queued ones and exit. With
     /// `cancel_pending`, queued tasks are cancelled instead and their ids returned; with
     /// `interrupt_running`, running tasks are asked to stop.
+    ///
+    /// A worker thread still starting (making its interpreter) keeps one queued task, as
+    /// a `ThreadPoolExecutor` thread takes its first task as soon as `submit` starts it: so
+    /// `shutdown(cancel_futures=True)` right after a burst of submits lets as many tasks
+    /// finish as there are threads starting, and cancels the others.
     pub fn shutdown(&self, cancel_pending: bool, interrupt_running: bool) -> Vec<u64> {
-        self.shared.close();
         let mut cancelled = Vec::new();
         if cancel_pending {
+            // Counted first: `finish_if_done` takes the sender's lock under the threads' lock.
+            let starting = {
+                let threads = lock(&self.shared.threads);
+                threads.counted.saturating_sub(self.shared.ready.load(Ordering::Relaxed))
+            };
+            // Under the sender's lock: no submit interleaves, and kept tasks can be queued again.
+            let guard = lock(&self.shared.sender);
+            let mut kept = Vec::new();
             while let Ok(job) = self.shared.tasks.try_recv() {
-                if job.ticket.cancel() {
+                if kept.len() < starting && guard.is_some() {
+                    kept.push(job);
+                } else if job.ticket.cancel() {
                     cancelled.push(job.ticket.id());
                 }
             }
+            if let Some(sender) = guard.as_ref() {
+                for job in kept {
+                    // The receiver lives in `shared`, which we hold: the send cannot fail.
+                    let _ = sender.send(job);
+                }
+            }
         }
+        self.shared.close();
         if interrupt_running {
             Shared::stop_all_running(&self.shared);
         }
