@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import isolation_tasks as tasks
 import pytest
@@ -154,6 +155,51 @@ def test_stats_report_the_copies(ext_path: str) -> None:
 
 
 @needs_isolation
+@pytest.mark.parametrize("planted", ["nothing", "directory", "symlink"])
+def test_workers_never_recreate_the_copy_directory(ext_path: str, tmp_path: Any, planted: str) -> None:
+    # The pool's directory vanished (a temp cleaner, another process judging it stale) and
+    # maybe someone put a directory or a link at its path: the import fails, and nothing is
+    # created or copied there. Before: os.makedirs(exist_ok=True) re-created (or accepted)
+    # it and a .so copied into it was dlopen()ed.
+    import shutil
+
+    with InterpreterPoolExecutor(1, isolate=["ipt_pkg"]) as pool:
+        assert pool.submit(os.getpid).result(timeout=60) == os.getpid()  # the worker is up
+        directory = pool._isolation["dir"]
+        shutil.rmtree(directory)
+        foreign = str(tmp_path / "foreign")
+        os.mkdir(foreign, 0o755)
+        if planted == "directory":
+            os.mkdir(directory, 0o777)
+            os.chmod(directory, 0o777)
+        elif planted == "symlink":
+            os.symlink(foreign, directory)
+        with pytest.raises(ImportError, match="never re-created by a worker") as info:
+            pool.submit(tasks.bump, "ipt_pkg._multi").result(timeout=60)
+        assert directory in str(info.value)
+        if planted == "nothing":
+            assert not os.path.exists(directory)
+        elif planted == "directory":
+            assert os.listdir(directory) == []
+        assert os.listdir(foreign) == []
+
+
+@needs_isolation
+@pytest.mark.parametrize(
+    "prefix", [os.pardir, os.curdir, os.path.join(os.pardir, os.pardir), os.path.join("a", os.pardir, os.pardir), ""]
+)
+def test_a_pool_name_never_puts_copies_outside_the_process_root(ext_path: str, prefix: str) -> None:
+    # Before: thread_name_prefix=".." put every worker's copies directly in $TMPDIR, never
+    # removed, and stats() walked the whole temp dir.
+    root = os.path.realpath(_isolate.root())
+    with InterpreterPoolExecutor(1, isolate=["ipt_pkg"], thread_name_prefix=prefix) as pool:
+        directory = os.path.realpath(pool._isolation["dir"])
+        assert os.path.dirname(directory) == root
+        assert pool.submit(tasks.bump, "ipt_pkg._multi").result(timeout=60) == [1]
+        assert pool.stats()["isolated_files"] >= 1
+
+
+@needs_isolation
 def test_copies_are_removed_at_exit(ext_path: str) -> None:
     result = run_script(
         f"""
@@ -198,16 +244,40 @@ def test_a_module_that_fails_isolated_runs_in_the_lane(ext_path: str) -> None:
     assert "_mainonly works in the main interpreter only" in str(fallback[0].message)
 
 
-def test_stale_directories_of_dead_processes_are_removed(tmp_path: object) -> None:
+def test_stale_directories_are_removed_only_when_proven_dead(tmp_path: Any) -> None:
+    # Proof of death: the root's .lock can be locked (its process held it while alive). A PID
+    # that does not exist here may be a live process in another PID namespace sharing the temp
+    # dir: before, every directory named after a missing PID was removed, live or not.
+    import fcntl
     import subprocess
-    import tempfile
 
     child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = int(child.stdout)
-    stale = os.path.join(tempfile.gettempdir(), f"interpool-{dead}-test")
-    os.makedirs(os.path.join(stale, "pool"), exist_ok=True)
-    _isolate._remove_stale(tempfile.gettempdir())
+    tmp = str(tmp_path)
+
+    def make(name: str, lock: bool) -> str:
+        path = os.path.join(tmp, name)
+        os.makedirs(os.path.join(path, "pool"))
+        os.chmod(path, 0o700)
+        if lock:
+            open(os.path.join(path, ".lock"), "w").close()
+        return path
+
+    stale = make(f"interpool-{dead}-stale", lock=True)
+    unproven = make(f"interpool-{dead}-nolock", lock=False)
+    alive = make(f"interpool-{dead}-alive", lock=True)  # a live process of another namespace
+    target = make("elsewhere", lock=True)
+    link = os.path.join(tmp, f"interpool-{dead}-link")
+    os.symlink(target, link)
+    holder = os.open(os.path.join(alive, ".lock"), os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        _isolate._remove_stale(tmp)
+    finally:
+        os.close(holder)
     assert not os.path.exists(stale)
+    assert os.path.isdir(unproven) and os.path.isdir(alive)
+    assert os.path.islink(link) and os.path.isdir(os.path.join(target, "pool"))
 
 
 @needs_isolation

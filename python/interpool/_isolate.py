@@ -132,8 +132,44 @@ def _stdlib_dirs() -> list[str]:
     return sorted(os.path.realpath(d) + os.sep for d in dirs if d and os.path.isdir(d))
 
 
+_LOCK = ".lock"  # in a copy root: flock()ed by its process for as long as it lives
+_lock_fd: int | None = None
+_NOFOLLOW_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _check_private(st: os.stat_result, what: str) -> None:
+    """Raise unless ``st`` is a directory of this user, mode 0700 (no other user can have
+    put anything in it, nor can replace what is in it)."""
+    import stat
+
+    if not stat.S_ISDIR(st.st_mode):
+        raise PermissionError(f"{what} is not a directory (a symbolic link?)")
+    if st.st_uid != os.getuid():
+        raise PermissionError(f"{what} belongs to user id {st.st_uid}, not to this process's ({os.getuid()})")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        raise PermissionError(f"{what} has mode {stat.S_IMODE(st.st_mode):o}, not 700")
+
+
+def open_private_dir(path: str, dir_fd: int | None = None) -> int:
+    """A descriptor of the directory ``path`` (relative to ``dir_fd`` if given), opened
+    without following a symbolic link and checked to be ours and private
+    (:func:`_check_private`); ``PermissionError`` or ``OSError`` otherwise."""
+    fd = os.open(path, _NOFOLLOW_DIR, dir_fd=dir_fd)
+    try:
+        _check_private(os.fstat(fd), repr(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _remove_stale(tmp: str) -> None:
-    """Remove the copy directories of interpool processes that died without cleaning up."""
+    """Remove the copy directories of interpool processes that are proven dead: their root's
+    lock file (``flock``ed by the process while it lives, released by the kernel when it
+    dies, whatever its PID namespace) can be locked. A directory without the lock, not ours,
+    a symbolic link, or locked by a live process is left alone: a PID that does not exist
+    here may be a live process of another PID namespace sharing this temp dir."""
+    import fcntl
     import shutil
 
     try:
@@ -144,47 +180,85 @@ def _remove_stale(tmp: str) -> None:
         parts = entry.split("-")
         if len(parts) != 3 or parts[0] != "interpool" or not parts[1].isdigit():
             continue
+        path = os.path.join(tmp, entry)
         try:
-            os.kill(int(parts[1]), 0)
-        except ProcessLookupError:
-            shutil.rmtree(os.path.join(tmp, entry), ignore_errors=True)
+            fd = open_private_dir(path)
         except OSError:
-            pass  # alive (another user's process, EPERM), or not ours to judge
+            continue  # not ours, not a directory, or gone
+        try:
+            lock = os.open(_LOCK, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        except OSError:
+            os.close(fd)
+            continue  # no lock file: its process's life cannot be proven over
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # locked: its process lives
+        else:
+            shutil.rmtree(path, ignore_errors=True)  # fd-based on Linux: never follows links
+        finally:
+            os.close(lock)
+            os.close(fd)
+
+
+def _owned_root(path: str) -> bool:
+    try:
+        os.close(open_private_dir(path))
+    except OSError:
+        return False
+    return True
 
 
 def root() -> str:
-    """The process's directory for copies (in the temp dir), created on first use and
-    removed when the main interpreter exits."""
-    global _root
-    if _root is None or not os.path.isdir(_root):
+    """The process's directory for copies (in the temp dir, made by ``mkdtemp``: ours, 0700),
+    created on first use (again, under a new name, if it vanished or is no longer ours) and
+    removed when the main interpreter exits. Its ``.lock`` is ``flock``ed while the process
+    lives (:func:`_remove_stale`)."""
+    global _root, _lock_fd
+    if _root is None or not _owned_root(_root):
         import atexit
+        import fcntl
         import shutil
         import tempfile
 
         _remove_stale(tempfile.gettempdir())
-        _root = tempfile.mkdtemp(prefix=f"interpool-{os.getpid()}-")
-        atexit.register(shutil.rmtree, _root, True)
+        path = tempfile.mkdtemp(prefix=f"interpool-{os.getpid()}-")
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(os.path.join(path, _LOCK), flags, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if _lock_fd is not None:
+            os.close(_lock_fd)
+        _root, _lock_fd = path, fd
+        atexit.register(shutil.rmtree, path, True)
     return _root
 
 
 def _forget_root() -> None:
-    global _root
+    global _root, _lock_fd
     _root = None  # a forked child makes its own (the parent removes its directory)
+    _lock_fd = None  # the inherited lock stays with the parent's (shared) lock
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_root)
 
 
-def plan(isolate: tuple[str, ...] | str | None, pool_name: str) -> dict[str, Any] | None:
-    """The settings a pool's workers isolate with (``None``: no isolation)."""
-    if isolate is None:
-        return None
+def safe_name(pool_name: str) -> str:
+    """A pool's name as a file name: letters, digits, ``_`` and ``-`` only (never ``.`` or
+    ``..``, which would put copies in the temp dir itself), at most 64 characters."""
     import re
 
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", pool_name)[:64] or "pool"
-    directory = os.path.join(root(), safe)
-    os.makedirs(directory, exist_ok=True)
+    return re.sub(r"[^A-Za-z0-9_-]", "_", pool_name)[:64].strip("_") or "pool"
+
+
+def plan(isolate: tuple[str, ...] | str | None, pool_name: str) -> dict[str, Any] | None:
+    """The settings a pool's workers isolate with (``None``: no isolation): among them its
+    directory for copies, a new one in the process's root (``mkdtemp``: ours, 0700)."""
+    if isolate is None:
+        return None
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix=safe_name(pool_name) + "-", dir=root())
     return {
         "names": None if isolate == AUTO else list(isolate),
         "dir": directory,
@@ -316,6 +390,7 @@ class _State:
         self.base = settings["dir"]
         self.stdlib = tuple(settings["stdlib"])
         self.dir: str | None = None
+        self.dir_fd: int | None = None  # held: copies are made relative to it
         self.depth = 0  # > 0 while an isolated load runs in this interpreter
         self.saved = 0
         self.lock = threading.RLock()
@@ -347,20 +422,48 @@ class _State:
             if self.depth == 0 and self.switch:
                 _imp._override_multi_interp_extensions_check(self.saved)  # type: ignore[attr-defined]
 
-    def copy_dir(self) -> str:
-        if self.dir is None:
-            import tempfile
+    def copy_dir(self) -> int:
+        """This worker's directory for copies (a descriptor), made in the pool's directory on
+        first use. The pool's directory is never made here: if it vanished (a temp cleaner)
+        or is not ours and private (0700, not a link), a directory at its path may be someone
+        else's, so the import fails instead (:func:`open_private_dir`)."""
+        if self.dir_fd is None:
+            import secrets
 
-            os.makedirs(self.base, exist_ok=True)
-            self.dir = tempfile.mkdtemp(prefix="worker-", dir=self.base)
-        return self.dir
+            parent, name = os.path.split(self.base)
+            try:
+                root_fd = open_private_dir(parent)
+                try:
+                    base_fd = open_private_dir(name, dir_fd=root_fd)
+                finally:
+                    os.close(root_fd)
+            except OSError as exc:
+                raise ImportError(
+                    f"isolate: the pool's directory for private copies, {self.base}, is missing or not safe to use "
+                    f"({exc}); it is never re-created by a worker. A temp-dir cleaner may have removed it: create a "
+                    "new pool"
+                ) from exc
+            try:
+                while True:
+                    mine = f"worker-{secrets.token_hex(6)}"
+                    try:
+                        os.mkdir(mine, 0o700, dir_fd=base_fd)
+                        break
+                    except FileExistsError:
+                        continue
+                self.dir_fd = open_private_dir(mine, dir_fd=base_fd)
+            finally:
+                os.close(base_fd)
+            self.dir = os.path.join(self.base, mine)
+        return self.dir_fd
 
-    def make_copy(self, origin: str) -> str:
+    def make_copy(self, origin: str) -> tuple[str, int, str]:
         """A private copy of ``origin`` (a new file: hard and symbolic links would give the
         same loaded instance), at the same place below the copy directory as below its
-        ``sys.path`` entry, so that relative lookups between copies keep working."""
-        import shutil
-
+        ``sys.path`` entry, so that relative lookups between copies keep working. Every
+        directory and the file are made relative to the held directory descriptor, never
+        following a link. Returns the path to load, and the file's directory descriptor and
+        name (to unlink it once loaded; the caller closes the descriptor)."""
         real = os.path.realpath(origin)
         entry = ""
         for path in sys.path:
@@ -368,10 +471,31 @@ class _State:
             if real.startswith(candidate) and len(candidate) > len(entry):
                 entry = candidate
         relative = os.path.relpath(real, entry) if entry else os.path.basename(real)
-        copy = os.path.join(self.copy_dir(), relative)
-        os.makedirs(os.path.dirname(copy), exist_ok=True)
-        shutil.copyfile(real, copy)
-        return copy
+        *parts, filename = relative.split(os.sep)
+        fd = os.dup(self.copy_dir())
+        try:
+            for part in parts:
+                if part in ("", ".", ".."):
+                    raise ImportError(f"isolate: unexpected path of {origin!r} below its sys.path entry")
+                try:
+                    os.mkdir(part, 0o700, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                sub = open_private_dir(part, dir_fd=fd)
+                os.close(fd)
+                fd = sub
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            out = os.open(filename, flags, 0o700, dir_fd=fd)
+            with open(real, "rb") as src, os.fdopen(out, "wb") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+        except BaseException:
+            os.close(fd)
+            raise
+        # Loaded by its path, which is unique (the dynamic loader matches loaded objects by
+        # name first: a /proc/self/fd/N/... path could name an earlier copy, N reused). The
+        # directories on it are ours and 0700, so no other user can change what it names.
+        return os.path.join(self.dir or "", relative), fd, filename
 
     def load_libraries(self, origin: str) -> None:
         from . import _interpool
@@ -400,17 +524,20 @@ class _Loader:
                 state.load_libraries(origin)
             state.enter()
             try:
-                module, multi_phase = _interpool._load_copy(copy, _init_symbol(spec.name), spec)
+                module, multi_phase = _interpool._load_copy(copy[0], _init_symbol(spec.name), spec)
             finally:
                 state.exit()
         except Exception as exc:
             raise _load_error(spec.name, origin, exc) from exc
         finally:
             if copy is not None:
+                _path, fd, filename = copy
                 try:
-                    os.unlink(copy)  # loaded: the mapping stays; no one else may load it
+                    os.unlink(filename, dir_fd=fd)  # loaded: the mapping stays; no one else may load it
                 except OSError:
                     pass
+                finally:
+                    os.close(fd)
         spec.loader_state = multi_phase
         return module
 
@@ -481,9 +608,8 @@ def install(settings: dict[str, Any]) -> None:
         raise RuntimeError("isolation is for worker interpreters: the main interpreter loads the originals")
     # What the finder and loader use, imported now: later they run inside imports.
     import _imp  # noqa: F401
-    import shutil  # noqa: F401
+    import secrets  # noqa: F401
     import struct  # noqa: F401
-    import tempfile  # noqa: F401
 
     warnings.filterwarnings("ignore", message=_NUMPY_WARNING, category=UserWarning)
     sys.meta_path.insert(0, _Finder(_State(settings)))
