@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -373,12 +374,16 @@ def test_queue_put_of_an_unsendable_value_raises_not_shareable_error() -> None:
         q.put([1, {"k": threading.Lock()}])
 
 
-def test_cancelled_and_abandoned_futures_leave_the_pending_table() -> None:
+def test_cancelled_and_abandoned_futures_leave_the_pending_table(tmp_path: Path) -> None:
+    opened = str(tmp_path / "gate")
     with InterpreterPoolExecutor(1) as pool:
-        gate = pool.submit(tasks.sleep_then, 0.5, None)
+        # The only worker stays busy until every queued task was cancelled (a timed gate let
+        # the worker take a queued task when submitting 10,000 took longer on a busy machine).
+        gate = pool.submit(tasks.wait_for_file, opened, 120)
         futures = [pool.submit(tasks.square, i) for i in range(10_000)]
         assert all(f.cancel() for f in futures)
         assert pool.stats()["pending"] <= 1
+        open(opened, "w").close()
         with pytest.raises(cf.TimeoutError):
             list(pool.map(tasks.sleep_then, [0.3] * 50, range(50), timeout=0.01))
         it = pool.map(tasks.square, range(1000))
