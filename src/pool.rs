@@ -156,20 +156,72 @@ fn next_events<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, max: Borrow
     py.list(batch.into_iter().map(|e| event(py, state, e)).collect::<PyResult<_>>()?)
 }
 
-/// `wait_reply(ticket, seconds) -> (id, status, payload) | None`: wait (GIL released) up to
-/// `seconds` for the reply of `ticket`'s task to come to this thread directly instead of to a
-/// dispatcher (one thread hand-off less); `None`: not in time, or it went to a dispatcher.
+/// `wait_reply(ticket, seconds, future) -> bool`: wait (GIL released) up to `seconds` for the
+/// reply of `ticket`'s task to come to this thread directly instead of to a dispatcher (one
+/// thread hand-off less), and complete `future` with it here (`future._settle(result)`).
+/// `False`: not in time, it went to a dispatcher, or it is one that a dispatcher completes
+/// (anything but a returned result, or a future that others watch): the dispatcher does.
+///
+/// Atomic with respect to asynchronous exceptions (Ctrl-C's `KeyboardInterrupt` from a
+/// signal handler, which may run at any bytecode boundary of `_settle`): the reply is held
+/// in Rust until `_settle` has recorded the outcome; if an exception ends it first, the reply
+/// goes to the event channel after all (a dispatcher completes the future) and the exception
+/// propagates to the waiter, never becoming the task's outcome.
 fn wait_reply<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, args: Args<'py>) -> PyResult<Owned<'py>> {
-    let [ticket, wait] = args.exactly::<2>("wait_reply")?;
+    let [ticket, wait, future] = args.exactly::<3>("wait_reply")?;
     let Some(ticket) = Instance::<TicketObject>::downcast(ticket, slf.state()) else {
         return Err(py.type_error("wait_reply() needs a Ticket"));
     };
     let wait = args::timeout(Some(wait), "seconds")?.unwrap_or(Duration::ZERO);
     let (engine, ticket) = (&slf.get().engine, ticket.get().ticket.clone());
-    match py.detached(|| engine.wait_output(&ticket, wait)) {
-        Some(output) => event(py, slf.state(), Event::Done { id: ticket.id(), output }),
-        None => Ok(py.none()),
+    let Some(taken) = py.detached(|| engine.wait_output(&ticket, wait)) else {
+        return Ok(py.bool(false));
+    };
+    let Reply { status, payload } = taken.output();
+    if *status != Status::Returned {
+        return Ok(py.bool(false)); // dropping `taken` sends it to a dispatcher
     }
+    let result = match codec::decode(py, slf.state(), payload) {
+        Ok(result) => result,
+        // A dispatcher decodes it again and reports what fails; an asynchronous exception
+        // (not an `Exception`) raised in code that unpickling ran goes to this waiter.
+        // SAFETY: attached; an exception is set.
+        Err(err) if unsafe { ffi::PyErr_ExceptionMatches(ffi::PyExc_Exception) } == 0 => return Err(err),
+        Err(_) => {
+            py.clear_exception();
+            return Ok(py.bool(false));
+        }
+    };
+    match future.getattr(c"_settle").and_then(|settle| settle.borrowed().call1(result.borrowed())) {
+        Ok(settled) => {
+            let settled = settled.borrowed().is(py.bool(true).borrowed());
+            if settled {
+                taken.accept();
+            }
+            Ok(py.bool(settled))
+        }
+        Err(err) => {
+            // Interrupted: if the outcome was recorded before, it stands; else `taken` goes
+            // to a dispatcher when dropped. Either way the exception is the waiter's.
+            let exc = py.take_exception();
+            if finished(future) {
+                taken.accept();
+            }
+            Err(exc.map_or(err, |exc| py.restore_exception(exc)))
+        }
+    }
+}
+
+/// Whether a future's `_state` is `FINISHED` (read without running Python code: an instance
+/// or class attribute of a `TaskFuture`).
+fn finished(future: Borrowed<'_, '_>) -> bool {
+    let Ok(state) = future.getattr(c"_state") else {
+        future.py().clear_exception();
+        return false;
+    };
+    let finished = state.borrowed().as_str("_state").is_ok_and(|s| s == "FINISHED");
+    future.py().clear_exception();
+    finished
 }
 
 /// `join(timeout, skip_stuck) -> bool`: wait for the worker threads to exit (after
@@ -251,7 +303,7 @@ static mut POOL_METHODS: [ffi::PyMethodDef; 10] = [
     method!(PoolObject, c"shutdown", args shutdown, c"shutdown(cancel_pending, interrupt_running, /) -> list[int]"),
     method!(PoolObject, c"interrupt", o interrupt, c"interrupt(ticket, /) -> bool"),
     method!(PoolObject, c"next_events", o next_events, c"next_events(max, /) -> list | None"),
-    method!(PoolObject, c"wait_reply", args wait_reply, c"wait_reply(ticket, seconds, /) -> tuple | None"),
+    method!(PoolObject, c"wait_reply", args wait_reply, c"wait_reply(ticket, seconds, future, /) -> bool"),
     method!(PoolObject, c"join", args join, c"join(timeout, skip_stuck, /) -> bool"),
     method!(PoolObject, c"stats", noargs stats, c"stats() -> dict[str, int]"),
     method!(PoolObject, c"broken", noargs broken, c"broken() -> str | None"),

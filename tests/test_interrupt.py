@@ -16,6 +16,7 @@ import interpool
 from interpool import InterpreterPoolExecutor, Queue
 
 import tasks
+from conftest import run_script
 
 
 def test_a_loop_past_its_timeout_raises_timeout_error_and_the_worker_runs_the_next_task() -> None:
@@ -171,6 +172,7 @@ def test_interrupts_racing_with_completion_leave_exactly_one_outcome() -> None:
 def test_ctrl_c_with_workers_busy_for_a_minute_returns_within_a_second() -> None:
     script = """
 import tasks
+from conftest import run_script
 from interpool import InterpreterPoolExecutor
 with InterpreterPoolExecutor(2) as pool:
     futures = [pool.submit(tasks.busy_for, 60.0) for _ in range(2)]
@@ -208,3 +210,68 @@ def test_tasks_of_recycled_workers_are_stopped_in_time_not_given_up() -> None:
         stats = pool.stats()
         assert (stats["stuck"], stats["abandoned"]) == (0, 0)
         assert pool.submit(tasks.square, 7).result(timeout=60) == 49
+
+
+@pytest.mark.timeout(300)
+def test_a_signal_handler_exception_while_result_waits_never_loses_the_reply() -> None:
+    # Issue 22, 1: the thread waiting in result() took the reply from the task's mailbox; a
+    # KeyboardInterrupt (from a signal handler, at the next bytecode boundary) then lost it, and
+    # the future stayed pending forever (before: 10 of 20 futures lost on 3.14, all Pythons
+    # alike). A timer thread sends SIGINT every millisecond; the handler raises only while
+    # result() waits, and the waiter then waits again, as after Ctrl-C in a REPL.
+    script = """
+import os, signal, sys, threading, time
+import tasks
+from conftest import run_script
+from interpool import InterpreterPoolExecutor
+
+armed = False
+def handler(signum, frame):
+    if armed:
+        raise KeyboardInterrupt
+signal.signal(signal.SIGINT, handler)
+stop = threading.Event()
+def pester():
+    while not stop.is_set():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.001)
+
+with InterpreterPoolExecutor(2) as pool:
+    pool.submit(tasks.square, 1).result()
+    pesterer = threading.Thread(target=pester)
+    pesterer.start()
+    futures, interrupts, lost = [], 0, None
+    try:
+        for i in range(150):
+            future = pool.submit(tasks.sleep_then, 0.0005 * (i % 4), i)
+            futures.append(future)
+            give_up = time.monotonic() + 20  # a lost reply never comes
+            while time.monotonic() < give_up:
+                try:
+                    armed = True
+                    future.result(timeout=0.5)
+                    armed = False
+                    break
+                except KeyboardInterrupt:
+                    armed = False
+                    interrupts += 1
+                except TimeoutError:
+                    armed = False
+            else:
+                lost = i
+                break
+    finally:
+        armed = False
+        stop.set()
+        pesterer.join()
+    if lost is not None:
+        print("lost", lost, "after", interrupts, "interrupts", flush=True)
+        os._exit(3)
+    outcomes = [(f.exception(timeout=0), f.result(timeout=0)) for f in futures]
+    assert outcomes == [(None, i) for i in range(150)], [o for o in outcomes if o[0] is not None][:3]
+    print("interrupts", interrupts)
+"""
+    proc = run_script(script, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    interrupts = int(proc.stdout.split()[-1])
+    assert interrupts > 0, "the waits were interrupted"

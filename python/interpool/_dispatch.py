@@ -184,11 +184,32 @@ class TaskFuture(Future[_T]):
         if owner is None or ticket is None or (timeout is not None and timeout <= 0):
             return timeout
         wait = _TAKE_REPLY_S if timeout is None else min(timeout, _TAKE_REPLY_S)
-        reply = owner.pool.wait_reply(ticket, wait)
-        if reply is None:
-            return None if timeout is None else max(0.0, timeout - wait)
-        owner._complete(*reply)
-        return timeout
+        # Completes this future through `_settle`; see there and Pool.wait_reply for why an
+        # exception raised meanwhile (Ctrl-C) never loses the reply.
+        if owner.pool.wait_reply(ticket, wait, self):
+            return timeout
+        return None if timeout is None else max(0.0, timeout - wait)
+
+    def _settle(self, result: Any) -> bool:
+        """Complete the future with the result its reply carried, in the thread that waited
+        for it (called by ``Pool.wait_reply``, which holds the reply until this returns).
+
+        A signal handler's exception (Ctrl-C) may be raised at any bytecode boundary here:
+        this function's entry, after each C call. So the outcome is recorded in one step
+        with none before it (``_state`` last, under ``_WATCH``); if the exception comes
+        first, ``wait_reply`` hands the reply to a dispatcher, which completes the future.
+        Only a future nobody else watches is completed here (a condition, waiters or
+        callbacks mean Python code, which an exception could cut short): ``False`` leaves
+        the others to the dispatcher too."""
+        owner = self._owner
+        with _WATCH:
+            if self._watched or self._state not in _NOT_DONE or owner is None:
+                return False
+            self._call = None
+            self._result = result
+            self._state = _FINISHED
+            owner.pending.pop(self._task_id, None)  # runs before any exception can land
+        return True
 
     def running(self) -> bool:
         if self._lane is not None:

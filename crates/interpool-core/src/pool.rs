@@ -57,11 +57,54 @@ const TICK: Duration = Duration::from_millis(10);
 const LINGER: Duration = Duration::from_secs(1);
 
 /// A task's outcome: to the thread waiting for it, if one is (`Ticket::wait_output`), else
-/// as an event.
-fn report<O: Send + 'static>(events: &Sender<Event<O>>, ticket: &Ticket, output: O) {
-    if let Some(output) = ticket.deliver(output) {
+/// as an event. An output handed to a waiter travels with a sender of the event channel, and
+/// counts as [`Shared::in_hand`] until the waiter is done with it ([`Taken`]).
+fn report<F: WorkerFactory>(shared: &Shared<F>, events: &Sender<Event<F::Output>>, ticket: &Ticket, output: F::Output) {
+    shared.in_hand.fetch_add(1, Ordering::SeqCst); // the caller counts: the pool cannot finish now
+    if let Some((output, _)) = ticket.deliver((output, events.clone())) {
+        shared.in_hand.fetch_sub(1, Ordering::SeqCst);
         // The owner may have dropped the pool and its event receiver: nobody to tell.
         let _ = events.send(Event::Done { id: ticket.id(), output });
+    }
+}
+
+/// A task's output that the thread waiting for it took ([`Pool::wait_output`]). The waiter
+/// completes the task's future with it and then calls [`Taken::accept`]; dropped without
+/// that (the waiter was interrupted, by Ctrl-C say, before the outcome was recorded), the
+/// output goes to the event channel after all, so the task's outcome is never lost. The pool
+/// does not finish while a `Taken` lives, so a reader of events is still there to get it.
+pub struct Taken<F: WorkerFactory> {
+    id: u64,
+    output: Option<F::Output>,
+    events: Sender<Event<F::Output>>,
+    shared: Arc<Shared<F>>,
+}
+
+impl<F: WorkerFactory> Taken<F> {
+    /// The task's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The output.
+    pub fn output(&self) -> &F::Output {
+        self.output.as_ref().expect("a Taken holds its output until dropped")
+    }
+
+    /// The outcome was recorded: the output is no longer needed.
+    pub fn accept(mut self) {
+        self.output = None;
+    }
+}
+
+impl<F: WorkerFactory> Drop for Taken<F> {
+    fn drop(&mut self) {
+        if let Some(output) = self.output.take() {
+            let _ = self.events.send(Event::Done { id: self.id, output });
+        }
+        let threads = lock(&self.shared.threads);
+        self.shared.in_hand.fetch_sub(1, Ordering::SeqCst);
+        self.shared.finish_if_done(&threads);
     }
 }
 
@@ -284,6 +327,8 @@ struct Shared<F: WorkerFactory> {
     ready: AtomicUsize,
     busy: AtomicUsize,
     stuck: AtomicUsize,
+    /// Outputs handed to waiting threads and not yet accepted or sent back ([`Taken`]).
+    in_hand: AtomicUsize,
     submitted: AtomicU64,
     completed: AtomicU64,
     recycled: AtomicU64,
@@ -339,6 +384,7 @@ impl<F: WorkerFactory> Pool<F> {
             ready: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
             stuck: AtomicUsize::new(0),
+            in_hand: AtomicUsize::new(0),
             submitted: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             recycled: AtomicU64::new(0),
@@ -438,9 +484,10 @@ impl<F: WorkerFactory> Pool<F> {
     }
 
     /// Wait up to `wait` for the output of `ticket`'s task to be handed to this thread
-    /// directly instead of coming as an event (see `Ticket::wait_output`).
-    pub fn wait_output(&self, ticket: &Ticket, wait: Duration) -> Option<F::Output> {
-        ticket.wait_output(wait, spin())
+    /// directly instead of coming as an event (see `Ticket::wait_output` and [`Taken`]).
+    pub fn wait_output(&self, ticket: &Ticket, wait: Duration) -> Option<Taken<F>> {
+        let (output, events) = ticket.wait_output::<(F::Output, Sender<Event<F::Output>>)>(wait, spin())?;
+        Some(Taken { id: ticket.id(), output: Some(output), events, shared: Arc::clone(&self.shared) })
     }
 
     /// The message of the worker start failure that broke the pool, if any.
@@ -568,9 +615,10 @@ impl<F: WorkerFactory> Shared<F> {
         self.finish_if_done(&lock(&self.threads));
     }
 
-    /// Signal that the pool finished (closed, no counted thread left), once.
+    /// Signal that the pool finished (closed, no counted thread left, no output in a
+    /// waiter's hands), once.
     fn finish_if_done(&self, threads: &Threads) {
-        if threads.counted == 0 && self.is_closed() {
+        if threads.counted == 0 && self.in_hand.load(Ordering::SeqCst) == 0 && self.is_closed() {
             lock(&self.finished).take();
         }
     }
@@ -704,7 +752,7 @@ impl<F: WorkerFactory> Shared<F> {
         shared.abandoned.fetch_add(1, Ordering::Relaxed);
         shared.stuck.fetch_add(1, Ordering::Relaxed);
         let output = shared.factory.abandoned(ticket.id(), why, shared.config.grace);
-        report(events, ticket, output); // before the pool can finish
+        report(shared, events, ticket, output); // before the pool can finish
         {
             let mut threads = lock(&shared.threads);
             threads.counted -= 1;
@@ -837,7 +885,7 @@ fn worker_thread<F: WorkerFactory>(
             // Idle again before the owner hears of it, so a task it submits in response
             // finds this worker instead of starting another.
             shared.release_idle_permit();
-            report(events, &job.ticket, output);
+            report(shared, events, &job.ticket, output);
             ran += 1;
             let limit_reached = shared.config.max_tasks_per_worker.is_some_and(|m| ran >= m);
             if panicked || limit_reached || !factory.healthy(&worker) {

@@ -505,3 +505,34 @@ fn tasks_of_a_replaced_worker_are_still_stopped_in_time() {
     pool.shutdown(false, false);
     assert!(pool.join(Some(Duration::from_secs(10)), false));
 }
+
+#[test]
+fn an_output_taken_by_a_waiter_and_not_accepted_still_comes_as_an_event() {
+    let fake = Arc::new(Fake { delay: Some(Duration::from_millis(20)), ..Fake::default() });
+    let pool = Pool::new(F(fake), config(1));
+    let (mut accepted, mut dropped) = (Vec::new(), Vec::new());
+    for i in 0..20u64 {
+        let ticket = pool.submit(i, i, None).unwrap();
+        if let Some(taken) = pool.wait_output(&ticket, Duration::from_secs(30)) {
+            assert_eq!((taken.id(), *taken.output()), (i, i * 2));
+            if i % 2 == 0 {
+                taken.accept();
+                accepted.push(i);
+            } else {
+                dropped.push(i);
+                if i == 19 {
+                    // The pool finishes meanwhile: the event loop must still get this output.
+                    pool.shutdown(false, false);
+                    assert!(pool.join(Some(Duration::from_secs(30)), false));
+                }
+                drop(taken); // interrupted before it was used: back to the event channel
+            }
+        }
+    }
+    pool.shutdown(false, false);
+    let (done, _) = collect(&pool);
+    let mut ids: Vec<u64> = done.iter().map(|&(id, _)| id).chain(accepted.iter().copied()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..20).collect::<Vec<_>>(), "every output exactly once");
+    assert!(dropped.iter().all(|id| done.contains(&(*id, id * 2))), "{dropped:?} {done:?}");
+}
