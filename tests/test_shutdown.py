@@ -7,10 +7,12 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 import interpool
 
 import tasks
-from conftest import make_executor, stdlib_gap
+from conftest import make_executor, run_script, stdlib_gap
 
 
 def test_shutdown_wait_completes_every_future(kind: str) -> None:
@@ -79,6 +81,31 @@ def test_shutdown_from_a_done_callback() -> None:
     pool.submit(tasks.square, 2).add_done_callback(callback)
     pool.shutdown(wait=True)
     assert seen == [1]
+
+
+@pytest.mark.parametrize("fallback", ["process", "thread", None])
+def test_shutdown_wait_from_a_done_callback_returns(fallback: str | None) -> None:
+    # Issue 22, 2: with a fallback lane (the default), even one never used, shutdown(wait=True)
+    # from a done-callback waited for the lane to be sealed, which only the last dispatcher
+    # does when it ends: the callback runs in a dispatcher, so it never returned and the
+    # process never exited (before: the script below timed out; fallback=None returned).
+    script = f"""
+import tasks
+import interpool
+pool = interpool.InterpreterPoolExecutor(1, fallback={fallback!r})
+seen = []
+def callback(future):
+    pool.shutdown(wait=True)
+    seen.append(future.result())
+later = [pool.submit(tasks.sleep_then, 0.05, i) for i in range(3)]
+first = pool.submit(tasks.square, 3)
+first.add_done_callback(callback)
+pool.shutdown(wait=True)
+print(seen, [f.result() for f in later], pool.stats()["pending"])
+"""
+    proc = run_script(script, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[0] == "[9] [0, 1, 2] 0"
 
 
 def test_executor_dropped_without_shutdown_finishes_its_work() -> None:

@@ -71,7 +71,7 @@ class Fallback(Protocol):
     def take_over(self, future: TaskFuture[Any], call: Any, exc: BaseException, started: bool) -> bool: ...
     def seal(self) -> None: ...
     def stop(self, cancel: bool, interrupt: bool = False) -> None: ...
-    def join(self, timeout: float | None = None, stuck: bool = False) -> bool: ...
+    def join(self, timeout: float | None = None, stuck: bool = False, sealed: bool = True) -> bool: ...
     def stuck_tasks(self) -> list[str]: ...
 
 
@@ -501,16 +501,21 @@ class PoolState:
         if self.logging is not None:
             self.logging.close()
         joined = 0
+        me = threading.current_thread()
         while True:  # a dispatcher may start another while the last events are handled
             with self._lock:
                 threads = self._threads[joined:]
             if not threads:
-                return self.lane is None or self.lane.join(timeout, stuck)
+                break
             for thread in threads:
-                if thread.is_alive() and thread is not threading.current_thread():
+                if thread.is_alive() and thread is not me:
                     thread.join()
             joined += len(threads)
-        return True
+        if self.lane is None:
+            return True
+        # From a done-callback, which runs in a dispatcher: the lane is sealed only when this
+        # dispatcher ends, so wait for the calls in the lane instead of for its runners.
+        return self.lane.join(timeout, stuck, sealed=me not in self._threads)
 
     def close(self) -> None:
         """The executor was garbage collected without ``shutdown()``: stop taking tasks;

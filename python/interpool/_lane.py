@@ -55,6 +55,7 @@ import time
 import warnings
 from collections.abc import Callable, Hashable
 from concurrent.futures import BrokenExecutor, Future, InvalidStateError
+from concurrent.futures import wait as wait_futures
 from concurrent.futures.thread import BrokenThreadPool
 from typing import TYPE_CHECKING, Any
 
@@ -572,11 +573,18 @@ class Lane:
             self._idle = 0
             self._work.notify_all()
 
-    def join(self, timeout: float | None = None, stuck: bool = False) -> bool:
+    def join(self, timeout: float | None = None, stuck: bool = False, sealed: bool = True) -> bool:
         """Wait (up to ``timeout``) for the owning pool to seal the lane and then for the
         runners to end after ``stop``; runners of calls given up while stuck only with
-        ``stuck``."""
+        ``stuck``. Without ``sealed`` (a done-callback in one of the pool's dispatchers, which
+        seal the lane when they end), wait only for the calls here to finish: the runners end
+        once that dispatcher has ended, and exit waits for them."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        if not sealed:
+            with self._lock:
+                futures = [task.future for task in self._tasks]
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            return not wait_futures(futures, left).not_done
         if not self._sealed.wait(timeout):
             return False
         me = threading.current_thread()
