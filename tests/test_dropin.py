@@ -283,3 +283,39 @@ def test_a_pool_dropped_without_shutdown_does_not_hold_exit_with_logging_configu
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("info from a worker") == 2 and "done" in proc.stdout
+
+
+def test_a_failing_log_filter_or_handler_fails_one_record_and_forwarding_goes_on() -> None:
+    # Issue 22, 6: one exception in a main-interpreter filter or handler ended the listener
+    # thread that hands workers' records to logging here: every later record of every worker
+    # was dropped silently (before: only "info from a worker" of the first call arrived).
+    proc = run_script(
+        """
+        import logging, sys, tasks
+        logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
+        class Picky(logging.Filter):
+            def filter(self, record):
+                if "warning" in record.getMessage():
+                    raise ValueError("a filter that fails")
+                return True
+        class Failing(logging.Handler):
+            def handle(self, record):
+                if "traceback" in record.getMessage():
+                    raise RuntimeError("a handler that fails")
+                return True
+        logging.getLogger("app").addFilter(Picky())
+        logging.getLogger("app").addHandler(Failing())
+        from interpool import InterpreterPoolExecutor
+        with InterpreterPoolExecutor(1) as pool:
+            for _ in range(3):
+                pool.submit(tasks.log_at_every_level, "app").result()
+        print("done")
+        """,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["info from a worker"] * 3 + ["done"], proc.stdout
+    # Each failure is reported as logging reports one, and only that record is lost.
+    assert proc.stderr.count("--- Logging error ---") == 6, proc.stderr
+    assert proc.stderr.count("ValueError: a filter that fails") == 3, proc.stderr
+    assert proc.stderr.count("RuntimeError: a handler that fails") == 3, proc.stderr

@@ -43,6 +43,11 @@ def _lowest_level() -> int:
     return min(levels)
 
 
+# Reports a record that this interpreter's logging failed on (`Handler.handleError`: the
+# traceback and the record on stderr, unless `logging.raiseExceptions` is off).
+_REPORTER = logging.Handler()
+
+
 class Listener:
     """Main-interpreter side: hands forwarded records to this interpreter's loggers."""
 
@@ -58,9 +63,15 @@ class Listener:
             except QueueClosed:
                 return
             record = logging.makeLogRecord(fields)
-            logger = logging.getLogger(record.name)
-            if logger.isEnabledFor(record.levelno):
-                logger.handle(record)
+            try:
+                logger = logging.getLogger(record.name)
+                if logger.isEnabledFor(record.levelno):
+                    logger.handle(record)
+            except Exception:
+                # A filter or handler here failed on this record: report it as logging
+                # reports an error in a handler, and go on with the next record (one failure
+                # used to end this thread, and every later record was dropped silently).
+                _REPORTER.handleError(record)
 
     def close(self) -> None:
         """Idempotent; from any thread."""
