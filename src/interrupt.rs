@@ -18,6 +18,15 @@
 //! - requests are coalesced (at most one queued per worker: the queue is small, and CPython
 //!   uses it too) and checked against the task running when the call runs, so a request for
 //!   a task that already ended never touches the next one.
+//! - the exception is raised once per task (`Cell::delivered`), as the thread lane does: the
+//!   watchdog repeats its request until the call returns (a request may be lost, or wait
+//!   behind a C call), but a task that got its `TaskInterrupted` runs its `finally` blocks
+//!   and `__exit__` methods undisturbed; one that does not return within the grace period is
+//!   given up as before.
+//! - waits that interpool owns (`Queue.get`/`put`) run detached in Rust, where pending calls
+//!   never run: they wake in slices and call [`check_stop`], which raises the stop request of
+//!   the worker's running task there.
+use std::cell::RefCell;
 use std::ffi::{CStr, c_int, c_long, c_ulong, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -87,6 +96,38 @@ pub struct Cell {
     why: AtomicU8,
     /// A pending call is queued.
     queued: AtomicBool,
+    /// The task whose stop was raised already (it is raised once per task).
+    delivered: AtomicU64,
+}
+
+thread_local! {
+    /// The cell of the worker that runs on this thread, if one does (see [`check_stop`]).
+    static CURRENT: RefCell<Option<Arc<Cell>>> = const { RefCell::new(None) };
+}
+
+/// Whether this thread runs a worker (whose task may be asked to stop).
+pub fn in_worker() -> bool {
+    CURRENT.with(|current| current.borrow().is_some())
+}
+
+/// In a wait that interpool owns, on a worker's thread: raise the stop request of the task
+/// running there (`TaskInterrupted`), once, as the pending call would at a bytecode boundary.
+pub fn check_stop(py: Python<'_>) -> crate::py::PyResult<()> {
+    let Some(cell) = CURRENT.with(|current| current.borrow().clone()) else { return Ok(()) };
+    if cell.interp != py.interpreter() {
+        return Ok(()); // not the worker's own interpreter
+    }
+    match cell.claim() {
+        Some(message) => match cell.class.get(py) {
+            Some(class) => {
+                // SAFETY: attached to the interpreter of the class (checked by `get`).
+                unsafe { ffi::PyErr_SetString(class.as_ptr(), message.as_ptr()) };
+                Err(crate::py::PyErr::fetched())
+            }
+            None => Ok(()),
+        },
+        None => Ok(()),
+    }
 }
 
 /// The watchdog's handle on one worker.
@@ -95,7 +136,7 @@ pub struct Interrupter(Arc<Cell>);
 impl Cell {
     /// For the worker running on this thread, in the interpreter `py` is attached to.
     pub fn new(py: Python<'_>, class: Borrowed<'_, '_>) -> Arc<Cell> {
-        Arc::new(Cell {
+        let cell = Arc::new(Cell {
             interp: py.interpreter(),
             // SAFETY: returns this OS thread's identifier; no requirement.
             thread: unsafe { ffi::PyThread_get_thread_ident() },
@@ -104,6 +145,33 @@ impl Cell {
             target: AtomicU64::new(0),
             why: AtomicU8::new(0),
             queued: AtomicBool::new(false),
+            delivered: AtomicU64::new(0),
+        });
+        CURRENT.with(|current| *current.borrow_mut() = Some(Arc::clone(&cell)));
+        cell
+    }
+
+    /// A stop request for the running task waits to be raised.
+    fn due(&self) -> bool {
+        let target = self.target.load(Ordering::Acquire);
+        target != 0
+            && self.running.load(Ordering::Acquire) == target
+            && self.delivered.load(Ordering::Acquire) != target
+    }
+
+    /// The stop request for the running task, if one is due and not raised yet; claims it
+    /// (so it is raised once, by whoever claims it).
+    fn claim(&self) -> Option<&'static CStr> {
+        if !self.due() {
+            return None; // no request, that task already ended, or it got its exception
+        }
+        let target = self.target.load(Ordering::Acquire);
+        if self.delivered.swap(target, Ordering::AcqRel) == target {
+            return None; // raised already: clean-up code runs undisturbed
+        }
+        Some(match self.why.load(Ordering::Acquire) {
+            1 => c"the task ran longer than its timeout",
+            _ => c"the task was interrupted",
         })
     }
 
@@ -141,33 +209,33 @@ extern "C" fn deliver(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the reference `queue` leaked for this call.
     let cell = unsafe { Arc::from_raw(arg.cast_const().cast::<Cell>()) };
     cell.queued.store(false, Ordering::Release);
-    let target = cell.target.load(Ordering::Acquire);
-    if target == 0 || cell.running.load(Ordering::Acquire) != target {
-        return 0; // that task already ended
+    // SAFETY: returns this OS thread's identifier.
+    let on_worker = unsafe { ffi::PyThread_get_thread_ident() } == cell.thread;
+    if cfg!(Py_GIL_DISABLED) && !on_worker {
+        // No GIL to make the cross-thread route race-free: let the worker take it (without
+        // claiming the request here, so that the worker's run of the call can).
+        if cell.due() {
+            cell.queue();
+        }
+        return 0;
     }
-    let message: &CStr = match cell.why.load(Ordering::Acquire) {
-        1 => c"the task ran longer than its timeout",
-        _ => c"the task was interrupted",
+    let Some(message) = cell.claim() else {
+        return 0; // that task already ended, or got its exception already
     };
     // SAFETY: pending calls run attached to the interpreter they were queued for.
     let py = unsafe { Python::assume() };
     let Some(class) = cell.class.get(py).map(Borrowed::as_ptr) else {
         return 0; // not the worker's interpreter (cannot happen: queued for it)
     };
-    // SAFETY: returns this OS thread's identifier.
-    if unsafe { ffi::PyThread_get_thread_ident() } == cell.thread {
+    if on_worker {
         // SAFETY: pending calls run attached to the target interpreter, whose class this is;
         // returning -1 with an exception set raises it in the running code.
         unsafe { ffi::PyErr_SetString(class, message.as_ptr()) };
         return -1;
     }
-    if cfg!(Py_GIL_DISABLED) {
-        cell.queue(); // no GIL to make the cross-thread route race-free: let the worker take it
-    } else {
-        // SAFETY: attached to the worker's interpreter, holding its GIL: the worker thread is
-        // not running, so marking its async exception cannot race with it.
-        unsafe { ffi::PyThreadState_SetAsyncExc(cell.thread as c_long, class) };
-    }
+    // SAFETY: attached to the worker's interpreter, holding its GIL (not free-threaded, see
+    // above): the worker thread is not running, so marking its async exception cannot race.
+    unsafe { ffi::PyThreadState_SetAsyncExc(cell.thread as c_long, class) };
     0
 }
 
@@ -186,5 +254,11 @@ impl Interrupt for Interrupter {
         cell.why.store(if why == Stop::Timeout { 1 } else { 2 }, Ordering::Release);
         cell.target.store(id, Ordering::Release);
         cell.queue();
+    }
+
+    fn interrupt_again(&self, id: u64, why: Stop) {
+        // Given up: raise it once more (its clean-up no longer matters; its thread must end).
+        let _ = self.0.delivered.compare_exchange(id, 0, Ordering::AcqRel, Ordering::Acquire);
+        self.interrupt(id, why);
     }
 }

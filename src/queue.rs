@@ -5,7 +5,8 @@
 //!
 //! Blocking calls release the caller's GIL and sleep on a condition variable; they wake when
 //! an item (or room) arrives. In slices of [`SIGNAL_SLICE`] they re-take the GIL just to run
-//! signal handlers, so Ctrl-C interrupts a blocked `get()` in the main thread.
+//! signal handlers, so Ctrl-C interrupts a blocked `get()` in the main thread; in a worker,
+//! in slices of [`STOP_SLICE`], to raise a stop request of its task (`TaskInterrupted`).
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -21,6 +22,9 @@ use crate::state::{ErrorClass, ModuleRef, State};
 use crate::trampoline::{self, Module, SLOTS_END, class_slots, getter, method, new_slot, table_slot, type_spec};
 
 const SIGNAL_SLICE: Duration = Duration::from_millis(100);
+/// The slice on a worker's thread, where a wait also ends when the running task is asked to
+/// stop (`TaskInterrupted`, see `interrupt::check_stop`): the latency of that stop.
+const STOP_SLICE: Duration = Duration::from_millis(10);
 
 pub struct QueueObject {
     queue: SharedQueue,
@@ -60,7 +64,7 @@ fn wait_for(block: bool, timeout: Option<Duration>) -> Wait {
 }
 
 /// Run a blocking queue operation with the GIL released, waking every `SIGNAL_SLICE` to run
-/// signal handlers. `op(wait)` returns `Err(Some(e))` for a final error and `Err(None)` when
+/// signal handlers (every `STOP_SLICE` in a worker, to raise a stop request of its task). `op(wait)` returns `Err(Some(e))` for a final error and `Err(None)` when
 /// its wait ran out.
 fn blocking<T: Send, E: Send>(
     py: Python<'_>,
@@ -72,8 +76,9 @@ fn blocking<T: Send, E: Send>(
         Err(None) if wait != Wait::Never => {}
         done => return Ok(done),
     }
+    let slice = if crate::interrupt::in_worker() { STOP_SLICE } else { SIGNAL_SLICE };
     loop {
-        let slice_end = Instant::now() + SIGNAL_SLICE;
+        let slice_end = Instant::now() + slice;
         let slice = match wait {
             Wait::Until(deadline) if deadline <= slice_end => Wait::Until(deadline),
             _ => Wait::Until(slice_end),
@@ -84,6 +89,7 @@ fn blocking<T: Send, E: Send>(
                     return Ok(Err(None));
                 }
                 py.check_signals()?;
+                crate::interrupt::check_stop(py)?;
             }
             done => return Ok(done),
         }

@@ -427,6 +427,42 @@ def busy_then_note(q: object) -> None:
         q.put("finally ran")  # type: ignore[attr-defined]
 
 
+class _SlowExit:
+    """A context manager whose ``__exit__`` takes ``seconds`` of pure-Python work and then
+    reports that it finished."""
+
+    def __init__(self, q: object, seconds: float) -> None:
+        self.q, self.seconds = q, seconds
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        busy_for(self.seconds)
+        self.q.put("__exit__ done")  # type: ignore[attr-defined]
+
+
+def busy_then_slow_clean_up(q: object, seconds: float) -> None:
+    """Loop until stopped; then a `finally` block and an `__exit__` that each take `seconds`
+    of pure-Python work report, through the queue, that they ran to the end."""
+    with _SlowExit(q, seconds):
+        try:
+            busy_forever()
+        finally:
+            busy_for(seconds)
+            q.put("finally done")  # type: ignore[attr-defined]
+
+
+def wait_in_get(q: object) -> object:
+    """Block in interpool's Queue.get()."""
+    return q.get()  # type: ignore[attr-defined]
+
+
+def wait_in_put(q: object, item: object) -> None:
+    """Block in interpool's Queue.put() (on a full queue)."""
+    q.put(item)  # type: ignore[attr-defined]
+
+
 def ignore_interrupts(q: object, seconds: float) -> None:
     """Catch every interrupt for `seconds` after the first one and keep going (counting them
     in the queue); after that, the next interrupt ends the task."""

@@ -13,7 +13,8 @@
 //!
 //! A task may run with a timeout, and a running task may be asked to stop. The *watchdog*
 //! (one thread per pool, started with the first task that needs it) delivers the stop
-//! request through the worker's [`Interrupt`] handle and repeats it until the call returns;
+//! request through the worker's [`Interrupt`] handle and repeats it until the call returns
+//! (the handle raises one stop per task, so clean-up code runs undisturbed);
 //! when the call has not returned after the grace period (stuck in C code), the task is
 //! given up: reported at once with [`WorkerFactory::abandoned`], and its thread no longer
 //! counts toward `max_workers`, so a new worker takes its place. The stuck thread ends its
@@ -141,8 +142,16 @@ fn recv_spinning<T>(rx: &Receiver<T>) -> Result<T, crossbeam_channel::RecvError>
 /// Delivers stop requests into a worker's running call, from any thread.
 pub trait Interrupt: Send + Sync + 'static {
     /// Ask the call running task `id` to stop, if it still is. Must not block, and must be
-    /// harmless when that task already ended.
+    /// harmless when that task already ended. The watchdog repeats this until the call
+    /// returns (a request may be lost or wait behind a C call): an implementation should
+    /// make the call see one stop per task, so that its clean-up (`finally`) runs undisturbed.
     fn interrupt(&self, id: u64, why: Stop);
+    /// As [`Interrupt::interrupt`], for a task already given up (it did not return within the
+    /// grace period after its stop): ask again even if the call saw a stop, so that its
+    /// thread ends eventually. By default the same as `interrupt`.
+    fn interrupt_again(&self, id: u64, why: Stop) {
+        self.interrupt(id, why);
+    }
 }
 
 /// Builds, runs and tears down workers. Every method but the interrupter's is called on the
@@ -956,10 +965,15 @@ fn watchdog<F: WorkerFactory>(shared: &Arc<Shared<F>>, events: &Sender<Event<F::
                 give_up.push((ticket, why));
                 continue;
             }
-            // Keep asking, also after giving the task up (its thread should still end), then
-            // less often.
+            // Keep asking until the call returns (the interrupter raises one stop per task),
+            // and after giving the task up, again and again, less often (its thread should
+            // still end).
             if let Some(interrupter) = lock(&slot.interrupter).as_ref() {
-                interrupter.interrupt(ticket.id(), why);
+                if given_up {
+                    interrupter.interrupt_again(ticket.id(), why);
+                } else {
+                    interrupter.interrupt(ticket.id(), why);
+                }
             }
             let again = if given_up { now + RESEND * 5 } else { (now + RESEND).min(asked + grace) };
             next = Some(next.map_or(again, |n| n.min(again)));
