@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use pyo3_ffi as ffi;
 
 use crate::fork_guard;
+use crate::isolate::GateHeld;
 use crate::py::Python;
 
 /// Serializes creating and ending interpreters where CPython needs it (see [`serialized`]).
@@ -65,9 +66,12 @@ impl SubInterpreter {
         // Counted from *before* creation: a fork() while it runs must take the guarded exit.
         let guard = fork_guard::Alive::new();
         let lock = serialized();
+        // Creation loads modules through the main interpreter (`isolate::Mode`).
+        let gate = GateHeld::enter(crate::isolate::WORKER);
         // SAFETY: no thread state on this thread (caller's contract), so CPython creates the
         // interpreter from the main interpreter's config; `config` and `tstate` outlive it.
         let status = unsafe { ffi::Py_NewInterpreterFromConfig(&mut tstate, &config) };
+        drop(gate);
         drop(lock);
         // SAFETY: only inspects the status value.
         if unsafe { ffi::PyStatus_Exception(status) } != 0 {
@@ -132,11 +136,13 @@ impl SubInterpreter {
         // thread, so no thread may wait for this lock while attached.
         self.detach();
         let lock = serialized();
+        let gate = GateHeld::enter(crate::isolate::WORKER); // detached, as every wait for it
         self.attach();
         // SAFETY: our thread state is current, attached and has no frames (no Python code is
         // running on this thread), and it is the interpreter's only one; afterwards the thread
         // has no thread state.
         unsafe { ffi::Py_EndInterpreter(self.tstate.as_ptr()) };
+        drop(gate);
         drop(lock);
         fork_guard::Alive::ended();
         std::mem::forget(self);

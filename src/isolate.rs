@@ -165,49 +165,108 @@ fn exec_copy<'py>(py: Python<'py>, _module: ModuleRef<'py>, module: Borrowed<'py
     Ok(py.none())
 }
 
-/// Workers pass this gate one at a time while CPython loads an extension module for them
-/// (`_worker.py` wraps `ExtensionFileLoader.create_module` and `BuiltinImporter.create_module`).
-/// Since 3.13, CPython runs a worker's extension init function in the *main* interpreter on
-/// the worker's thread, with a main-interpreter thread state that it makes and deletes without
-/// the main GIL. With a GIL, the main GIL serializes two workers doing that, but on a
-/// free-threaded build nothing does, and two workers importing `readline` at once corrupted the
-/// heap (10 of 300 fresh processes); and `threads.rs` walks the main interpreter's thread
-/// states holding this gate, so that none is made or deleted meanwhile. Re-entrant per thread:
-/// an extension's init may import other extensions.
-struct Gate {
-    owner: Option<std::thread::ThreadId>,
-    depth: usize,
+/// The extension gate. Since 3.13, CPython runs a worker's extension init function in the
+/// *main* interpreter, on the worker's thread, with a main-interpreter thread state that it
+/// makes and deletes without the main GIL (`switch_to_main_interpreter`, Python/import.c); it
+/// does so for every built-in and extension module a worker loads, from the first ones an
+/// interpreter loads while it is created. Two consequences:
+///
+/// - on a free-threaded build nothing serializes two workers doing that (with a GIL, the main
+///   GIL does), and two workers importing `readline` at once corrupted the heap (10 of 300
+///   fresh processes): there, workers pass the gate one at a time ([`Mode::Exclusive`]);
+/// - `threads.rs` walks the main interpreter's thread states, which these switches link and
+///   unlink: a walk during a worker's creation crashed 3.13 (a sampler of
+///   `sys._current_frames()` beside a starting pool). The walk holds the gate exclusively,
+///   while workers hold it (shared, with a GIL) around creating and ending their interpreter
+///   and loading extension modules (`_worker.py` wraps `ExtensionFileLoader.create_module` and
+///   `BuiltinImporter.create_module`).
+///
+/// Re-entrant per thread (an extension's init may import other extensions). Always waited for
+/// detached: a holder may be waiting for the waiter's GIL.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Mode {
+    Shared,
+    Exclusive,
 }
 
-static GATE: Mutex<Gate> = Mutex::new(Gate { owner: None, depth: 0 });
+/// How workers hold the gate: shared with a GIL, one at a time on free-threaded builds.
+pub(crate) const WORKER: Mode = if cfg!(Py_GIL_DISABLED) { Mode::Exclusive } else { Mode::Shared };
+
+struct Gate {
+    exclusive: Option<std::thread::ThreadId>,
+    shared: usize,
+}
+
+static GATE: Mutex<Gate> = Mutex::new(Gate { exclusive: None, shared: 0 });
 static GATE_FREE: Condvar = Condvar::new();
 
-pub(crate) fn gate_enter() {
-    let me = std::thread::current().id();
-    let mut gate = GATE.lock().unwrap_or_else(PoisonError::into_inner);
-    while gate.owner.is_some_and(|owner| owner != me) {
-        gate = GATE_FREE.wait(gate).unwrap_or_else(PoisonError::into_inner);
+thread_local! {
+    /// How deep this thread holds the gate (0: not at all).
+    static HELD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+pub(crate) fn gate_enter(mode: Mode) {
+    let depth = HELD.get();
+    if depth > 0 {
+        HELD.set(depth + 1); // held already, in some mode: nested loads go on
+        return;
     }
-    gate.owner = Some(me);
-    gate.depth += 1;
+    let mut gate = GATE.lock().unwrap_or_else(PoisonError::into_inner);
+    match mode {
+        Mode::Shared => {
+            while gate.exclusive.is_some() {
+                gate = GATE_FREE.wait(gate).unwrap_or_else(PoisonError::into_inner);
+            }
+            gate.shared += 1;
+        }
+        Mode::Exclusive => {
+            while gate.exclusive.is_some() || gate.shared > 0 {
+                gate = GATE_FREE.wait(gate).unwrap_or_else(PoisonError::into_inner);
+            }
+            gate.exclusive = Some(std::thread::current().id());
+        }
+    }
+    HELD.set(1);
 }
 
 pub(crate) fn gate_leave() {
-    let me = std::thread::current().id();
-    let mut gate = GATE.lock().unwrap_or_else(PoisonError::into_inner);
-    if gate.owner == Some(me) {
-        gate.depth -= 1;
-        if gate.depth == 0 {
-            gate.owner = None;
-            GATE_FREE.notify_one();
+    match HELD.get() {
+        0 => {}
+        1 => {
+            HELD.set(0);
+            let mut gate = GATE.lock().unwrap_or_else(PoisonError::into_inner);
+            if gate.exclusive == Some(std::thread::current().id()) {
+                gate.exclusive = None;
+            } else {
+                gate.shared -= 1;
+            }
+            GATE_FREE.notify_all();
         }
+        depth => HELD.set(depth - 1),
+    }
+}
+
+/// The gate held by this thread until dropped.
+pub(crate) struct GateHeld(());
+
+impl GateHeld {
+    /// Enter the gate (the thread must not be attached: see [`Gate`]).
+    pub(crate) fn enter(mode: Mode) -> Self {
+        gate_enter(mode);
+        GateHeld(())
+    }
+}
+
+impl Drop for GateHeld {
+    fn drop(&mut self) {
+        gate_leave();
     }
 }
 
 /// `_extension_gate(on)`: enter (waiting detached) or leave the extension-loading gate.
 fn extension_gate<'py>(py: Python<'py>, _module: ModuleRef<'py>, on: Borrowed<'py, 'py>) -> PyResult<Owned<'py>> {
     if on.is_true()? {
-        py.detached(gate_enter);
+        py.detached(|| gate_enter(WORKER));
     } else {
         gate_leave();
     }

@@ -17,8 +17,9 @@
 //! can end (a thread unlinks its state while attached) or change its frames. A thread state of
 //! the *main* interpreter may also be made and deleted by a worker thread without the main
 //! GIL, when CPython runs an extension module's init function in the main interpreter for a
-//! worker (`switch_to_main_interpreter`, Python/import.c); workers do that only inside the
-//! extension gate (`isolate::gate_enter`), which the walk also holds.
+//! worker (`switch_to_main_interpreter`, Python/import.c), from the first modules a worker's
+//! interpreter loads while it is created; workers do that only inside the extension gate
+//! (`isolate::GateHeld`), which the walk holds exclusively.
 //!
 //! On free-threaded builds other threads of the interpreter run while the walk reads their
 //! frames, so the walk also stops them, as CPython's own does (`_PyEval_StopTheWorld`, exported
@@ -33,6 +34,7 @@ use std::ffi::c_ulong;
 
 use pyo3_ffi as ffi;
 
+use crate::isolate::{GateHeld, Mode};
 use crate::py::{Owned, PyResult, Python};
 use crate::state::ModuleRef;
 use crate::trampoline::{Module, method};
@@ -95,14 +97,9 @@ unsafe fn read_ident(state: *mut ffi::PyThreadState) -> c_ulong {
 /// interpreter's GIL), then re-attached; on free-threaded builds with the interpreter's other
 /// threads stopped.
 fn gated<'py, T>(py: Python<'py>, walk: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
-    py.detached(crate::isolate::gate_enter);
-    struct Leave;
-    impl Drop for Leave {
-        fn drop(&mut self) {
-            crate::isolate::gate_leave();
-        }
-    }
-    let _leave = Leave;
+    // Only the main interpreter's thread states are made and deleted by other interpreters'
+    // threads (a worker's own are linked and unlinked under its GIL, which the walk holds).
+    let _gate = py.is_main_interpreter().then(|| py.detached(|| GateHeld::enter(Mode::Exclusive)));
     #[cfg(Py_GIL_DISABLED)]
     let _stopped = world::Stopped::new();
     walk()
