@@ -277,7 +277,7 @@ pub const EXTENSION_GATE: ffi::PyMethodDef = method!(
     Module,
     c"_extension_gate",
     o extension_gate,
-    c"_extension_gate(on, /): workers load extension modules one at a time"
+    c"_extension_gate(on, /): a worker enters (waiting detached) or leaves the extension gate around an import"
 );
 pub const LOAD_COPY: ffi::PyMethodDef = method!(
     Module,
