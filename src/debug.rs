@@ -85,6 +85,17 @@ pub fn keep(ptr: *mut ffi::PyObject) {
     entry.1 += 1;
 }
 
+/// An interpreter ended: forget what it kept (its memory is gone, and its addresses may be
+/// reused by another interpreter's objects).
+pub fn interpreter_ended(interp: usize) {
+    if !enabled() {
+        return;
+    }
+    if let Some(map) = KEPT.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+        map.retain(|_, entry| entry.0 != interp);
+    }
+}
+
 /// A kept reference to `ptr` is about to be used.
 pub fn check(ptr: *mut ffi::PyObject, what: &str) {
     if !enabled() {

@@ -137,11 +137,12 @@ impl SubInterpreter {
         self.detach();
         let lock = serialized();
         let gate = GateHeld::enter(crate::isolate::WORKER); // detached, as every wait for it
-        self.attach();
+        let interp = self.attach().interpreter();
         // SAFETY: our thread state is current, attached and has no frames (no Python code is
         // running on this thread), and it is the interpreter's only one; afterwards the thread
         // has no thread state.
         unsafe { ffi::Py_EndInterpreter(self.tstate.as_ptr()) };
+        crate::debug::interpreter_ended(interp);
         drop(gate);
         drop(lock);
         fork_guard::Alive::ended();
