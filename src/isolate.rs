@@ -177,9 +177,10 @@ fn exec_copy<'py>(py: Python<'py>, _module: ModuleRef<'py>, module: Borrowed<'py
 /// - `threads.rs` walks the main interpreter's thread states, which these switches link and
 ///   unlink: a walk during a worker's creation crashed 3.13 (a sampler of
 ///   `sys._current_frames()` beside a starting pool). The walk holds the gate exclusively,
-///   while workers hold it (shared, with a GIL) around creating and ending their interpreter
-///   and loading extension modules (`_worker.py` wraps `ExtensionFileLoader.create_module` and
-///   `BuiltinImporter.create_module`).
+///   while workers hold it (shared, with a GIL) from creating their interpreter through the
+///   bootstrap that wraps the loaders (`worker.rs`), around each extension module they load
+///   afterwards (`_worker.py` wraps `ExtensionFileLoader.create_module` and
+///   `BuiltinImporter.create_module`), and while ending their interpreter.
 ///
 /// Re-entrant per thread (an extension's init may import other extensions). Always waited for
 /// detached: a holder may be waiting for the waiter's GIL.

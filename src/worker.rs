@@ -145,6 +145,9 @@ fn error_text(py: Python<'_>) -> String {
 impl PyFactory {
     /// Steps 1-2 of start-up in the new, attached interpreter. `Ok(Err(msg))` refuses it.
     fn prepare<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Result<(Owned<'py>, Owned<'py>), String>> {
+        // The bootstrap loads extension modules (interpool's own, built-ins) before it wraps the
+        // loaders in the extension gate: hold the gate until it has (`isolate::Mode`).
+        let _gate = py.detached(|| crate::isolate::GateHeld::enter(crate::isolate::WORKER));
         let source = self.bootstrap.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let bootstrap = bootstrap_function(py, &source)?;
         let module = py.import(c"interpool._interpool")?;
