@@ -275,9 +275,12 @@ def isolate(i: int) -> Outcome:
 
 def lane_exit(i: int) -> Outcome:
     kind = ("process", "thread")[i % 2]
-    module = "lane_regex" if has("regex") else "lane_distributed"
-    call = "lane_regex.letters('abc')" if module == "lane_regex" else "lane_distributed.spin(1000)"
-    fn, arg = ("lane_regex.letters", "'abc'") if module == "lane_regex" else ("lane_distributed.spin", "1000")
+    module, fn, arg = (
+        ("lane_regex", "lane_regex.letters", "'abc'")
+        if has("regex")
+        else ("lane_distributed", "lane_distributed.spin", "1000")
+    )
+    call = f"{fn}({arg})"
     return run(
         f"""
         import warnings

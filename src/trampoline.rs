@@ -59,11 +59,7 @@ pub unsafe fn run<R: CReturn>(body: impl for<'py> FnOnce(Python<'py>) -> PyResul
 
 /// The `SystemError` message of a caught panic.
 fn internal_error(panic: &(dyn std::any::Any + Send)) -> String {
-    let what = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
+    let what = interpool_core::panic_message(panic);
     format!("internal error in interpool (Rust panic: {what}); please report it")
 }
 

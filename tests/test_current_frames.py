@@ -93,15 +93,12 @@ def test_current_exceptions_reports_the_exception_being_handled() -> None:
 def test_workers_see_only_their_own_threads() -> None:
     import interpool
 
-    def busy_main_thread_ident() -> int:
-        return threading.get_ident()
-
     with interpool.InterpreterPoolExecutor(1) as pool:
         seen = pool.submit(_frames_in_worker).result(timeout=60)
     worker_ident, keys, codes = seen
     assert keys == [worker_ident]  # not the main interpreter's threads
     assert "_frames_in_worker" in codes
-    assert busy_main_thread_ident() not in keys
+    assert threading.get_ident() not in keys
 
 
 def _frames_in_worker() -> tuple[int, list[int], list[str]]:

@@ -89,9 +89,9 @@ def end_spares() -> None:
     that imported interpool (a task using ``interpool.dask``, a nested pool) runs this module's
     exit hook inside ``Py_EndInterpreter``, which on 3.12 and 3.13 holds the process-wide lock
     that spare threads need to make or end their interpreters: joining them there deadlocked
-    the process (a Dask cluster's shutdown hung every time on 3.13)."""
-    if _interpool.interpreter_id() == 0:
-        _interpool._end_spares()
+    the process (a Dask cluster's shutdown hung every time on 3.13). ``_end_spares`` does
+    nothing outside the main interpreter."""
+    _interpool._end_spares()
 
 
 def check_python() -> None:

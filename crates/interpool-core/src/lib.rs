@@ -20,7 +20,9 @@ mod task;
 pub mod thread;
 mod value;
 
-pub use pool::{Event, INIT_TASK, Interrupt, Pool, PoolConfig, Stats, Stop, SubmitError, Taken, WorkerFactory};
+pub use pool::{
+    Event, INIT_TASK, Interrupt, Pool, PoolConfig, Stats, Stop, SubmitError, Taken, WorkerFactory, panic_message,
+};
 pub use queue::{GetError, PutError, Queue, Wait};
 pub use shared::{SharedQueue, WeakQueue, collect as collect_queue_cycles, containers_alive};
 pub use task::Ticket;
