@@ -5,13 +5,13 @@
 //! validation and messages in the Python layer.
 use std::time::{Duration, Instant};
 
-use interpool_core::{Event, Pool, PoolConfig, Stats, SubmitError, Ticket};
+use interpool_core::{Pool, PoolConfig, Stats, SubmitError, Ticket};
 use pyo3_ffi as ffi;
 
 use crate::args::{self, Args};
-use crate::codec::{self, Encoder};
+use crate::codec;
 use crate::object::{Instance, PyClass, new_object};
-use crate::protocol::{Reply, Status};
+use crate::protocol::{self, Reply, Status};
 use crate::py::{Borrowed, Owned, PyResult, Python};
 use crate::state::State;
 use crate::trampoline::{self, SLOTS_END, class_slots, getter, method, new_slot, table_slot, type_spec};
@@ -78,19 +78,8 @@ fn submit<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, args: Args<'py>)
     let timeout = args::timeout(Some(timeout), "timeout")?;
     let id = u64::try_from(id.as_i64("id")?).map_err(|_| py.value_error("id must be >= 0"))?;
     let state = slf.state();
-    let mut task = Encoder::new(py, state);
-    // The call as the worker reads it (`worker::run_task`): the function, the keyword
-    // arguments (None when there are none, the common case: the worker then passes the
-    // positional arguments by vectorcall, with no dict nor tuple built), the positional ones.
-    task.push(func)?;
-    // SAFETY: reads the size of an exact dict.
-    if call_kwargs.is_exactly(&raw mut ffi::PyDict_Type) && unsafe { ffi::PyDict_Size(call_kwargs.as_ptr()) } == 0 {
-        task.push(py.none().borrowed())?;
-    } else {
-        task.push(call_kwargs)?;
-    }
-    task.push(call_args)?;
-    let ticket = match slf.get().engine.submit(id, task.finish(), timeout) {
+    let task = protocol::encode_task(py, state, func, call_args, call_kwargs)?;
+    let ticket = match slf.get().engine.submit(id, task, timeout) {
         Ok(ticket) => ticket,
         Err(SubmitError::Shutdown(_)) => return Err(py.runtime_error("cannot schedule new futures after shutdown")),
         Err(SubmitError::Broken(msg, _)) => return Err(py.runtime_error(&format!("pool is broken: {msg}"))),
@@ -114,25 +103,6 @@ fn interrupt<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, ticket: Borro
     Ok(py.bool(slf.get().engine.interrupt(&ticket.get().ticket)))
 }
 
-/// The owner-side form of an event (see `protocol.rs`).
-fn event<'py>(py: Python<'py>, state: &State, event: Event<Reply>) -> PyResult<Owned<'py>> {
-    match event {
-        Event::Done { id, output: Reply { status, payload } } => {
-            // Decode here, so the dispatcher gets the reply ready to use; a failure is the
-            // task's alone.
-            let (status, payload) = match codec::decode(py, state, &payload) {
-                Ok(obj) => (status, obj),
-                Err(_) => (Status::Unreadable, py.take_exception().unwrap_or_else(|| py.none())),
-            };
-            py.tuple(vec![py.uint(id)?, py.uint(status as u64)?, payload])
-        }
-        Event::Broken { message, abandoned } => {
-            let ids = abandoned.into_iter().map(|id| py.uint(id)).collect::<PyResult<_>>()?;
-            py.tuple(vec![py.none(), py.str(&message)?, py.list(ids)?])
-        }
-    }
-}
-
 /// `next_events(max) -> list | None`: block (GIL released) until events arrive; `None` once
 /// every worker exited and every event was taken.
 fn next_events<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, max: Borrowed<'py, 'py>) -> PyResult<Owned<'py>> {
@@ -153,7 +123,7 @@ fn next_events<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, max: Borrow
     drop(turn);
     let state = slf.state();
     state.pins.drain(py);
-    py.list(batch.into_iter().map(|e| event(py, state, e)).collect::<PyResult<_>>()?)
+    py.list(batch.into_iter().map(|e| protocol::event(py, state, e)).collect::<PyResult<_>>()?)
 }
 
 /// `wait_reply(ticket, seconds, future) -> bool`: wait (GIL released) up to `seconds` for the

@@ -19,10 +19,10 @@ use interpool_core::spares::Spares;
 use interpool_core::{Value, WorkerFactory};
 use pyo3_ffi as ffi;
 
-use crate::codec::{self, Decoder};
+use crate::codec;
 use crate::interp::SubInterpreter;
 use crate::interrupt::{Cell, Interrupter};
-use crate::protocol::{Reply, Status};
+use crate::protocol::{Call, Reply, Status};
 use crate::py::{Borrowed, Owned, PyResult, Python, Stashed};
 use crate::state::{ModuleRef, State};
 use interpool_core::{Stop, Ticket};
@@ -341,37 +341,14 @@ fn run_task(
     ticket: &Ticket,
     task: &Value,
 ) -> PyResult<(Reply, bool)> {
-    // The call as `pool::submit` wrote it: function, keyword arguments or None, positional
-    // arguments; without keywords, up to `ARGS` positional arguments are passed by
-    // vectorcall, with no tuple built.
-    const ARGS: usize = 6;
-    let mut decoder = Decoder::new(py, state, task);
-    let call = (|| {
-        let (func, kwargs) = (decoder.next()?, decoder.next()?);
-        let items = if kwargs.borrowed().is_none() { decoder.next_args::<ARGS>()? } else { None };
-        let args = if items.is_none() { Some(decoder.next()?) } else { None };
-        Ok::<_, crate::py::PyErr>((func, kwargs, items, args))
-    })();
-    let (func, kwargs, items, args) = match call {
+    let call = match Call::decode(py, state, task) {
         Ok(call) => call,
         Err(_) => return failure(py, state, hooks, Status::NotStarted),
     };
     // Stop requests reach the call only: never the decoding before it, nor the describing
     // and encoding after it.
     cell.set_running(ticket.id());
-    let called = match (&items, &args) {
-        (Some((items, n)), _) => {
-            let none = py.none();
-            let borrowed: [Borrowed<'_, '_>; ARGS] =
-                std::array::from_fn(|i| items[i].as_ref().map_or(none.borrowed(), Owned::borrowed));
-            func.borrowed().call_args(&borrowed[..*n])
-        }
-        (None, Some(args)) => {
-            let kwargs = (!kwargs.borrowed().is_none()).then(|| kwargs.borrowed());
-            func.borrowed().call(args.borrowed(), kwargs)
-        }
-        (None, None) => unreachable!("the arguments were decoded one way or the other"),
-    };
+    let called = call.call();
     cell.set_running(0);
     if ticket.stop_requested().is_some() {
         cell.clear_pending(py);
@@ -380,7 +357,7 @@ fn run_task(
         Ok(result) => result,
         Err(_) => return failure(py, state, hooks, Status::Raised),
     };
-    drop((items, args, kwargs));
+    let func = call.into_function();
     match codec::encode_reply(py, state, result.borrowed()) {
         Ok(payload) => Ok((Reply { status: Status::Returned, payload }, false)),
         Err(_) => {

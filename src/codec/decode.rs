@@ -190,10 +190,16 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
     /// A whole value: its one object.
     pub fn single(mut self) -> PyResult<Owned<'py>> {
         let obj = self.next()?;
+        self.finish()?;
+        Ok(obj)
+    }
+
+    /// Check that every object of the value was read (trailing bytes are corrupt).
+    pub fn finish(self) -> PyResult<()> {
         if !self.reader.at_end() {
             return Err(corrupt(self.py)(Corrupt));
         }
-        Ok(obj)
+        Ok(())
     }
 
     /// Read one item: a finished object, or `None` when a non-empty container was opened.
