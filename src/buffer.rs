@@ -11,6 +11,9 @@
 //!   subinterpreter, which may end while others still read, it copies the bytes once into Rust
 //!   memory instead.
 //! - The user synchronizes reads and writes (e.g. with a Queue): the memory is shared.
+//!
+//! The object (`BufferObject`) is defined in `handles.rs`, below the codec; its constructor
+//! and methods are here.
 use std::alloc::Layout;
 use std::ffi::c_int;
 use std::ptr::NonNull;
@@ -20,13 +23,12 @@ use interpool_core::SharedMemory;
 use pyo3_ffi as ffi;
 
 use crate::args::Args;
-use crate::object::{Instance, PyClass, new_object};
+use crate::handles::{self, BufferObject};
+use crate::object::Instance;
 use crate::pin::Pin;
 use crate::py::{Owned, PyResult, Python};
 use crate::state::State;
 use crate::trampoline::{self, SLOTS_END, class_slots, getter, method, new_slot, table_slot, type_spec};
-
-pub type Lease = Arc<dyn SharedMemory>;
 
 /// Zeroed bytes owned by Rust.
 struct Allocation {
@@ -80,51 +82,6 @@ impl SharedMemory for Allocation {
     }
 }
 
-/// A pinned Python buffer, lent by the main interpreter.
-struct Pinned(Pin);
-
-impl SharedMemory for Pinned {
-    fn as_ptr(&self) -> *mut u8 {
-        self.0.as_ptr()
-    }
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    fn readonly(&self) -> bool {
-        self.0.readonly()
-    }
-}
-
-pub struct BufferObject {
-    lease: Lease,
-    /// Whether the memory belongs to a Python object (pinned) rather than to interpool.
-    zero_copy: bool,
-}
-
-impl PyClass for BufferObject {
-    fn type_object(state: &State) -> *mut ffi::PyTypeObject {
-        state.buffer_type()
-    }
-}
-
-impl BufferObject {
-    /// Another lease on the same memory (what a `Value` carries).
-    pub fn lease(&self) -> Lease {
-        Arc::clone(&self.lease)
-    }
-}
-
-/// A lease on an immutable object's memory, read in place by other interpreters (the codec
-/// lends large `bytes` this way instead of copying them into the value).
-pub fn lend(pin: Pin) -> Lease {
-    Arc::new(Pinned(pin))
-}
-
-/// A Python object of this interpreter for `lease`.
-pub fn wrap<'py>(py: Python<'py>, state: &State, lease: Lease) -> PyResult<Owned<'py>> {
-    new_object(py, state, BufferObject { lease, zero_copy: false })
-}
-
 const USAGE: &str = "SharedBuffer() takes one positional argument: a size in bytes, or a bytes-like object";
 
 /// `SharedBuffer(source, /)`
@@ -137,7 +94,7 @@ fn buffer_new<'py>(py: Python<'py>, state: &'py State, args: Args<'py>) -> PyRes
         let size =
             usize::try_from(source.as_i64("size")?).map_err(|_| py.value_error("SharedBuffer size must be >= 0"))?;
         let memory = Allocation::zeroed(size).ok_or_else(|| py.memory_error())?;
-        return Ok(BufferObject { lease: Arc::new(memory), zero_copy: false });
+        return Ok(BufferObject::new(Arc::new(memory), false));
     }
     let Some(pin) = Pin::acquire(&state.pins, source)? else {
         return Err(py.type_error(&format!(
@@ -147,20 +104,20 @@ fn buffer_new<'py>(py: Python<'py>, state: &'py State, args: Args<'py>) -> PyRes
         )));
     };
     if py.is_main_interpreter() {
-        return Ok(BufferObject { lease: Arc::new(Pinned(pin)), zero_copy: true });
+        return Ok(BufferObject::new(handles::lend(pin), true));
     }
     // A subinterpreter may end while others still read: copy into Rust memory (the pin is
     // released right away, here, in its own interpreter).
     // SAFETY: the pin keeps `len` bytes at `ptr` valid and unchanged while it lives.
     let data = unsafe { std::slice::from_raw_parts(pin.as_ptr(), pin.len()) };
     let copy = Allocation::copy_of(data).ok_or_else(|| py.memory_error())?;
-    Ok(BufferObject { lease: Arc::new(copy), zero_copy: false })
+    Ok(BufferObject::new(Arc::new(copy), false))
 }
 
 /// `bf_getbuffer`: export the shared memory through this object.
 unsafe extern "C" fn getbuffer(slf: *mut ffi::PyObject, view: *mut ffi::Py_buffer, flags: c_int) -> c_int {
     let fill = |_py: Python<'_>, slf: Instance<'_, BufferObject>| {
-        let lease = &slf.get().lease;
+        let lease = slf.get().memory();
         let len = isize::try_from(lease.len()).unwrap_or(isize::MAX);
         let readonly = c_int::from(lease.readonly());
         // SAFETY: `view` is CPython's to fill; the memory stays valid while `view.obj` (this
@@ -175,17 +132,17 @@ unsafe extern "C" fn getbuffer(slf: *mut ffi::PyObject, view: *mut ffi::Py_buffe
 
 /// `sq_length`
 unsafe extern "C" fn length(slf: *mut ffi::PyObject) -> ffi::Py_ssize_t {
-    let len = |py: Python<'_>, slf: Instance<'_, BufferObject>| py.ssize(slf.get().lease.len());
+    let len = |py: Python<'_>, slf: Instance<'_, BufferObject>| py.ssize(slf.get().memory().len());
     // SAFETY: CPython calls sq_length attached, with a SharedBuffer.
     unsafe { trampoline::slot::<BufferObject, ffi::Py_ssize_t>(slf, len) }
 }
 
 fn readonly<'py>(py: Python<'py>, slf: Instance<'py, BufferObject>) -> PyResult<Owned<'py>> {
-    Ok(py.bool(slf.get().lease.readonly()))
+    Ok(py.bool(slf.get().memory().readonly()))
 }
 
 fn zero_copy<'py>(py: Python<'py>, slf: Instance<'py, BufferObject>) -> PyResult<Owned<'py>> {
-    Ok(py.bool(slf.get().zero_copy))
+    Ok(py.bool(slf.get().zero_copy()))
 }
 
 fn reduce<'py>(py: Python<'py>, _slf: Instance<'py, BufferObject>) -> PyResult<Owned<'py>> {

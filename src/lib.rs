@@ -27,6 +27,7 @@ mod debug;
 mod decoded;
 mod fork_guard;
 mod globals;
+mod handles;
 mod interp;
 mod interrupt;
 mod isolate;

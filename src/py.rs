@@ -1,6 +1,11 @@
-//! The RAII layer over the raw C API: every call interpool makes into CPython for generic
-//! objects goes through this module, and the types here carry the rules of
-//! `docs/design.md` ("Objects and interpreters"):
+//! The RAII layer over the raw C API: the tokens and references every other module works
+//! with, and the generic object operations (calls, attributes, conversions, errors). Other
+//! modules call the C API directly only for what is theirs alone (for instance the codec
+//! reads and builds objects in place, `pin.rs` acquires buffers, `interp.rs`, `threads.rs`
+//! and `interrupt.rs` manage interpreters, thread states and pending calls, `object.rs`,
+//! `trampoline.rs` and `module.rs` make types and the module), each call in a small `unsafe`
+//! block whose result goes straight into these types ([`Python::own`], [`check`]). The types
+//! here carry the rules of `docs/design.md` ("Objects and interpreters"):
 //!
 //! - [`Python<'py>`] proves that this thread is attached to an interpreter for `'py`. Entry
 //!   points get one from the trampoline (`trampoline.rs`); worker threads borrow one from
@@ -467,40 +472,6 @@ impl<'a, 'py> Borrowed<'a, 'py> {
         Ok(v)
     }
 
-    /// The hash an exact `str` has cached (computed once, by its first `hash()`: every dict
-    /// key has one), or `None` if it has none yet. The caller has checked the type.
-    #[inline]
-    pub fn str_hash(self) -> Option<ffi::Py_hash_t> {
-        // SAFETY: an exact str (caller's contract) starts with a `PyASCIIObject`, whose
-        // `hash` field is aligned; CPython sets it once, with a relaxed atomic store in
-        // free-threaded builds, so it is read atomically here.
-        let hash = unsafe {
-            let field = &raw mut (*self.as_ptr().cast::<ffi::PyASCIIObject>()).hash;
-            std::sync::atomic::AtomicIsize::from_ptr(field).load(std::sync::atomic::Ordering::Relaxed)
-        };
-        (hash != -1).then_some(hash)
-    }
-
-    /// The sign (`true`: negative) and magnitude of an `int` whose magnitude fits one 30-bit
-    /// digit, read in place; `None` for larger ints (use the C API). The caller has checked
-    /// that the object is an `int`.
-    ///
-    /// CPython 3.12+ keeps such a "compact" int as its `PyObject` header, then `lv_tag`
-    /// (`ndigits << 3 | sign`, sign 0 positive, 1 zero, 2 negative) and the first 30-bit digit:
-    /// what its own `PyUnstable_Long_IsCompact` and `PyUnstable_Long_CompactValue` (inline
-    /// functions that pyo3-ffi does not bind) read. The layout is confirmed on first use
-    /// with ints made from known values, including a non-compact one; if it does not hold (a
-    /// build with 15-bit digits), this always answers `None`.
-    #[inline]
-    pub fn compact_int(self) -> Option<(bool, u32)> {
-        static LAYOUT_HOLDS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        if !*LAYOUT_HOLDS.get_or_init(|| compact_layout_holds(self.py())) {
-            return None;
-        }
-        // SAFETY: an int object (caller's contract), whose layout was confirmed.
-        unsafe { compact_parts(self.as_ptr()) }
-    }
-
     /// A real number as `f64` (`TypeError` for anything else).
     pub fn as_f64(self) -> PyResult<f64> {
         // SAFETY: attached; valid object; -1.0 with an exception set means failure.
@@ -525,44 +496,6 @@ impl<'a, 'py> Borrowed<'a, 'py> {
         // SAFETY: every type has a NUL-terminated `tp_name` that lives as long as the type.
         unsafe { CStr::from_ptr((*self.type_ptr()).tp_name) }.to_string_lossy().into_owned()
     }
-}
-
-/// The start of a CPython 3.12+ int object (see [`Borrowed::compact_int`]).
-#[repr(C)]
-struct CompactLong {
-    ob_base: ffi::PyObject,
-    lv_tag: usize,
-    digit: u32,
-}
-
-/// Sign and magnitude of a compact int as [`CompactLong`] describes it, `None` if not compact.
-///
-/// # Safety
-/// `obj` is an int object; an int object has at least the fields of `CompactLong` (a header,
-/// `lv_tag`, at least one digit) on every build this layout applies to.
-#[inline]
-unsafe fn compact_parts(obj: *mut ffi::PyObject) -> Option<(bool, u32)> {
-    // SAFETY: the caller's contract.
-    let (tag, digit) = unsafe { ((*obj.cast::<CompactLong>()).lv_tag, (*obj.cast::<CompactLong>()).digit) };
-    (tag < 2 << 3).then_some((tag & 2 != 0, digit))
-}
-
-/// Whether [`CompactLong`] describes this CPython's ints: a few compact values read back as
-/// themselves, and 2^30 (two digits) is not compact. A wrong layout reads wrong values, never
-/// out of bounds.
-#[cold]
-fn compact_layout_holds(py: Python<'_>) -> bool {
-    let read = |v: i64| -> Option<Option<(bool, u32)>> {
-        let obj = py.int(v).ok()?;
-        // SAFETY: an int object (see `compact_parts`).
-        Some(unsafe { compact_parts(obj.as_ptr()) })
-    };
-    let compact = [0, 1, -1, 7, -300, 123_456_789, (1 << 30) - 1, -((1 << 30) - 1)];
-    let holds = compact.iter().all(|&v| {
-        read(v).flatten().is_some_and(|(negative, m)| if negative { -i64::from(m) } else { i64::from(m) } == v)
-    }) && read(1 << 30) == Some(None);
-    py.clear_exception();
-    holds
 }
 
 /// A slice over `len` bytes at `ptr` (empty when `len <= 0`, whatever `ptr` is).

@@ -1,7 +1,8 @@
 //! `interpool.Queue`: one Rust queue of [`Value`]s, seen through a Python object in every
 //! interpreter that receives it (as a task argument, initarg, result, queue item, or by
 //! pickle within this process). Items are encoded on `put` and rebuilt on `get`, so
-//! interpreters never share an object.
+//! interpreters never share an object. The object (`QueueObject`) is defined in `handles.rs`,
+//! below the codec; its constructor and methods are here.
 //!
 //! Blocking calls release the caller's GIL and sleep on a condition variable; they wake when
 //! an item (or room) arrives. In slices of [`SIGNAL_SLICE`] they re-take the GIL just to run
@@ -16,7 +17,8 @@ use pyo3_ffi as ffi;
 
 use crate::args::{self, Args};
 use crate::codec;
-use crate::object::{Instance, PyClass, new_object};
+use crate::handles::{self, QueueObject};
+use crate::object::Instance;
 use crate::py::{Borrowed, Owned, PyResult, Python};
 use crate::state::{ErrorClass, ModuleRef, State};
 use crate::trampoline::{self, Module, SLOTS_END, class_slots, getter, method, new_slot, table_slot, type_spec};
@@ -25,28 +27,6 @@ const SIGNAL_SLICE: Duration = Duration::from_millis(100);
 /// The slice on a worker's thread, where a wait also ends when the running task is asked to
 /// stop (`TaskInterrupted`, see `interrupt::check_stop`): the latency of that stop.
 const STOP_SLICE: Duration = Duration::from_millis(10);
-
-pub struct QueueObject {
-    queue: SharedQueue,
-}
-
-impl PyClass for QueueObject {
-    fn type_object(state: &State) -> *mut ffi::PyTypeObject {
-        state.queue_type()
-    }
-}
-
-impl QueueObject {
-    /// Another handle on the same queue (what a `Value` carries).
-    pub fn shared(&self) -> SharedQueue {
-        self.queue.clone()
-    }
-}
-
-/// A Python object of this interpreter for `queue`.
-pub fn wrap<'py>(py: Python<'py>, state: &State, queue: SharedQueue) -> PyResult<Owned<'py>> {
-    new_object(py, state, QueueObject { queue })
-}
 
 /// Queues that were pickled in this process, by address (see `__reduce__`). Rust data only.
 fn registry() -> &'static Mutex<HashMap<usize, WeakQueue>> {
@@ -101,7 +81,7 @@ fn queue_new<'py>(_py: Python<'py>, _state: &'py State, args: Args<'py>) -> PyRe
     let [maxsize] = args.parse("Queue", ["maxsize"], 0)?;
     let maxsize = maxsize.map_or(Ok(0), |m| m.as_i64("maxsize"))?;
     // As queue.Queue: maxsize <= 0 means unbounded.
-    Ok(QueueObject { queue: SharedQueue::new(usize::try_from(maxsize).unwrap_or(0)) })
+    Ok(QueueObject::new(SharedQueue::new(usize::try_from(maxsize).unwrap_or(0))))
 }
 
 fn do_put<'py>(
@@ -112,7 +92,7 @@ fn do_put<'py>(
 ) -> PyResult<Owned<'py>> {
     let state = slf.state();
     let value = codec::encode(py, state, obj)?;
-    let queue = &slf.get().queue;
+    let queue = slf.get().queue();
     let mut pending = Some(value);
     let outcome = blocking(py, wait, |w| {
         let Some(v) = pending.take() else { return Ok(()) };
@@ -134,7 +114,7 @@ fn do_put<'py>(
 
 fn do_get<'py>(py: Python<'py>, slf: Instance<'py, QueueObject>, wait: Wait) -> PyResult<Owned<'py>> {
     let state = slf.state();
-    let queue = &slf.get().queue;
+    let queue = slf.get().queue();
     let outcome = blocking(py, wait, |w| match queue.get(w) {
         Ok(v) => Ok(v),
         Err(GetError::Empty) => Err(None),
@@ -170,33 +150,33 @@ fn get_nowait<'py>(py: Python<'py>, slf: Instance<'py, QueueObject>) -> PyResult
 }
 
 fn qsize<'py>(py: Python<'py>, slf: Instance<'py, QueueObject>) -> PyResult<Owned<'py>> {
-    py.uint(slf.get().queue.len() as u64)
+    py.uint(slf.get().queue().len() as u64)
 }
 
 fn empty<'py>(py: Python<'py>, slf: Instance<'py, QueueObject>) -> PyResult<Owned<'py>> {
-    Ok(py.bool(slf.get().queue.is_empty()))
+    Ok(py.bool(slf.get().queue().is_empty()))
 }
 
 fn full<'py>(py: Python<'py>, slf: Instance<'py, QueueObject>) -> PyResult<Owned<'py>> {
-    Ok(py.bool(slf.get().queue.is_full()))
+    Ok(py.bool(slf.get().queue().is_full()))
 }
 
 fn close<'py>(py: Python<'py>, slf: Instance<'py, QueueObject>) -> PyResult<Owned<'py>> {
-    slf.get().queue.close();
+    slf.get().queue().close();
     Ok(py.none())
 }
 
 fn maxsize<'py>(py: Python<'py>, slf: Instance<'py, QueueObject>) -> PyResult<Owned<'py>> {
-    py.uint(slf.get().queue.maxsize() as u64)
+    py.uint(slf.get().queue().maxsize() as u64)
 }
 
 fn closed<'py>(py: Python<'py>, slf: Instance<'py, QueueObject>) -> PyResult<Owned<'py>> {
-    Ok(py.bool(slf.get().queue.is_closed()))
+    Ok(py.bool(slf.get().queue().is_closed()))
 }
 
 /// `__reduce__`: pickles as a reference to this very queue, valid in this process only.
 fn reduce<'py>(py: Python<'py>, slf: Instance<'py, QueueObject>) -> PyResult<Owned<'py>> {
-    let queue = &slf.get().queue;
+    let queue = slf.get().queue();
     let key = queue.id();
     {
         let mut reg = registry().lock().unwrap_or_else(PoisonError::into_inner);
@@ -223,7 +203,7 @@ pub fn from_id<'py>(py: Python<'py>, module: ModuleRef<'py>, args: Args<'py>) ->
              interpreters of the process that created them",
         ));
     };
-    wrap(py, module.state(), queue)
+    handles::wrap_queue(py, module.state(), queue)
 }
 
 static mut METHODS: [ffi::PyMethodDef; 10] = [

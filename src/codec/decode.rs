@@ -9,6 +9,7 @@ use interpool_core::{Handle, Value};
 use pyo3_ffi as ffi;
 
 use super::format::{self as f, Corrupt, Reader};
+use crate::handles;
 use crate::py::{Owned, PyErr, PyResult, Python};
 use crate::state::{State, not_configured};
 
@@ -256,8 +257,8 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
             f::QUEUE | f::BUFFER | f::CONSTANT | f::LENT_BYTES => {
                 let index = r.size().map_err(corrupt(py))?;
                 match (tag, self.handles.get(index)) {
-                    (f::QUEUE, Some(Handle::Queue(queue))) => crate::queue::wrap(py, self.state, queue.clone())?,
-                    (f::BUFFER, Some(Handle::Memory(lease))) => crate::buffer::wrap(py, self.state, lease.clone())?,
+                    (f::QUEUE, Some(Handle::Queue(queue))) => handles::wrap_queue(py, self.state, queue.clone())?,
+                    (f::BUFFER, Some(Handle::Memory(lease))) => handles::wrap_buffer(py, self.state, lease.clone())?,
                     (f::CONSTANT, Some(Handle::Constant(constant))) => super::constant::get(py, self.state, constant)?,
                     (f::LENT_BYTES, Some(Handle::Memory(lease))) => {
                         // SAFETY: a lease keeps `len` bytes at `ptr` valid and unchanged (lent

@@ -28,11 +28,11 @@ use pyo3_ffi as ffi;
 
 use super::constant::ConstantObject;
 use super::format::{self as f, Writer};
-use crate::buffer::BufferObject;
+use super::layout;
+use crate::handles::{self, BufferObject, QueueObject};
 use crate::object::Instance;
 use crate::pin::Pin;
 use crate::py::{Borrowed, Owned, PyErr, PyResult, Python};
-use crate::queue::QueueObject;
 use crate::state::{ErrorClass, State, not_configured};
 
 /// Hashes object addresses (already unique; spread their low bits).
@@ -228,7 +228,7 @@ impl<'s, 'py> Encoder<'s, 'py> {
         if self.lend
             && let Some(pin) = Pin::acquire(&self.state.pins, obj)?
         {
-            return self.handle(f::LENT_BYTES, Handle::Memory(crate::buffer::lend(pin)));
+            return self.handle(f::LENT_BYTES, Handle::Memory(handles::lend(pin)));
         }
         self.out.blob(f::BYTES, obj.as_bytes("bytes")?).map_err(oom(self.py))
     }
@@ -311,7 +311,7 @@ impl<'s, 'py> Encoder<'s, 'py> {
 fn scalar(py: Python<'_>, out: &mut Writer, obj: Borrowed<'_, '_>) -> Result<bool, Fail> {
     let tp = obj.type_ptr();
     if tp == &raw mut ffi::PyLong_Type
-        && let Some((negative, magnitude)) = obj.compact_int()
+        && let Some((negative, magnitude)) = layout::compact_int(obj)
     {
         // |v| < 2^30: fits an i32.
         let v = if negative { magnitude.wrapping_neg() } else { magnitude };
@@ -398,9 +398,9 @@ fn big_int(py: Python<'_>, out: &mut Writer, obj: Borrowed<'_, '_>) -> Result<()
 #[inline(always)]
 fn key(py: Python<'_>, out: &mut Writer, obj: Borrowed<'_, '_>) -> Result<bool, Fail> {
     if obj.type_ptr() == &raw mut ffi::PyUnicode_Type
-        && let (1, len, data) = str_parts(obj)
-        && is_compact_ascii(obj, data)
-        && let Some(hash) = obj.str_hash()
+        && let (1, len, data) = layout::str_parts(obj)
+        && layout::is_compact_ascii(obj, data)
+        && let Some(hash) = layout::str_hash(obj)
     {
         // SAFETY: `len` 1-byte characters at `data` (`str_parts`).
         let bytes = unsafe { crate::py::slice(data, len) };
@@ -413,55 +413,19 @@ fn key(py: Python<'_>, out: &mut Writer, obj: Borrowed<'_, '_>) -> Result<bool, 
     scalar(py, out, obj)
 }
 
-/// An exact str's kind (bytes per character), length and characters.
-#[inline(always)]
-fn str_parts(obj: Borrowed<'_, '_>) -> (u32, isize, *const u8) {
-    // SAFETY: an exact str (caller's check): its kind, length and data describe its
-    // characters, which are immutable and owned by the object.
-    unsafe {
-        let (kind, len) = (ffi::PyUnicode_KIND(obj.as_ptr()), ffi::PyUnicode_GET_LENGTH(obj.as_ptr()));
-        (kind, len, ffi::PyUnicode_DATA(obj.as_ptr()).cast::<u8>())
-    }
-}
-
 /// An exact str, at its width (`ASCII` for pure ASCII, so the receiver need not scan it).
 #[inline]
 fn str(out: &mut Writer, obj: Borrowed<'_, '_>) -> Result<(), std::collections::TryReserveError> {
-    let (kind, len, data) = str_parts(obj);
+    let (kind, len, data) = layout::str_parts(obj);
     // SAFETY: `len` characters of `kind` bytes at `data`, alive during this call.
     let bytes = unsafe { crate::py::slice(data, len * kind as isize) };
     let tag = match kind {
-        1 if is_compact_ascii(obj, data) => f::ASCII,
+        1 if layout::is_compact_ascii(obj, data) => f::ASCII,
         1 => f::STR1,
         2 => f::STR2,
         _ => f::STR4,
     };
     out.head_raw(tag, len.unsigned_abs() as u64, bytes)
-}
-
-/// Whether a 1-byte str is compact ASCII. CPython keeps the characters of a compact ASCII
-/// string right after its `PyASCIIObject` header, and those of every other string elsewhere
-/// (after the larger `PyCompactUnicodeObject` header, or in a separate block): that is how its
-/// `_PyUnicode_COMPACT_DATA` finds them. The `ascii` bit itself is not reachable through
-/// pyo3-ffi on 3.14, so the address tells; a check on the first use confirms the layout
-/// (otherwise every 1-byte str goes as `STR1`, which the receiver scans).
-#[inline]
-fn is_compact_ascii(obj: Borrowed<'_, '_>, data: *const u8) -> bool {
-    static LAYOUT_HOLDS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let after_header = |obj: Borrowed<'_, '_>, data: *const u8| {
-        std::ptr::eq(data, obj.as_ptr().cast::<u8>().wrapping_add(std::mem::size_of::<ffi::PyASCIIObject>()))
-    };
-    let holds = *LAYOUT_HOLDS.get_or_init(|| {
-        let py = obj.py();
-        let (Ok(ascii), Ok(latin1)) = (py.str("a"), py.str("\u{e9}")) else {
-            py.clear_exception();
-            return false;
-        };
-        // SAFETY: two exact str objects, alive here.
-        let data = |s: &Owned<'_>| unsafe { ffi::PyUnicode_DATA(s.as_ptr()).cast::<u8>() };
-        after_header(ascii.borrowed(), data(&ascii)) && !after_header(latin1.borrowed(), data(&latin1))
-    });
-    holds && after_header(obj, data)
 }
 
 /// The next item of a frame's container that is not a scalar (for a dict: key, then value),

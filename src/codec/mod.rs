@@ -8,6 +8,7 @@ pub mod constant;
 mod decode;
 mod encode;
 pub mod format;
+mod layout;
 
 use interpool_core::Value;
 
