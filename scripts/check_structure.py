@@ -3,9 +3,12 @@
 
 1. unsafe code stays confined in the extension (src/): at most MAX_SHARE percent of its lines
    of code inside `unsafe { }` blocks, and no block longer than MAX_BLOCK lines of code;
-2. no import cycle between the extension's modules, except codec <-> queue (queue items are
-   values, and values carry queues); none in the Python package;
-3. no file of the repository refers to a path outside it: every relative path that climbs
+2. the extension's modules form the layers of LAYERS: each module of src/ (a file, or a folder
+   such as codec/) is in exactly one layer, and uses (`crate::name`) only modules of its own
+   layer or of the layers listed before it, never one of a later layer; docs/design.md's
+   layout names every entry of src/ and no file that is not there;
+3. no import cycle between the extension's modules, none in the Python package;
+4. no file of the repository refers to a path outside it: every relative path that climbs
    (`..` components) must lead to a file or directory of the repository, and every document
    named by a relative path (a directory, a slash, a name ending in .md) must exist in it,
    next to the file or from the root.
@@ -13,10 +16,13 @@
 Counting: lines of code are lines that are neither blank nor comment-only; a block's lines
 run from the line that opens `unsafe {` to the line that closes it. `unsafe fn` bodies do not
 count: with `unsafe_op_in_unsafe_fn` denied, their unsafe operations are in blocks too.
+
+`--root DIR` checks another copy of the repository (the tests plant violations in one).
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import pathlib
 import re
@@ -26,7 +32,16 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MAX_SHARE = 10.0
 MAX_BLOCK = 10
-ALLOWED_CYCLES = {frozenset({"codec", "queue"})}
+# The extension's layers, lowest first (docs/design.md, "Layout"). `lib` (the crate root, which
+# declares every module) is the entry point above them all.
+LAYERS: list[tuple[str, list[str]]] = [
+    ("C API", ["debug", "fork_guard", "py"]),
+    ("interpreter runtime", ["pin", "globals", "decoded", "state", "object", "args", "trampoline"]),
+    ("values", ["handles", "codec"]),
+    ("workers", ["protocol", "interrupt", "isolate", "interp", "threads", "worker"]),
+    ("classes", ["pool", "queue", "buffer"]),
+    ("module", ["module"]),
+]
 OPEN = re.compile(r"\bunsafe\s*\{")
 
 
@@ -59,6 +74,7 @@ def unsafe_blocks(lines: list[str]) -> list[tuple[int, int]]:
 
 
 def check_unsafe(src: pathlib.Path) -> list[str]:
+    root = src.parent
     total = inside = 0
     blocks: list[tuple[int, str]] = []
     for path in sorted(src.rglob("*.rs")):
@@ -68,7 +84,7 @@ def check_unsafe(src: pathlib.Path) -> list[str]:
         for first, last in unsafe_blocks(lines):
             n = sum(is_code[first : last + 1])
             inside += n
-            blocks.append((n, f"{path.relative_to(ROOT)}:{first + 1}"))
+            blocks.append((n, f"{path.relative_to(root)}:{first + 1}"))
     blocks.sort(reverse=True)
     share = 100 * inside / max(total, 1)
     longest = ", ".join(f"{n} lines at {where}" for n, where in blocks[:3])
@@ -108,6 +124,61 @@ def rust_graph(src: pathlib.Path) -> dict[str, set[str]]:
     return {k: v & modules for k, v in graph.items() if k != "lib"}
 
 
+def check_layers(src: pathlib.Path, design: pathlib.Path) -> list[str]:
+    graph = rust_graph(src)
+    layer_of: dict[str, int] = {}
+    errors = []
+    for index, (_, modules) in enumerate(LAYERS):
+        for module in modules:
+            if module in layer_of:
+                errors.append(f"LAYERS lists {module} twice")
+            layer_of[module] = index
+    errors += [
+        f"src/ has module {m}, which is in no layer of LAYERS (scripts/check_structure.py)"
+        for m in sorted(set(graph) - set(layer_of))
+    ]
+    errors += [f"LAYERS lists {m}, which is not a module of src/" for m in sorted(set(layer_of) - set(graph))]
+    for module, deps in sorted(graph.items()):
+        for dep in sorted(deps):
+            if module in layer_of and dep in layer_of and layer_of[dep] > layer_of[module]:
+                errors.append(
+                    f"{module_path(src, module)} uses crate::{dep}, of the layer '{LAYERS[layer_of[dep]][0]}', "
+                    f"above its own layer '{LAYERS[layer_of[module]][0]}': a module uses only its own layer "
+                    "and those listed before it (LAYERS)"
+                )
+    errors += check_layout_doc(src, design)
+    if not errors:
+        print(
+            f"layers: ok ({len(layer_of)} modules of src/ in {len(LAYERS)} layers; "
+            "docs/design.md lists every entry of src/)"
+        )
+    return errors
+
+
+def module_path(src: pathlib.Path, module: str) -> str:
+    path = src / f"{module}.rs" if (src / f"{module}.rs").exists() else src / module
+    return str(path.relative_to(src.parent))
+
+
+def check_layout_doc(src: pathlib.Path, design: pathlib.Path) -> list[str]:
+    """docs/design.md's layout block names each entry of src/ (`name.rs`, `folder/`), and each
+    Rust file it names exists in src/ (at the top or in a folder)."""
+    text = design.read_text()
+    section = text.split("## Layout", 1)[-1]
+    block = section.split("```", 2)[1] if section.count("```") >= 2 else ""
+    named_files = set(re.findall(r"\b([\w/]+\.rs)\b", block))
+    named_dirs = set(re.findall(r"(?<![\w/-])(\w+)/(?=\s)", block))
+    errors = []
+    for entry in sorted(src.iterdir()):
+        if entry.is_dir() and entry.name not in named_dirs:
+            errors.append(f"docs/design.md's layout does not name src/{entry.name}/")
+        if entry.suffix == ".rs" and entry.name not in named_files:
+            errors.append(f"docs/design.md's layout does not name src/{entry.name}")
+    rust_files = {p.name for p in src.rglob("*.rs")} | {str(p.relative_to(src)) for p in src.rglob("*.rs")}
+    errors += [f"docs/design.md's layout names {f}, which is not in src/" for f in sorted(named_files - rust_files)]
+    return errors
+
+
 def python_graph(package: pathlib.Path) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for path in package.glob("*.py"):
@@ -120,29 +191,29 @@ def python_graph(package: pathlib.Path) -> dict[str, set[str]]:
     return {k: v & modules for k, v in graph.items()}
 
 
-def check_cycles() -> list[str]:
+def check_cycles(root: pathlib.Path) -> list[str]:
     errors = []
     for what, graph in [
-        ("src/", rust_graph(ROOT / "src")),
-        ("python/interpool/", python_graph(ROOT / "python/interpool")),
+        ("src/", rust_graph(root / "src")),
+        ("python/interpool/", python_graph(root / "python/interpool")),
     ]:
-        bad = cycles(graph) - ALLOWED_CYCLES
-        print(f"imports: {len(graph)} modules in {what}, cycles: {sorted(map(sorted, cycles(graph))) or 'none'}")
-        errors += [f"import cycle in {what}: {' <-> '.join(sorted(c))}" for c in bad]
+        found = cycles(graph)
+        print(f"imports: {len(graph)} modules in {what}, cycles: {sorted(map(sorted, found)) or 'none'}")
+        errors += [f"import cycle in {what}: {' <-> '.join(sorted(c))}" for c in found]
     return errors
 
 
-def check_outside_references() -> list[str]:
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+def check_outside_references(root: pathlib.Path) -> list[str]:
+    files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
     # A path that starts with `..` components (not one inside a longer path such as
     # `$ORIGIN/../lib`, nor an ellipsis such as `.../worker`).
     climbing = re.compile(r"(?<![\w.$/])((?:\.\./)+[\w.-]+)")
     # A document named by a relative path, such as the design notes in docs (not in a URL).
     document = re.compile(r"(?<![\w.$/:-])((?:[\w-]+/)+[\w-]+\.md)\b")
-    root = ROOT.resolve()
+    root = root.resolve()
     errors = []
     for name in files:
-        path = ROOT / name
+        path = root / name
         if path.suffix in {".png", ".lock"} or not path.is_file():
             continue
         for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
@@ -154,7 +225,7 @@ def check_outside_references() -> list[str]:
             outside += [
                 relative
                 for relative in document.findall(line)
-                if not ((path.parent / relative).exists() or (ROOT / relative).exists())
+                if not ((path.parent / relative).exists() or (root / relative).exists())
             ]
             if outside:
                 errors.append(f"{name}:{n} refers to a path outside the repository: {line.strip()}")
@@ -163,7 +234,15 @@ def check_outside_references() -> list[str]:
 
 
 def main() -> int:
-    errors = check_unsafe(ROOT / "src") + check_cycles() + check_outside_references()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--root", type=pathlib.Path, default=ROOT, help="the repository to check (default: this one)")
+    root = parser.parse_args().root.resolve()
+    errors = (
+        check_unsafe(root / "src")
+        + check_layers(root / "src", root / "docs/design.md")
+        + check_cycles(root)
+        + check_outside_references(root)
+    )
     for error in errors:
         print("error:", error, file=sys.stderr)
     return 1 if errors else 0

@@ -1,18 +1,23 @@
 //! interpool's extension module, `interpool._interpool`.
 //!
 //! A raw `pyo3-ffi` multi-phase module (not `#[pymodule]`: it must load inside own-GIL
-//! subinterpreters; see docs/design.md). Layers, each depending only on those above it:
+//! subinterpreters; see docs/design.md). Layers, lowest first; a module uses only modules of
+//! its own layer and of those before it, with no cycle (`scripts/check_structure.py` holds the
+//! same list and enforces it):
 //!
-//! - `py` (tokens, references, errors), `pin` (memory lent to other interpreters),
-//!   `globals` (functions by reference), `decoded` (constants an interpreter decoded),
-//!   `fork_guard`: the RAII layer over the C API.
-//! - `state` (per-interpreter module state), `object` (Rust payloads in Python objects),
-//!   `args` (the argument parser), `trampoline` (the one way CPython enters Rust).
-//! - `codec` (objects <-> Values, and the `Constant` class), `protocol` (the owner/worker
-//!   wire protocol), `interp` (one subinterpreter's lifecycle), `worker` (a pool's workers),
-//!   `isolate` (private copies of extension modules loaded into one interpreter).
-//! - the classes: `pool` (Pool, Ticket), `queue` (Queue), `buffer` (SharedBuffer); and
-//!   `module`, which assembles the module definition.
+//! - C API: `debug` (debug mode's checks of kept objects), `fork_guard`, `py` (tokens,
+//!   references, errors: the RAII layer over the C API).
+//! - interpreter runtime: `pin` (memory lent to other interpreters), `globals` (functions by
+//!   reference), `decoded` (constants an interpreter decoded), `state` (per-interpreter module
+//!   state), `object` (Rust payloads in Python objects), `args` (the argument parser),
+//!   `trampoline` (the one way CPython enters Rust).
+//! - values: `handles` (the Python objects of the Queue and SharedBuffer handles values
+//!   carry), `codec` (objects <-> Values, and the `Constant` class).
+//! - workers: `protocol` (the owner/worker wire protocol), `interrupt` (stopping a running
+//!   task), `isolate` (private copies of extension modules), `interp` (one subinterpreter's
+//!   lifecycle), `threads` (`sys._current_frames` per interpreter), `worker` (a pool's workers).
+//! - classes: `pool` (Pool, Ticket), `queue` (Queue), `buffer` (SharedBuffer).
+//! - `module`, which assembles the module definition.
 //!
 //! Unsafe code is confined to small blocks, mostly in the first two layers; the pool engine
 //! itself is the safe, Python-free `interpool-core` crate.
