@@ -124,13 +124,18 @@ impl Globals {
     /// Compute the path of `obj`, if it qualifies.
     fn path_of(obj: Borrowed<'_, '_>) -> PyResult<Option<Path>> {
         let py = obj.py();
-        // SAFETY: reading the types of valid objects.
-        let kind_ok = unsafe {
-            obj.is_exactly(&raw mut ffi::PyFunction_Type)
-                || ffi::PyType_Check(obj.as_ptr()) != 0
-                || (obj.is_exactly(&raw mut ffi::PyCFunction_Type)
-                    && ffi::PyModule_Check(ffi::PyCFunction_GET_SELF(obj.as_ptr())) != 0)
+        // A built-in function of a module has the module as its `self`; a static method of a
+        // built-in type (`str.maketrans`) has none (null).
+        let module_function = || {
+            // SAFETY: an exact built-in function (checked first); its self is null or an object.
+            let owner = unsafe { ffi::PyCFunction_GetSelf(obj.as_ptr()) };
+            // SAFETY: a valid object, checked non-null.
+            !owner.is_null() && unsafe { ffi::PyModule_Check(owner) } != 0
         };
+        // SAFETY: reading the type of a valid object.
+        let kind_ok = obj.is_exactly(&raw mut ffi::PyFunction_Type)
+            || unsafe { ffi::PyType_Check(obj.as_ptr()) } != 0
+            || (obj.is_exactly(&raw mut ffi::PyCFunction_Type) && module_function());
         if !kind_ok {
             return Ok(None);
         }
