@@ -79,8 +79,10 @@ test-wheel: setup ## Build a manylinux wheel, install it into a clean venv, run 
 	scripts/test-wheel.sh $$(cat .venvs/$(DEV)/.interpool-stamp | cut -d' ' -f1) dist/wheel-test/*.whl
 
 .PHONY: test-rust
-test-rust: ## cargo test (the pool engine; no Python needed)
-	cargo test -p interpool-core --quiet
+test-rust: setup ## cargo test: the pool engine, and the extension's tests (codec format, decoder) on an embedded $(DEV) Python
+	PYO3_PYTHON=$$(.venvs/$(DEV)/bin/python -c 'import sys; print(sys.executable)') \
+	  LD_LIBRARY_PATH=$$(.venvs/$(DEV)/bin/python -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")')$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH} \
+	  cargo test --workspace --quiet
 
 .PHONY: sanitize
 sanitize: ## cargo test of the pool engine under AddressSanitizer (+LeakSanitizer)

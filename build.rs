@@ -6,6 +6,9 @@ fn main() {
     // release is checked before it is added here). The codec builds dicts faster with them.
     println!("cargo:rustc-check-cfg=cfg(private_dict_api)");
     let config = pyo3_build_config::get();
+    // The interpreter the crate is built for: the Rust tests embed it (src/testing.rs) and find
+    // its standard library from it.
+    println!("cargo:rustc-env=INTERPOOL_TEST_PYTHON={}", config.executable().unwrap_or_default());
     let abi = config.target_abi();
     let version = config.version();
     if matches!(abi.implementation(), pyo3_build_config::PythonImplementation::CPython)

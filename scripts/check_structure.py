@@ -36,7 +36,7 @@ MAX_BLOCK = 10
 # declares every module) is the entry point above them all.
 LAYERS: list[tuple[str, list[str]]] = [
     ("C API", ["debug", "fork_guard", "py"]),
-    ("interpreter runtime", ["pin", "globals", "decoded", "state", "object", "args", "trampoline"]),
+    ("interpreter runtime", ["pin", "globals", "decoded", "state", "object", "args", "trampoline", "testing"]),
     ("values", ["handles", "codec"]),
     ("workers", ["protocol", "interrupt", "isolate", "interp", "threads", "worker"]),
     ("classes", ["pool", "queue", "buffer"]),

@@ -10,7 +10,8 @@
 //! - interpreter runtime: `pin` (memory lent to other interpreters), `globals` (functions by
 //!   reference), `decoded` (constants an interpreter decoded), `state` (per-interpreter module
 //!   state), `object` (Rust payloads in Python objects), `args` (the argument parser),
-//!   `trampoline` (the one way CPython enters Rust).
+//!   `trampoline` (the one way CPython enters Rust), `testing` (tests only: the embedded
+//!   interpreter the Rust tests run on).
 //! - values: `handles` (the Python objects of the Queue and SharedBuffer handles values
 //!   carry), `codec` (objects <-> Values, and the `Constant` class).
 //! - workers: `protocol` (the owner/worker wire protocol), `interrupt` (stopping a running
@@ -44,6 +45,8 @@ mod protocol;
 mod py;
 mod queue;
 mod state;
+#[cfg(test)]
+mod testing;
 mod threads;
 mod trampoline;
 mod worker;

@@ -131,7 +131,7 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
             return Ok(None);
         }
         probe.skip(1);
-        let n = probe.size().map_err(corrupt(self.py))?;
+        let n = probe.count(1).map_err(corrupt(self.py))?;
         if n > N {
             return Ok(None);
         }
@@ -226,17 +226,17 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
             }
             f::TUPLE | f::LIST => return self.sequence(tag == f::LIST),
             f::DICT => {
-                let n = r.size().map_err(corrupt(py))?;
+                let n = r.count(2).map_err(corrupt(py))?;
                 return self.dict(n);
             }
             f::SET => {
-                let n = r.size().map_err(corrupt(py))?;
+                let n = r.count(1).map_err(corrupt(py))?;
                 // SAFETY: attached; an empty set; new reference or null.
                 let obj = unsafe { py.own(ffi::PySet_New(std::ptr::null_mut()))? };
                 return Ok(self.opened(obj, n, |obj| Build::Set { obj, remaining: n }));
             }
             f::FROZENSET => {
-                let n = r.size().map_err(corrupt(py))?;
+                let n = r.count(1).map_err(corrupt(py))?;
                 let memo = self.memo.len();
                 self.memo.push(None);
                 let items = filled_list(py, n)?;
@@ -350,7 +350,7 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
 
     fn sequence(&mut self, list: bool) -> PyResult<Option<Owned<'py>>> {
         let py = self.py;
-        let n = self.reader.size().map_err(corrupt(py))?;
+        let n = self.reader.count(1).map_err(corrupt(py))?;
         let len = py.ssize(n)?;
         let obj = if list { filled_list(py, n)? } else { filled_tuple(py, n)? };
         if list {
@@ -455,10 +455,15 @@ fn other_scalar<'py>(py: Python<'py>, r: &mut Reader<'_>) -> PyResult<Option<Own
     Ok(Some(obj))
 }
 
-/// A str of ASCII characters (as the encoder found them), made without scanning them again,
-/// with the hash the sender's str had cached, if given (`ASCII_KEY`).
+/// A str of ASCII characters (as the encoder found them), made without finding its widest
+/// character again (one check that the bytes are ASCII), with the hash the sender's str had
+/// cached, if given (`ASCII_KEY`).
 #[inline]
 fn ascii<'py>(py: Python<'py>, data: &[u8], hash: Option<ffi::Py_hash_t>) -> PyResult<Owned<'py>> {
+    // A str marked ASCII must be: CPython hands its characters out as UTF-8 unchecked.
+    if !data.is_ascii() {
+        return Err(corrupt(py)(Corrupt));
+    }
     // SAFETY: attached; a new, compact ASCII str of `data.len()` characters (for 0, the
     // immortal empty str), or null.
     let obj = unsafe { py.own(ffi::PyUnicode_New(py.ssize(data.len())?, 127))? };

@@ -200,8 +200,10 @@ pub fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-/// The bytes of a value were not written by this codec (a bug, never user input).
-#[derive(Debug)]
+/// The bytes of a value were not written by this codec (a bug, never user input). Reading
+/// never goes past the end of the bytes nor panics: every read checks its bounds, and counts
+/// are checked against what is left ([`Reader::count`]).
+#[derive(Debug, PartialEq, Eq)]
 pub struct Corrupt;
 
 /// Reads what a [`Writer`] wrote.
@@ -286,6 +288,24 @@ impl<'a> Reader<'a> {
         usize::try_from(self.varint()?).map_err(|_| Corrupt)
     }
 
+    /// The bytes not read yet.
+    #[inline]
+    pub fn remaining(&self) -> usize {
+        self.data.len().saturating_sub(self.pos)
+    }
+
+    /// A count of items that take at least `min_bytes` each (every item starts with its tag):
+    /// a count that the rest of the value cannot hold is corrupt, so a corrupt count never
+    /// makes the decoder allocate a container it cannot fill.
+    #[inline]
+    pub fn count(&mut self, min_bytes: usize) -> Result<usize, Corrupt> {
+        let n = self.size()?;
+        match n.checked_mul(min_bytes) {
+            Some(needed) if needed <= self.remaining() => Ok(n),
+            _ => Err(Corrupt),
+        }
+    }
+
     #[inline]
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], Corrupt> {
         let end = self.pos.checked_add(n).ok_or(Corrupt)?;
@@ -309,6 +329,8 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -324,5 +346,171 @@ mod tests {
         }
         assert!(r.at_end());
         assert!(r.byte().is_err(), "reading past the end is an error, not a panic");
+    }
+
+    /// Varints at every length boundary (1 to 10 bytes), as `head` writes them inline or out
+    /// of line.
+    const BOUNDARIES: [u64; 20] = [
+        0,
+        1,
+        127,
+        128,
+        (1 << 14) - 1,
+        1 << 14,
+        (1 << 21) - 1,
+        1 << 21,
+        (1 << 28) - 1,
+        1 << 28,
+        (1 << 35) - 1,
+        1 << 35,
+        (1 << 42) - 1,
+        1 << 42,
+        (1 << 49) - 1,
+        1 << 49,
+        (1 << 56) - 1,
+        1 << 56,
+        (1 << 63) - 1,
+        u64::MAX,
+    ];
+
+    #[test]
+    fn heads_round_trip_at_every_varint_length() {
+        for v in BOUNDARIES {
+            let mut w = Writer::default();
+            w.head(STR1, v).unwrap();
+            w.varint(v).unwrap();
+            let mut r = Reader::new(&w.buf);
+            assert_eq!(r.byte(), Ok(STR1));
+            assert_eq!(r.varint(), Ok(v), "head({v})");
+            assert_eq!(r.varint(), Ok(v), "varint({v})");
+            assert!(r.at_end());
+        }
+    }
+
+    /// One item of each kind a `Writer` writes, and how a `Reader` reads it back.
+    #[derive(Clone, Debug)]
+    enum Item {
+        Tag(u8),
+        Head(u8, u64),
+        Head4(u8, u32),
+        Blob(u8, Vec<u8>),
+        Float(f64),
+    }
+
+    impl Item {
+        fn write(&self, w: &mut Writer) {
+            match self {
+                Item::Tag(t) => w.tag(*t),
+                Item::Head(t, v) => w.head(*t, *v),
+                Item::Head4(t, v) => w.head4(*t, *v),
+                Item::Blob(t, data) => w.blob(*t, data),
+                Item::Float(v) => w.tag(FLOAT).and_then(|()| w.raw(&v.to_le_bytes())),
+            }
+            .unwrap();
+        }
+
+        /// Read the item back: `Ok(true)` if it is what was written.
+        fn read(&self, r: &mut Reader<'_>) -> Result<bool, Corrupt> {
+            Ok(match self {
+                Item::Tag(t) => r.byte()? == *t,
+                Item::Head(t, v) => r.byte()? == *t && r.varint()? == *v,
+                Item::Head4(t, v) => r.tagged4(*t).ok_or(Corrupt)? == *v,
+                Item::Blob(t, data) => r.byte()? == *t && r.blob()? == &data[..],
+                Item::Float(v) => r.byte()? == FLOAT && r.f64()?.to_bits() == v.to_bits(),
+            })
+        }
+    }
+
+    fn items() -> impl Strategy<Value = Item> {
+        let tag = 0u8..=INT4;
+        prop_oneof![
+            tag.clone().prop_map(Item::Tag),
+            (tag.clone(), prop_oneof![any::<u64>(), 0u64..20_000, prop::sample::select(&BOUNDARIES[..])])
+                .prop_map(|(t, v)| Item::Head(t, v)),
+            (tag.clone(), any::<u32>()).prop_map(|(t, v)| Item::Head4(t, v)),
+            (tag, prop::collection::vec(any::<u8>(), 0..300)).prop_map(|(t, d)| Item::Blob(t, d)),
+            any::<f64>().prop_map(Item::Float),
+        ]
+    }
+
+    proptest! {
+        /// Any sequence of items reads back as written, and nothing is left over.
+        #[test]
+        fn items_round_trip(items in prop::collection::vec(items(), 0..40)) {
+            let mut w = Writer::default();
+            for item in &items {
+                item.write(&mut w);
+            }
+            let mut r = Reader::new(&w.buf);
+            for item in &items {
+                prop_assert_eq!(item.read(&mut r), Ok(true), "{:?}", item);
+            }
+            prop_assert!(r.at_end());
+        }
+
+        /// Every item cut short at every byte reads as an error (`tagged4`: as no match), never
+        /// as a value, a panic or a read past the end.
+        #[test]
+        fn truncated_items_are_errors(item in items()) {
+            let mut w = Writer::default();
+            item.write(&mut w);
+            for cut in 0..w.buf.len() {
+                let mut r = Reader::new(&w.buf[..cut]);
+                prop_assert!(item.read(&mut r).is_err(), "{:?} cut at {}", item, cut);
+            }
+        }
+
+        /// Arbitrary bytes: every read either succeeds within the bytes or fails.
+        #[test]
+        fn arbitrary_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..64), ops in prop::collection::vec(0u8..8, 1..32)) {
+            let mut r = Reader::new(&data);
+            for op in ops {
+                let before = r.remaining();
+                let _ = match op {
+                    0 => r.byte().map(drop),
+                    1 => r.varint().map(drop),
+                    2 => r.size().map(drop),
+                    3 => r.count(1).map(drop),
+                    4 => r.blob().map(drop),
+                    5 => r.f64().map(drop),
+                    6 => r.take(3).map(drop),
+                    _ => r.tagged4(INT4).map(drop).ok_or(Corrupt),
+                };
+                prop_assert!(r.remaining() <= before);
+            }
+        }
+    }
+
+    #[test]
+    fn a_varint_longer_than_ten_bytes_is_corrupt() {
+        let data = [0x80u8; 11];
+        assert_eq!(Reader::new(&data).varint(), Err(Corrupt));
+        assert_eq!(Reader::new(&data[..10]).varint(), Err(Corrupt), "truncated");
+    }
+
+    #[test]
+    fn a_count_the_rest_cannot_hold_is_corrupt() {
+        let mut w = Writer::default();
+        w.head(LIST, 3).unwrap();
+        w.raw(&[NONE, NONE, NONE]).unwrap();
+        let mut r = Reader::new(&w.buf[1..]);
+        assert_eq!(r.clone().count(1), Ok(3));
+        assert_eq!(r.clone().count(2), Err(Corrupt), "3 pairs need 6 bytes");
+        let huge = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+        assert_eq!(Reader::new(&huge).count(1), Err(Corrupt));
+        assert_eq!(Reader::new(&huge).count(usize::MAX), Err(Corrupt), "no overflow");
+        assert_eq!(Reader::new(&[3, NONE, NONE]).count(1), Err(Corrupt), "one item short");
+        assert_eq!(r.count(1), Ok(3));
+        assert_eq!(r.remaining(), 3);
+    }
+
+    #[test]
+    fn a_length_past_the_end_is_corrupt() {
+        let mut w = Writer::default();
+        w.head(BYTES, u64::MAX).unwrap();
+        let mut r = Reader::new(&w.buf[1..]);
+        assert_eq!(r.blob(), Err(Corrupt));
+        assert_eq!(Reader::new(&[5, 1, 2]).blob(), Err(Corrupt));
+        assert_eq!(Reader::new(&[1, 2, 3]).take(usize::MAX), Err(Corrupt), "no overflow");
     }
 }

@@ -9,6 +9,8 @@ mod decode;
 mod encode;
 pub mod format;
 mod layout;
+#[cfg(test)]
+mod tests;
 
 use interpool_core::Value;
 
