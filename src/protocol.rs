@@ -155,3 +155,48 @@ pub fn event<'py>(py: Python<'py>, state: &State, event: Event<Reply>) -> PyResu
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{error_text, get, run, with_state};
+
+    const CASES: &std::ffi::CStr = cr#"
+import sys
+
+# A function of a module, so that it goes by reference.
+module = type(sys)("protocol_cases")
+sys.modules["protocol_cases"] = module
+exec("def f(*args, **kwargs):\n    return args, kwargs\n", module.__dict__)
+f = module.f
+
+# No keywords and few arguments (vectorcall), many arguments (a tuple), keywords.
+cases = [(f, (), {}), (f, (1, "a"), {}), (f, tuple(range(6)), {}), (f, tuple(range(7)), {}), (f, (1,), {"k": [2]})]
+"#;
+
+    fn item<'py>(obj: Borrowed<'_, 'py>, index: i64) -> Owned<'py> {
+        let getitem = obj.getattr(c"__getitem__").unwrap();
+        getitem.borrowed().call1(obj.py().int(index).unwrap().borrowed()).unwrap()
+    }
+
+    #[test]
+    fn a_task_calls_what_was_submitted_and_a_cut_one_does_not_start() {
+        with_state(|py, state| {
+            let namespace = run(py, CASES).unwrap_or_else(|_| panic!("{}", error_text(py)));
+            let cases = get(&namespace, c"cases");
+            for i in 0..5 {
+                let case = item(cases.borrowed(), i);
+                let [func, args, kwargs] = [0, 1, 2].map(|j| item(case.borrowed(), j));
+                let task = encode_task(py, state, func.borrowed(), args.borrowed(), kwargs.borrowed()).unwrap();
+                let result = Call::decode(py, state, &task).and_then(|call| call.call()).unwrap();
+                let expected = func.borrowed().call(args.borrowed(), Some(kwargs.borrowed())).unwrap();
+                assert_eq!(result.borrowed().describe(), expected.borrowed().describe(), "case {i}");
+                for cut in 0..task.bytes.len() {
+                    let prefix = Value { bytes: task.bytes[..cut].to_vec(), handles: Vec::new() };
+                    assert!(Call::decode(py, state, &prefix).is_err(), "case {i} cut at {cut}");
+                    py.clear_exception();
+                }
+            }
+        });
+    }
+}
