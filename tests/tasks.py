@@ -657,3 +657,14 @@ class PickleShenanigans:
 
     def __reduce__(self) -> tuple[type, tuple[int]]:
         return (self.__class__, (1,))
+
+
+def add_warning_filter() -> None:
+    """A filter with a compiled pattern, as pandas and numpy's isolation add on import."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="interpool test filter", category=UserWarning)
+
+
+def noop() -> None:
+    pass
