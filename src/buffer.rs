@@ -168,8 +168,8 @@ static mut GETSET: [ffi::PyGetSetDef; 3] = [
     trampoline::GETSET_END,
 ];
 
-static mut SLOTS: [ffi::PyType_Slot; 8] = {
-    let [dealloc, doc] = class_slots!(
+static mut SLOTS: [ffi::PyType_Slot; 9] = {
+    let [dealloc, traverse, doc] = class_slots!(
         BufferObject,
         c"SharedBuffer(source, /)\n--\n\nMemory shared with worker interpreters without copying. SharedBuffer(n) \
 allocates n zeroed bytes; SharedBuffer(obj) shares a bytes-like object's memory (zero-copy in the main interpreter, \
@@ -178,6 +178,7 @@ one copy in a subinterpreter). Use memoryview(buf) to read or write; synchronizi
     [
         new_slot!(BufferObject, buffer_new),
         dealloc,
+        traverse,
         doc,
         ffi::PyType_Slot { slot: ffi::Py_bf_getbuffer, pfunc: getbuffer as *mut std::ffi::c_void },
         ffi::PyType_Slot { slot: ffi::Py_sq_length, pfunc: length as *mut std::ffi::c_void },

@@ -51,6 +51,12 @@ impl ConstantCache {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).get(&id).map(|entry| entry.obj.bind(py).to_owned())
     }
 
+    /// GC traversal of every cached object (see `Globals::traverse`).
+    pub fn traverse(&self, visit: pyo3_ffi::visitproc, arg: *mut std::ffi::c_void) -> std::ffi::c_int {
+        let cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.values().map(|entry| entry.obj.visit(visit, arg)).find(|&r| r != 0).unwrap_or(0)
+    }
+
     /// Release every cached object (module clear/free, attached).
     pub fn clear(&self, py: Python<'_>) {
         let entries = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));

@@ -200,6 +200,18 @@ impl Globals {
         Ok(obj)
     }
 
+    /// GC traversal of every cached reference. Without it, a cached function whose globals
+    /// lead back to this module (a module global holding a Queue or SharedBuffer, whose type
+    /// holds the module) made a cycle the GC could not see: the interpreter's end then freed
+    /// none of it. The locks are never contended here: no thread holds one across anything
+    /// that allocates a Python object or lets the GC stop it.
+    pub fn traverse(&self, visit: ffi::visitproc, arg: *mut std::ffi::c_void) -> std::ffi::c_int {
+        let by_name = self.by_name.lock().unwrap_or_else(PoisonError::into_inner);
+        let by_object = self.by_object.lock().unwrap_or_else(PoisonError::into_inner);
+        let paths = by_object.values().flatten().flat_map(|path| path.refs.iter());
+        by_name.values().chain(paths).map(|kept| kept.visit(visit, arg)).find(|&r| r != 0).unwrap_or(0)
+    }
+
     /// Release every cached reference (attached to this interpreter: module clear/free).
     pub fn clear(&self, py: Python<'_>) {
         drop(std::mem::take(&mut *self.by_object.lock().unwrap_or_else(PoisonError::into_inner)));

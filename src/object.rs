@@ -98,8 +98,12 @@ pub fn new_object<'py, T: PyClass>(py: Python<'py>, state: &State, value: T) -> 
 /// # Safety
 /// `obj` is an instance of `T`'s heap type whose refcount reached zero; attached.
 pub unsafe fn drop_instance<T: PyClass>(obj: *mut ffi::PyObject, report: impl FnOnce(Box<dyn std::any::Any + Send>)) {
-    // SAFETY: reading the type of the dying object.
-    let tp = unsafe { ffi::Py_TYPE(obj) };
+    // SAFETY: reading the type of the dying object; untracked before anything else, as every
+    // GC object's dealloc starts (the GC must not see it half-destroyed).
+    let tp = unsafe {
+        ffi::PyObject_GC_UnTrack(obj.cast());
+        ffi::Py_TYPE(obj)
+    };
     // SAFETY: the value was initialized at allocation and is dropped exactly once, here.
     let value = unsafe { std::ptr::read(&raw const (*obj.cast::<Cell<T>>()).value) };
     if let Err(panic) = catch_unwind(AssertUnwindSafe(|| drop(value))) {

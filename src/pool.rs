@@ -283,9 +283,9 @@ static mut POOL_METHODS: [ffi::PyMethodDef; 10] = [
 
 const POOL_DOC: &std::ffi::CStr =
     c"Worker threads, each running an own-GIL subinterpreter (private; use interpool.InterpreterPoolExecutor).";
-static mut POOL_SLOTS: [ffi::PyType_Slot; 5] = {
-    let [dealloc, doc] = class_slots!(PoolObject, POOL_DOC);
-    [new_slot!(PoolObject, pool_new), dealloc, doc, table_slot!(Py_tp_methods, POOL_METHODS), SLOTS_END]
+static mut POOL_SLOTS: [ffi::PyType_Slot; 6] = {
+    let [dealloc, traverse, doc] = class_slots!(PoolObject, POOL_DOC);
+    [new_slot!(PoolObject, pool_new), dealloc, traverse, doc, table_slot!(Py_tp_methods, POOL_METHODS), SLOTS_END]
 };
 
 pub static mut POOL_SPEC: ffi::PyType_Spec =
@@ -300,9 +300,9 @@ static mut TICKET_METHODS: [ffi::PyMethodDef; 3] = [
 static mut TICKET_GETSET: [ffi::PyGetSetDef; 2] =
     [getter!(TicketObject, c"id", ticket_id, c"task id, unique within its pool"), trampoline::GETSET_END];
 
-static mut TICKET_SLOTS: [ffi::PyType_Slot; 5] = {
-    let [dealloc, doc] = class_slots!(TicketObject, c"A queued task (private).");
-    [dealloc, doc, table_slot!(Py_tp_methods, TICKET_METHODS), table_slot!(Py_tp_getset, TICKET_GETSET), SLOTS_END]
+static mut TICKET_SLOTS: [ffi::PyType_Slot; 6] = {
+    let [dealloc, traverse, doc] = class_slots!(TicketObject, c"A queued task (private).");
+    [dealloc, traverse, doc, table_slot!(Py_tp_methods, TICKET_METHODS), table_slot!(Py_tp_getset, TICKET_GETSET), SLOTS_END]
 };
 
 pub static mut TICKET_SPEC: ffi::PyType_Spec = type_spec!(

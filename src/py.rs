@@ -580,6 +580,13 @@ impl Stashed {
         self.ptr.as_ptr()
     }
 
+    /// Visit the reference for the GC (a `tp_traverse` or `m_traverse` of its owner).
+    pub fn visit(&self, visit: ffi::visitproc, arg: *mut std::ffi::c_void) -> std::ffi::c_int {
+        // SAFETY: GC traversal (CPython's visitproc and argument) of a strong reference this
+        // Stashed owns, in its own interpreter (a GC visits only its interpreter's objects).
+        unsafe { visit(self.ptr.as_ptr(), arg) }
+    }
+
     /// Release the reference; panics if `py` is attached to another interpreter.
     pub fn release(self, py: Python<'_>) {
         crate::debug::release(self.ptr.as_ptr(), "a stashed object");

@@ -228,8 +228,8 @@ static mut GETSET: [ffi::PyGetSetDef; 3] = [
     trampoline::GETSET_END,
 ];
 
-static mut SLOTS: [ffi::PyType_Slot; 6] = {
-    let [dealloc, doc] = class_slots!(
+static mut SLOTS: [ffi::PyType_Slot; 7] = {
+    let [dealloc, traverse, doc] = class_slots!(
         QueueObject,
         c"Queue(maxsize=0)\n--\n\nA FIFO queue usable from every interpreter of this process. Items are copied \
 (natively for built-in types, by pickle otherwise); blocking calls release the GIL and wake as soon as they can \
@@ -238,6 +238,7 @@ proceed."
     [
         new_slot!(QueueObject, queue_new),
         dealloc,
+        traverse,
         doc,
         table_slot!(Py_tp_methods, METHODS),
         table_slot!(Py_tp_getset, GETSET),

@@ -243,7 +243,13 @@ impl State {
 
     /// GC traversal of every reference the state owns.
     pub fn traverse(&self, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
-        self.slots().map(|s| s.visit(visit, arg)).find(|&r| r != 0).unwrap_or(0)
+        match self.slots().map(|s| s.visit(visit, arg)).find(|&r| r != 0) {
+            Some(r) => r,
+            None => match self.globals.traverse(visit, arg) {
+                0 => self.constants.traverse(visit, arg),
+                r => r,
+            },
+        }
     }
 
     /// Release every reference the state owns (GC clear, module free).

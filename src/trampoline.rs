@@ -273,7 +273,18 @@ macro_rules! new_slot {
 }
 pub(crate) use new_slot;
 
-/// The slots every class has: `tp_dealloc` (drops the Rust value) and `tp_doc`.
+/// `tp_traverse` of every class: instances hold no Python object but their type (a heap type,
+/// which holds this module), which they must visit so that the GC can collect cycles through
+/// them (a module global holding a `Queue`: module -> global -> Queue -> type -> module).
+///
+/// # Safety
+/// Called by CPython's GC with an instance of one of our classes.
+pub unsafe extern "C" fn traverse(obj: *mut ffi::PyObject, visit: ffi::visitproc, arg: *mut std::ffi::c_void) -> c_int {
+    // SAFETY: the GC's visitproc and argument, with the type reference every instance owns.
+    unsafe { visit(ffi::Py_TYPE(obj).cast(), arg) }
+}
+
+/// The slots every class has: `tp_dealloc` (drops the Rust value), `tp_traverse` and `tp_doc`.
 macro_rules! class_slots {
     ($class:ty, $doc:expr) => {
         [
@@ -281,20 +292,22 @@ macro_rules! class_slots {
                 slot: ffi::Py_tp_dealloc,
                 pfunc: $crate::trampoline::dealloc::<$class> as *mut std::ffi::c_void,
             },
+            ffi::PyType_Slot { slot: ffi::Py_tp_traverse, pfunc: $crate::trampoline::traverse as *mut std::ffi::c_void },
             ffi::PyType_Slot { slot: ffi::Py_tp_doc, pfunc: $doc.as_ptr() as *mut std::ffi::c_void },
         ]
     };
 }
 pub(crate) use class_slots;
 
-/// A `PyType_Spec` for class `$class` with the slot table `$slots`.
+/// A `PyType_Spec` for class `$class` with the slot table `$slots` (instances are tracked
+/// by the GC: see [`traverse`]).
 macro_rules! type_spec {
     ($name:literal, $class:ty, $slots:ident, $flags:expr) => {
         ffi::PyType_Spec {
             name: $name.as_ptr(),
             basicsize: $crate::object::basicsize::<$class>(),
             itemsize: 0,
-            flags: ($flags) as u32,
+            flags: (($flags) | ffi::Py_TPFLAGS_HAVE_GC) as u32,
             slots: (&raw mut $slots).cast(),
         }
     };

@@ -668,3 +668,70 @@ def add_warning_filter() -> None:
 
 def noop() -> None:
     pass
+
+
+class Blob:
+    """Bytes that pickle (protocol 5) as one out-of-band buffer, as numpy arrays do: what the
+    pickle documentation's ``ZeroCopyByteArray`` example does, without numpy."""
+
+    def __init__(self, data: object) -> None:
+        self.data = memoryview(data)  # type: ignore[arg-type]
+
+    def __reduce_ex__(self, protocol: object) -> object:
+        import pickle
+
+        return (Blob, (pickle.PickleBuffer(self.data),))
+
+
+def blob_facts(blob: Blob) -> dict[str, object]:
+    view = blob.data
+    return {"readonly": view.readonly, "len": view.nbytes, "sum": sum(view[:64]), "last": view[-1]}
+
+
+def blob_wait_for_change(blob: Blob, q: object, old: int) -> int:
+    """Tell the caller we hold the view, then wait (bounded) until its first byte changes: it
+    changes only if the view is the caller's memory."""
+    import time
+
+    q.put("holding")  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 30
+    while blob.data[0] == old and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return int(blob.data[0])
+
+
+def blob_write(blob: Blob) -> None:
+    blob.data[0] = 1
+
+
+def make_blob(size: int, fill: int) -> Blob:
+    return Blob(bytearray([fill]) * size)
+
+
+_kept: list[object] = []
+
+
+def keep(obj: object) -> None:
+    """Keep ``obj`` in this worker until its interpreter ends."""
+    _kept.append(obj)
+
+
+def clear_kept() -> None:
+    _kept.clear()
+
+
+class _Marker:
+    """Writes a file when freed (its functions bound now: module globals may be gone then)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __del__(
+        self, _open: object = os.open, _close: object = os.close, _flags: int = os.O_WRONLY | os.O_CREAT
+    ) -> None:
+        _close(_open(self.path, _flags, 0o600))  # type: ignore[operator]
+
+
+def keep_with_marker(obj: object, path: str) -> None:
+    """Keep ``obj`` in a module global beside an object that marks ``path`` when freed."""
+    _kept.append([_Marker(path), obj])

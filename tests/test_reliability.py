@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -651,3 +652,15 @@ def test_a_fork_child_never_uses_the_parents_thread_handles() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[-2:] == ["failures", "0"], proc.stdout
+
+
+@pytest.mark.parametrize("make", [Queue, lambda: SharedBuffer(16), lambda: SharedBuffer(bytearray(16))])
+def test_a_worker_global_holding_an_interpool_object_is_freed_at_its_end(make: Any, tmp_path: Path) -> None:
+    """A module global of a worker holding a Queue or SharedBuffer: the module's cache of the
+    task function, the function's globals, the object, its type and the module made a cycle
+    the GC could not see, so the worker's end freed none of it (its heap leaked, and memory
+    lent from the main interpreter stayed pinned)."""
+    marker = tmp_path / "freed"
+    with InterpreterPoolExecutor(1) as pool:
+        pool.submit(tasks.keep_with_marker, make(), str(marker)).result(timeout=60)
+    assert marker.exists(), "the worker's objects were never freed"

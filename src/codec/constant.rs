@@ -88,8 +88,8 @@ static mut METHODS: [ffi::PyMethodDef; 2] = [
 static mut GETSET: [ffi::PyGetSetDef; 2] =
     [getter!(ConstantObject, c"value", value, c"the object this constant was made from"), trampoline::GETSET_END];
 
-static mut SLOTS: [ffi::PyType_Slot; 6] = {
-    let [dealloc, doc] = class_slots!(
+static mut SLOTS: [ffi::PyType_Slot; 7] = {
+    let [dealloc, traverse, doc] = class_slots!(
         ConstantObject,
         c"Constant(obj, /)\n--\n\nRead-only data for many tasks: obj is converted once, and each worker \
 interpreter rebuilds it the first time a task receives it and keeps it for the following tasks, which get that \
@@ -98,6 +98,7 @@ same object. Treat it as read-only: changes stay in one worker and are seen by i
     [
         new_slot!(ConstantObject, constant_new),
         dealloc,
+        traverse,
         doc,
         table_slot!(Py_tp_methods, METHODS),
         table_slot!(Py_tp_getset, GETSET),
