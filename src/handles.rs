@@ -86,6 +86,28 @@ pub fn wrap_buffer<'py>(py: Python<'py>, state: &State, lease: Lease) -> PyResul
     new_object(py, state, BufferObject::new(lease, false))
 }
 
+/// Memory seen read-only, whatever its owner allows: what a worker gets of the buffers the
+/// main interpreter lends with a pickle (numpy arrays arrive read-only, as with joblib's
+/// memory mapping).
+struct ReadOnly(Lease);
+
+impl SharedMemory for ReadOnly {
+    fn as_ptr(&self) -> *mut u8 {
+        self.0.as_ptr()
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn readonly(&self) -> bool {
+        true
+    }
+}
+
+/// A read-only `SharedBuffer` of this interpreter for `lease`.
+pub fn wrap_read_only<'py>(py: Python<'py>, state: &State, lease: Lease) -> PyResult<Owned<'py>> {
+    new_object(py, state, BufferObject::new(Arc::new(ReadOnly(lease)), true))
+}
+
 /// A pinned Python buffer, lent by its interpreter (see `pin.rs`).
 struct Pinned(Pin);
 

@@ -22,6 +22,8 @@ const JOIN_SLICE: Duration = Duration::from_millis(100);
 
 pub struct PoolObject {
     engine: Pool<PyFactory>,
+    /// Whether tasks' pickled arguments may send large buffers out of band (`zero_copy=`).
+    zero_copy: bool,
 }
 
 pub struct TicketObject {
@@ -41,11 +43,12 @@ impl PyClass for TicketObject {
 }
 
 /// `Pool(max_workers, thread_name_prefix, bootstrap, settings, initializer,
-/// max_tasks_per_worker, stack_size, init_timeout, grace)`; a `stack_size` of 0 means the
-/// platform's default for threads; `init_timeout` is seconds or None, `grace` seconds.
+/// max_tasks_per_worker, stack_size, init_timeout, grace, zero_copy)`; a `stack_size` of 0
+/// means the platform's default for threads; `init_timeout` is seconds or None, `grace`
+/// seconds.
 fn pool_new<'py>(py: Python<'py>, state: &'py State, args: Args<'py>) -> PyResult<PoolObject> {
-    let [workers, prefix, bootstrap, settings, initializer, max_tasks, stack_size, init_timeout, grace] =
-        args.exactly::<9>("Pool")?;
+    let [workers, prefix, bootstrap, settings, initializer, max_tasks, stack_size, init_timeout, grace, zero_copy] =
+        args.exactly::<10>("Pool")?;
     let workers = usize::try_from(workers.as_i64("workers")?)
         .ok()
         .filter(|w| (1..=4096).contains(w))
@@ -68,7 +71,8 @@ fn pool_new<'py>(py: Python<'py>, state: &'py State, args: Args<'py>) -> PyResul
         init_timeout: args::timeout(Some(init_timeout), "init_timeout")?,
         grace: args::timeout(Some(grace), "grace")?.unwrap_or(Duration::from_secs(5)),
     };
-    Ok(PoolObject { engine: Pool::new(PyFactory::new(bootstrap, settings, initializer), config) })
+    let zero_copy = zero_copy.is_true()?;
+    Ok(PoolObject { engine: Pool::new(PyFactory::new(bootstrap, settings, initializer), config), zero_copy })
 }
 
 /// `submit(id, fn, args, kwargs, timeout) -> Ticket`: encode the call and queue it, in one
@@ -78,7 +82,7 @@ fn submit<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, args: Args<'py>)
     let timeout = args::timeout(Some(timeout), "timeout")?;
     let id = u64::try_from(id.as_i64("id")?).map_err(|_| py.value_error("id must be >= 0"))?;
     let state = slf.state();
-    let task = protocol::encode_task(py, state, func, call_args, call_kwargs)?;
+    let task = protocol::encode_task(py, state, func, call_args, call_kwargs, slf.get().zero_copy)?;
     let ticket = match slf.get().engine.submit(id, task, timeout) {
         Ok(ticket) => ticket,
         Err(SubmitError::Shutdown(_)) => return Err(py.runtime_error("cannot schedule new futures after shutdown")),
@@ -302,7 +306,14 @@ static mut TICKET_GETSET: [ffi::PyGetSetDef; 2] =
 
 static mut TICKET_SLOTS: [ffi::PyType_Slot; 6] = {
     let [dealloc, traverse, doc] = class_slots!(TicketObject, c"A queued task (private).");
-    [dealloc, traverse, doc, table_slot!(Py_tp_methods, TICKET_METHODS), table_slot!(Py_tp_getset, TICKET_GETSET), SLOTS_END]
+    [
+        dealloc,
+        traverse,
+        doc,
+        table_slot!(Py_tp_methods, TICKET_METHODS),
+        table_slot!(Py_tp_getset, TICKET_GETSET),
+        SLOTS_END,
+    ]
 };
 
 pub static mut TICKET_SPEC: ffi::PyType_Spec = type_spec!(

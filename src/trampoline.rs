@@ -292,7 +292,10 @@ macro_rules! class_slots {
                 slot: ffi::Py_tp_dealloc,
                 pfunc: $crate::trampoline::dealloc::<$class> as *mut std::ffi::c_void,
             },
-            ffi::PyType_Slot { slot: ffi::Py_tp_traverse, pfunc: $crate::trampoline::traverse as *mut std::ffi::c_void },
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_traverse,
+                pfunc: $crate::trampoline::traverse as *mut std::ffi::c_void,
+            },
             ffi::PyType_Slot { slot: ffi::Py_tp_doc, pfunc: $doc.as_ptr() as *mut std::ffi::c_void },
         ]
     };

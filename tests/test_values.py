@@ -185,11 +185,11 @@ def test_lists_and_dicts_are_converted_natively_not_pickled(monkeypatch: pytest.
     calls: list[object] = []
     from interpool import _pickling
 
-    real = _pickling.dumps
+    real = _pickling.dumps_value
 
-    def counting(obj: object) -> bytes:
+    def counting(obj: object, out_of_band: bool) -> bytes | tuple[bytes, list[memoryview]]:
         calls.append(obj)
-        return real(obj)
+        return real(obj, out_of_band)
 
     interpool._interpool._configure(dumps=counting, loads=_pickling.loads)
     try:

@@ -142,6 +142,11 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
     they need refuses own-GIL interpreters: ``"process"`` (a process pool the executor owns,
     started on first need), ``"thread"`` (threads of the main interpreter) or ``None`` (they
     fail with the ImportError). See ``_lane.py``.
+
+    ``zero_copy`` (default True): large buffers of pickled arguments (numpy arrays, pandas
+    blocks, ``PickleBuffer``, 256 KiB and up) are not copied but lent: the worker gets a
+    read-only view of the caller's memory, which must not change until the task ends. With
+    ``False`` they are copied as pickle copies them. See docs/design.md, "Out-of-band buffers".
     """
 
     def __init__(
@@ -156,6 +161,7 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         interrupt_grace: float = 5.0,
         isolate: Iterable[str] | str | None = None,
         fallback: Literal["process", "thread"] | None = "process",
+        zero_copy: bool = True,
     ) -> None:
         isolated = _isolate.normalize(isolate)
         lane_kind = _lane.check_fallback(fallback)
@@ -172,6 +178,8 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
             initargs = tuple(initargs)
         except TypeError:
             raise TypeError(f"initargs must be a tuple, not {type(initargs).__name__}") from None
+        if not isinstance(zero_copy, bool):
+            raise TypeError(f"zero_copy must be True or False, not {zero_copy!r}")
         if max_tasks_per_worker is not None:
             _check_int("max_tasks_per_worker", max_tasks_per_worker)
         if isinstance(initializer, str):
@@ -221,6 +229,7 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
                 self._stack_size,  # workers get the stack a threading.Thread gets (spares too)
                 self._task_timeout,  # an initializer that hangs is bounded too
                 grace,
+                zero_copy,
             )
         except BaseException as exc:
             if self._logging is not None:

@@ -21,8 +21,8 @@ def interpreter_id() -> int: ...
 def roundtrip[T](obj: T, /) -> T: ...
 def _configure(
     *,
-    dumps: Callable[[object], bytes] = ...,
-    loads: Callable[[bytes], object] = ...,
+    dumps: Callable[[object, bool], bytes | tuple[bytes, list[memoryview]]] = ...,
+    loads: Callable[[bytes, list[Any] | None], object] = ...,
     error_class: Callable[[str], type[BaseException]] = ...,
 ) -> None: ...
 def _python_fork(on: bool, /) -> None: ...
@@ -94,6 +94,7 @@ class Pool:
         stack_size: int,
         init_timeout: float | None,
         grace: float,
+        zero_copy: bool,
         /,
     ) -> Pool: ...
     def submit(

@@ -92,6 +92,36 @@ _ref_cache: dict[Any, bytes] = {}
 _REF_CACHE_MAX = 4096
 
 
+# Pickle protocol 5 buffers (numpy arrays, pandas blocks, pyarrow buffers, PickleBuffer) of at
+# least this many bytes go out of band when the codec can lend them: the receiver views the
+# sender's memory instead of a copy. Smaller ones are cheaper to copy in band. The same as
+# the codec's threshold for lending `bytes` (LEND_MIN, src/codec/encode.rs).
+OUT_OF_BAND_MIN = 256 * 1024
+
+
+def dumps_value(obj: object, out_of_band: bool) -> bytes | tuple[bytes, list[memoryview]]:
+    """The codec's hook: ``obj`` pickled; with ``out_of_band`` (the codec can lend memory: see
+    docs/design.md, "Out-of-band buffers"), ``(pickle, buffers)`` when some large buffers were
+    left out of the pickle, as contiguous byte views for the codec to lend."""
+    if out_of_band and not isinstance(obj, _CACHEABLE):
+        buffers: list[memoryview] = []
+
+        def keep(buffer: pickle.PickleBuffer) -> bool:  # False: out of band
+            try:
+                raw = buffer.raw()  # C or Fortran order, as one run of bytes
+            except BufferError:  # not contiguous: pickle copies it in band
+                return True
+            if raw.nbytes < OUT_OF_BAND_MIN:
+                return True
+            buffers.append(raw)
+            return False
+
+        buf = io.BytesIO()
+        _Pickler(buf, PROTOCOL, buffer_callback=keep).dump(obj)
+        return (buf.getvalue(), buffers) if buffers else buf.getvalue()
+    return dumps(obj)
+
+
 def dumps(obj: object) -> bytes:
     cacheable = isinstance(obj, _CACHEABLE)
     if cacheable:
@@ -124,7 +154,9 @@ def _by_reference(obj: Any) -> bool:
 _loads_cache: dict[bytes, Any] = {}
 
 
-def loads(data: bytes) -> Any:
+def loads(data: bytes, buffers: list[Any] | None = None) -> Any:
+    if buffers is not None:  # out-of-band buffers (see dumps)
+        return pickle.loads(data, buffers=buffers)
     hit = _loads_cache.get(data)
     if hit is not None:
         return hit

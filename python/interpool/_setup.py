@@ -31,16 +31,16 @@ def _pickling() -> "ModuleType":
     """Import the pickling rules and hand their functions to Rust directly from now on."""
     from . import _pickling
 
-    _interpool._configure(dumps=_pickling.dumps, loads=_pickling.loads)
+    _interpool._configure(dumps=_pickling.dumps_value, loads=_pickling.loads)
     return _pickling
 
 
-def _first_dumps(obj: object) -> bytes:
-    return _pickling().dumps(obj)  # type: ignore[no-any-return]
+def _first_dumps(obj: object, out_of_band: bool) -> "bytes | tuple[bytes, list[memoryview]]":
+    return _pickling().dumps_value(obj, out_of_band)  # type: ignore[no-any-return]
 
 
-def _first_loads(data: bytes) -> object:
-    return _pickling().loads(data)
+def _first_loads(data: bytes, buffers: "list[object] | None" = None) -> object:
+    return _pickling().loads(data, buffers)
 
 
 def _error_class(name: str) -> type[BaseException]:

@@ -253,6 +253,43 @@ impl<'v, 's, 'py> Decoder<'v, 's, 'py> {
                 self.memo.push(Some(obj.borrowed().to_owned()));
                 obj
             }
+            f::PICKLE_OOB => {
+                let n = r.count(2).map_err(corrupt(py))?;
+                let mut buffers = Vec::with_capacity(n);
+                for _ in 0..n {
+                    if r.byte().map_err(corrupt(py))? != f::BUFFER {
+                        return Err(corrupt(py)(Corrupt));
+                    }
+                    let index = r.size().map_err(corrupt(py))?;
+                    let Some(Handle::Memory(lease)) = self.handles.get(index) else {
+                        return Err(corrupt(py)(Corrupt));
+                    };
+                    buffers.push(if py.is_main_interpreter() {
+                        // A worker's reply: its memory must not outlive this read, so copy
+                        // (once, into a writable buffer: the result is the caller's to change).
+                        // SAFETY: a lease keeps `len` bytes at `ptr` valid while the value,
+                        // which holds it, is decoded.
+                        let data = unsafe { std::slice::from_raw_parts(lease.as_ptr(), lease.len()) };
+                        // SAFETY: attached; copies `data`; new reference or null.
+                        unsafe {
+                            py.own(ffi::PyByteArray_FromStringAndSize(data.as_ptr().cast(), py.ssize(data.len())?))?
+                        }
+                    } else {
+                        // The main interpreter's memory, which outlives every worker: viewed in
+                        // place, read-only (zero copies).
+                        handles::wrap_read_only(py, self.state, lease.clone())?
+                    });
+                }
+                if r.byte().map_err(corrupt(py))? != f::PICKLE {
+                    return Err(corrupt(py)(Corrupt));
+                }
+                let data = py.bytes(r.blob().map_err(corrupt(py))?)?;
+                let buffers = py.list(buffers)?;
+                let loads = self.state.hooks.loads.get(py).ok_or_else(|| not_configured(py))?;
+                let obj = loads.borrowed().call_args(&[data.borrowed(), buffers.borrowed()])?;
+                self.memo.push(Some(obj.borrowed().to_owned()));
+                obj
+            }
             f::GLOBAL => self.state.globals.resolve(py, r.blob().map_err(corrupt(py))?)?,
             f::QUEUE | f::BUFFER | f::CONSTANT | f::LENT_BYTES => {
                 let index = r.size().map_err(corrupt(py))?;

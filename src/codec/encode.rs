@@ -95,6 +95,8 @@ pub struct Encoder<'s, 'py> {
     stack: Vec<Frame<'py>>,
     /// Whether large `bytes` may be lent (see above).
     lend: bool,
+    /// Whether pickled values may send their large buffers out of band (lent, as `bytes`).
+    out_of_band: bool,
 }
 
 /// `bytes` at least this large are lent when the encoder may.
@@ -116,7 +118,14 @@ impl<'s, 'py> Encoder<'s, 'py> {
             keep: Vec::new(),
             stack: Vec::new(),
             lend: py.is_main_interpreter(),
+            out_of_band: true,
         }
+    }
+
+    /// Pickle every value in band (the `zero_copy=False` of a pool's tasks).
+    pub fn in_band(mut self) -> Self {
+        self.out_of_band = false;
+        self
     }
 
     /// Also lend large `bytes` from this (worker) interpreter: for a task's reply only.
@@ -295,11 +304,39 @@ impl<'s, 'py> Encoder<'s, 'py> {
             return Ok(());
         }
         let dumps = self.state.hooks.dumps.get(py).ok_or_else(|| not_configured(py))?;
-        let data = match dumps.borrowed().call1(obj) {
+        // Out of band where a lease can outlive the read: `dumps` then returns the pickle and
+        // the large buffers it left out (contiguous byte views), which go as leases.
+        let out_of_band = self.lend && self.out_of_band;
+        let data = match dumps.borrowed().call_args(&[obj, py.bool(out_of_band).borrowed()]) {
             Ok(data) => data,
             Err(_) => return Err(not_shareable(py, self.state, obj).into()),
         };
-        self.out.blob(f::PICKLE, data.borrowed().as_bytes("dumps() result")?).map_err(oom(py))
+        if !data.borrowed().is_exactly(&raw mut ffi::PyTuple_Type) {
+            return self.out.blob(f::PICKLE, data.borrowed().as_bytes("dumps() result")?).map_err(oom(py));
+        }
+        let pair = data.borrowed();
+        // SAFETY: an exact tuple; items are borrowed from it, which `data` keeps alive.
+        let (pickle, buffers) = unsafe {
+            if ffi::PyTuple_GET_SIZE(pair.as_ptr()) != 2 {
+                return Err(py.system_error("interpool: dumps() returned a tuple other than (bytes, list)").into());
+            }
+            (py.borrow(ffi::PyTuple_GET_ITEM(pair.as_ptr(), 0)), py.borrow(ffi::PyTuple_GET_ITEM(pair.as_ptr(), 1)))
+        };
+        if !buffers.is_exactly(&raw mut ffi::PyList_Type) {
+            return Err(py.system_error("interpool: dumps() returned a tuple other than (bytes, list)").into());
+        }
+        // SAFETY: an exact list, made by `dumps` for this call and referenced by nothing else.
+        let count = unsafe { ffi::PyList_GET_SIZE(buffers.as_ptr()) };
+        self.out.head(f::PICKLE_OOB, count.unsigned_abs() as u64).map_err(oom(py))?;
+        for i in 0..count {
+            // SAFETY: `i` is within the list, whose items nothing else can change (above).
+            let buffer = unsafe { py.borrow(ffi::PyList_GET_ITEM(buffers.as_ptr(), i)) }.to_owned();
+            let Some(pin) = Pin::acquire(&self.state.pins, buffer.borrowed())? else {
+                return Err(py.system_error("interpool: an out-of-band pickle buffer is not contiguous").into());
+            };
+            self.handle(f::BUFFER, Handle::Memory(handles::lend(pin)))?;
+        }
+        self.out.blob(f::PICKLE, pickle.as_bytes("dumps() result")?).map_err(oom(py))
     }
 }
 

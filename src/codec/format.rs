@@ -18,6 +18,7 @@
 //! | `TUPLE`, `LIST`, `SET`, `FROZENSET` | varint n, n items | containers (memoized) |
 //! | `DICT` | varint n, n (key, value) pairs | `dict` (memoized) |
 //! | `PICKLE` | varint n, n bytes | `loads(bytes)` (memoized) |
+//! | `PICKLE_OOB` | varint k, k x (`BUFFER` index), then a `PICKLE` item | `loads(bytes, buffers)` with the k buffers the sender lent (pickle protocol 5 out-of-band buffers; memoized once) |
 //! | `GLOBAL` | varint n, `module\0qualname` | a function or class by reference |
 //! | `QUEUE`, `BUFFER` | varint handle index | the shared queue or memory |
 //! | `LENT_BYTES` | varint handle index | `bytes`, copied from memory the sender lent (`encode.rs`) |
@@ -61,6 +62,7 @@ pub const ASCII: u8 = 23;
 pub const LENT_BYTES: u8 = 24;
 pub const ASCII_KEY: u8 = 25;
 pub const INT4: u8 = 26;
+pub const PICKLE_OOB: u8 = 27;
 
 /// An append-only buffer whose growth is fallible: a value too large for memory becomes a
 /// `MemoryError`, never an abort.
