@@ -34,8 +34,8 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
-
 import zero_copy_tasks as tasks
+
 from interpool import InterpreterPoolExecutor
 
 MiB = 1 << 20
@@ -92,8 +92,11 @@ def main() -> None:
             lambda r: r == expected_parts,
         ),
     }
-    print(f"Python {sys.version.split()[0]}{' free-threaded' if not getattr(sys, '_is_gil_enabled', lambda: True)() else ''}, "
-          f"numpy {np.__version__}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; median of {runs} runs")
+    threaded = " free-threaded" if not getattr(sys, "_is_gil_enabled", lambda: True)() else ""
+    print(
+        f"Python {sys.version.split()[0]}{threaded}, numpy {np.__version__}, {os.cpu_count()} CPUs, "
+        f"load {os.getloadavg()[0]:.2f}; median of {runs} runs"
+    )
     print(f"sum of 64 MiB in the calling thread: {sum_here * 1e3:.2f} ms")
     results: dict[str, dict[str, float | str]] = {}
     for name, make in executors().items():
