@@ -319,3 +319,35 @@ def test_init_symbol_names() -> None:
 def test_py312_refuses_isolation_with_the_reason() -> None:
     with pytest.raises(RuntimeError, match=r"needs CPython 3\.13 or newer"):
         InterpreterPoolExecutor(1, isolate=["json"])
+
+
+def test_a_refusal_wrapped_by_the_importer_runs_in_the_lane(ext_path: str) -> None:
+    # ipt_wrap catches the refusal of ipt_pkg._multi and raises its own ImportError from it
+    # (pandas: "Unable to import required dependency numpy"): the chain tells the refusal, so
+    # the call moves to the lane as with an unwrapped one.
+    import warnings
+
+    import isolation_wrap_tasks
+
+    import interpool
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with InterpreterPoolExecutor(1, fallback="thread") as pool:
+            first = pool.submit(isolation_wrap_tasks.bump).result(timeout=60)
+            # (the thread lane: the main interpreter's module, whose counter goes on)
+            assert pool.submit(isolation_wrap_tasks.bump).result(timeout=60) == first + 1
+            stats = pool.stats()
+    assert stats["lane_submitted"] == 2 and stats["lane_functions"] == 1
+    fallback = [w for w in caught if issubclass(w.category, interpool.FallbackWarning)]
+    assert len(fallback) == 1
+    assert "'ipt_pkg._multi'" in str(fallback[0].message)
+
+
+def test_a_wrapped_refusal_is_explained_without_the_lane(ext_path: str) -> None:
+    with InterpreterPoolExecutor(1, fallback=None) as pool:
+        with pytest.raises(ImportError) as info:
+            pool.submit(tasks.bump, "ipt_wrap").result(timeout=60)
+    message = str(info.value)
+    assert "extension module 'ipt_pkg._multi' (package ipt_pkg) cannot be loaded" in message
+    assert "raised as ImportError: Unable to import required dependency ipt_pkg" in message

@@ -571,3 +571,46 @@ def test_exit_waits_for_busy_lane_calls_and_ctrl_c_stops_them() -> None:
     assert time.monotonic() - t0 < 5
     assert child.returncode != 0 and "KeyboardInterrupt" in err
     assert "Fatal" not in err and "Segmentation" not in err
+
+
+def _raised_from(outer: BaseException, inner: BaseException | None, context: bool = False) -> BaseException:
+    if context:
+        outer.__context__ = inner
+    else:
+        outer.__cause__ = inner
+    return outer
+
+
+@pytest.mark.timeout(30)
+def test_a_refusal_is_found_in_the_exception_chain() -> None:
+    from interpool import _refusal
+
+    refusal = ImportError("module _x does not support loading in subinterpreters", name="_x")
+    wrapped = _raised_from(ImportError("Unable to import required dependency x"), refusal)
+    assert _refusal.find_refusal(refusal) is refusal
+    assert _refusal.find_refusal(wrapped) is refusal and _refusal.is_refusal(wrapped)
+    # as the owner rebuilds it: a link (ExecutionFailed) between the wrapper and the refusal
+    middle = _raised_from(RuntimeError("remote traceback"), refusal)
+    assert _refusal.find_refusal(_raised_from(ImportError("wrapped"), middle)) is refusal
+    # implicit chaining (raised while handling the refusal)
+    assert _refusal.find_refusal(_raised_from(ImportError("wrapped"), refusal, context=True)) is refusal
+    assert _refusal.refused_module(wrapped) == "_x"
+    # a task that turned the refusal into another kind of error wants that error
+    assert not _refusal.is_refusal(_raised_from(ValueError("no numpy here"), refusal))
+    assert not _refusal.is_refusal(_raised_from(ImportError("unrelated"), ImportError("No module named y")))
+
+
+@pytest.mark.timeout(30)
+def test_the_chain_search_is_bounded_and_survives_cycles() -> None:
+    from interpool import _refusal
+
+    first, second = ImportError("a"), ImportError("b")
+    first.__cause__, second.__cause__ = second, first
+    first.__context__ = first
+    assert not _refusal.is_refusal(first)
+    refusal = ImportError("module _x does not support loading in subinterpreters")
+    deep: BaseException = refusal
+    for n in range(_refusal._CHAIN_LINKS):
+        deep = _raised_from(ImportError(f"wrapper {n}"), deep)
+    assert _refusal.is_refusal(deep)  # the last link searched
+    assert not _refusal.is_refusal(_raised_from(ImportError("one more"), deep))

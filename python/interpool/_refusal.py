@@ -45,24 +45,62 @@ _ISOLATE_ERROR = "isolate: "
 _EXPLAINED = "cannot be loaded in an interpool worker interpreter"
 
 
-def is_refusal(exc: BaseException) -> bool:
-    """Whether ``exc`` is the ImportError of a module that cannot load in an own-GIL
-    interpreter (as CPython, PyO3, Cython or the module itself raise it, or as explained)."""
-    if not isinstance(exc, ImportError):
-        return False
+# How many links of an exception's chain (``__cause__``, ``__context__``) are searched for a
+# refusal: an importer may wrap it (pandas: "Unable to import required dependency numpy"),
+# and the owner's rebuilt exception adds an ExecutionFailed link per hop.
+_CHAIN_LINKS = 16
+
+
+def _refuses(exc: ImportError) -> bool:
     text = str(exc).lower()
     return any(marker in text for marker in MARKERS)
 
 
+def find_refusal(exc: BaseException) -> ImportError | None:
+    """The refusal that made ``exc`` fail: ``exc`` itself, or, when ``exc`` is an ImportError,
+    the first refusal in its chain (``__cause__`` before ``__context__``, at most
+    ``_CHAIN_LINKS`` links, each once), as when an importer catches the refusal and raises its
+    own ImportError from it."""
+    if not isinstance(exc, ImportError):
+        return None  # (a task that turned the refusal into another error wants that error)
+    if _refuses(exc):
+        return exc
+    seen = {id(exc)}
+    pending: list[BaseException] = [exc]
+    links = 0
+    while pending:
+        current = pending.pop(0)
+        for linked in (current.__cause__, current.__context__):
+            if linked is None or id(linked) in seen:
+                continue
+            if links == _CHAIN_LINKS:
+                return None
+            seen.add(id(linked))
+            links += 1
+            if isinstance(linked, ImportError) and _refuses(linked):
+                return linked
+            pending.append(linked)
+    return None
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """Whether ``exc`` is the ImportError of a module that cannot load in an own-GIL
+    interpreter (as CPython, PyO3, Cython or the module itself raise it, or as explained), or
+    an ImportError raised from one (:func:`find_refusal`)."""
+    return find_refusal(exc) is not None
+
+
 def isolation_failure(exc: BaseException) -> str | None:
-    """When ``exc`` is isolate='s error (the private copy did not load): what it says."""
-    text = str(exc)
+    """When ``exc`` is isolate='s error (the private copy did not load), or an ImportError
+    raised from it: what it says."""
+    text = str(find_refusal(exc) or exc)
     return text[len(_ISOLATE_ERROR) :] if text.startswith(_ISOLATE_ERROR) else None
 
 
 def refused_module(exc: BaseException) -> str | None:
-    """The full dotted name of the module whose loading raised ``exc`` (a refusal), when the
-    error tells it."""
+    """The full dotted name of the module whose loading raised ``exc`` (a refusal, or an
+    ImportError raised from one), when the error tells it."""
+    exc = find_refusal(exc) or exc
     if isinstance(exc, ImportError) and _EXPLAINED in str(exc) and exc.name:
         return exc.name
     match = _CPYTHON.search(str(exc))
@@ -197,22 +235,28 @@ def fixes(module: str, lane: bool = True) -> list[str]:
 
 
 def explain(exc: BaseException) -> BaseException:
-    """``exc`` rewritten for users when it is a refusal: an ImportError that names the full
-    dotted module (its ``name``; when the message does not tell it, the module that imported
-    it), its distribution, the original message and the fixes; ``exc`` otherwise."""
-    if not is_refusal(exc) or _EXPLAINED in str(exc) or str(exc).startswith(_ISOLATE_ERROR):
+    """``exc`` rewritten for users when it is a refusal (or an ImportError raised from one): an
+    ImportError that names the full dotted module (its ``name``; when the message does not tell
+    it, the module that imported it), its distribution, the refusal's message and the fixes;
+    ``exc`` otherwise."""
+    refusal = find_refusal(exc)
+    if refusal is None or _EXPLAINED in str(exc) or _EXPLAINED in str(refusal):
+        return exc
+    if str(refusal).startswith(_ISOLATE_ERROR):
         return exc  # (isolate='s own error already names the module, the file and the reason)
-    module = refused_module(exc)
+    module = refused_module(refusal)
     if module is not None:
         subject = f"extension module {name_of(module)}"
     else:
-        module = importer(exc)
+        module = importer(refusal)
         if module is None:
             return exc
         subject = f"an extension module imported by {name_of(module)}"
     steps = "; ".join(f"({n}) {text}" for n, text in enumerate(fixes(module), 1))
+    wrapped = "" if refusal is exc else f" (raised as {type(exc).__name__}: {exc})"
     better = ImportError(
-        f"{subject} {_EXPLAINED} (each has its own GIL, PEP 684): {exc}. What helps: {steps}.", name=module
+        f"{subject} {_EXPLAINED} (each has its own GIL, PEP 684): {refusal}{wrapped}. What helps: {steps}.",
+        name=module,
     )
     better.__cause__ = exc
     return better

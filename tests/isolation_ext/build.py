@@ -10,6 +10,8 @@ Layout, as a wheel repaired by auditwheel would have it:
     ipt_pkg/_mainonly<EXT> its exec slot fails outside the main interpreter
     ipt_pkg.libs/libiptdep.so
     ipt_other/__init__.py, ipt_other/_multi<EXT>
+    ipt_wrap/__init__.py   pure Python: imports ipt_pkg._multi and, as pandas does with numpy,
+                           raises its own ImportError from the refusal
 """
 
 from __future__ import annotations
@@ -20,6 +22,19 @@ import subprocess
 import sysconfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+_WRAP = '''"""Needs ipt_pkg._multi, and wraps its ImportError as pandas wraps numpy's."""
+
+try:
+    from ipt_pkg._multi import bump
+except ImportError as _e:
+    raise ImportError(
+        "Unable to import required dependency ipt_pkg. Please see the traceback for details."
+    ) from _e
+
+WHERE = "imported"
+'''
 
 
 def _cc(*args: str) -> None:
@@ -36,6 +51,9 @@ def build(dest: str) -> str:
         os.makedirs(os.path.join(dest, package), exist_ok=True)
         with open(os.path.join(dest, package, "__init__.py"), "w") as f:
             f.write('"""A test package with extension modules that refuse worker interpreters."""\n')
+    os.makedirs(os.path.join(dest, "ipt_wrap"), exist_ok=True)
+    with open(os.path.join(dest, "ipt_wrap", "__init__.py"), "w") as f:
+        f.write(_WRAP)
     os.makedirs(libs, exist_ok=True)
     _cc(os.path.join(HERE, "dep.c"), "-o", os.path.join(libs, "libiptdep.so"), "-Wl,-soname,libiptdep.so")
     _cc(
