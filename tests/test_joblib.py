@@ -155,3 +155,26 @@ def test_works_from_a_script_with_functions_in_main() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(sum(i**3 for i in range(100)))
+
+
+@pytest.mark.skipif(not interpool._isolate.supported(), reason="isolate= needs CPython 3.13+")
+def test_isolate_is_passed_to_the_executor(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # ipt_pkg._multi refuses worker interpreters; isolated, each fresh worker (one batch
+    # each) loads its own copy, whose C counter starts at 1.
+    import sys
+
+    import isolation_tasks
+    from isolation_ext.build import build
+
+    path = build(str(tmp_path_factory.mktemp("isolation_ext")))
+    sys.path.insert(0, path)
+    try:
+        with parallel_config(backend="interpool", n_jobs=2, isolate=["ipt_pkg"], max_tasks_per_worker=1):
+            counts = Parallel(batch_size=1)(delayed(isolation_tasks.bump)("ipt_pkg._multi") for _ in range(4))
+            current = interpool.joblib._SharedPool.current
+            assert current is not None and current.executor.stats()["isolated_files"] >= 1
+    finally:
+        sys.path.remove(path)
+        for name in [m for m in sys.modules if m.partition(".")[0] in ("ipt_pkg", "ipt_other")]:
+            del sys.modules[name]
+    assert counts == [[1]] * 4

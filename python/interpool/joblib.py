@@ -19,7 +19,8 @@ running ones interrupted (not left to run, as loky must).
 
 Constructor parameters (``parallel_config(backend="interpool", max_tasks_per_worker=100)``)
 are passed to :class:`interpool.InterpreterPoolExecutor`: ``max_tasks_per_worker``,
-``initializer``, ``initargs``, ``task_timeout``, ``interrupt_grace``. Like loky's reusable
+``initializer``, ``initargs``, ``task_timeout``, ``interrupt_grace``, ``isolate`` (a private
+copy of extension modules per worker, as numpy's: docs/isolation.md). Like loky's reusable
 executor, one pool serves successive ``Parallel`` calls with the same ``n_jobs`` and
 parameters, so workers (and what they imported) are reused. ``n_jobs=1`` runs sequentially in
 the calling interpreter, as with every joblib backend. ``require="sharedmem"`` makes joblib
@@ -48,7 +49,9 @@ from ._executor import InterpreterPoolExecutor
 
 __all__ = ["InterpoolBackend", "register", "shutdown"]
 
-_EXECUTOR_OPTIONS = frozenset({"max_tasks_per_worker", "initializer", "initargs", "task_timeout", "interrupt_grace"})
+_EXECUTOR_OPTIONS = frozenset(
+    {"max_tasks_per_worker", "initializer", "initargs", "task_timeout", "interrupt_grace", "isolate"}
+)
 
 
 class _SharedPool:
