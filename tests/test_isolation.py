@@ -351,3 +351,28 @@ def test_a_wrapped_refusal_is_explained_without_the_lane(ext_path: str) -> None:
     message = str(info.value)
     assert "extension module 'ipt_pkg._multi' (package ipt_pkg) cannot be loaded" in message
     assert "raised as ImportError: Unable to import required dependency ipt_pkg" in message
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="3.13+ runs a worker's extension init in the main interpreter")
+# (CPython reports the init's exception as unraisable in the main interpreter)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_init_that_fails_in_the_main_interpreter_moves_the_call_to_the_lane(ext_path: str) -> None:
+    # Since 3.13 a worker's extension init function runs in the main interpreter; when it
+    # fails there (black's mypyc module on 3.13: "frame does not exist"), the worker gets only
+    # "failed to import from subinterpreter due to exception", naming nothing. The module
+    # cannot load in a worker either way, so the call moves to the lane, which runs it (black)
+    # or fails with the module's own error (here).
+    import interpool
+
+    with InterpreterPoolExecutor(1, fallback=None) as pool:
+        with pytest.raises(ImportError) as info:
+            pool.submit(tasks.bump, "ipt_pkg._broken").result(timeout=60)
+    assert info.value.name == "ipt_pkg._broken"
+    assert "extension module 'ipt_pkg._broken' (package ipt_pkg) cannot be loaded" in str(info.value)
+    with InterpreterPoolExecutor(1, fallback="thread") as pool:
+        with pytest.warns(interpool.FallbackWarning, match="ipt_pkg._broken"):
+            with pytest.raises(ImportError):
+                pool.submit(tasks.bump, "ipt_pkg._broken").result(timeout=60)  # started: not run again
+        with pytest.raises(RuntimeError, match="this module refuses to start"):
+            pool.submit(tasks.bump, "ipt_pkg._broken").result(timeout=60)  # in the lane: its own error
+        assert pool.stats()["lane_submitted"] == 1

@@ -14,7 +14,14 @@ A module refuses in one of these ways, each an ``ImportError`` raised while it l
 * the module's own guard against process-wide C state: "cannot load module more than once per
   process" (numpy's ``_multiarray_umath``), "module 'curses' can only be loaded once per
   process", PyO3's "PyO3 modules do not yet support subinterpreters", Cython's "Interpreter
-  change detected - this module can only be loaded into one interpreter per process".
+  change detected - this module can only be loaded into one interpreter per process";
+* since 3.13, an init function that fails in the main interpreter, where CPython runs it for
+  a subinterpreter: "failed to import from subinterpreter due to exception" (black's mypyc
+  module on 3.13 when a worker imports it first; the worker's loader wrapper,
+  ``_worker._gate``, names the module, as the message does not).
+
+An importer may catch the refusal and raise its own ImportError from it (pandas: "Unable to
+import required dependency numpy"): :func:`find_refusal` follows the chain.
 """
 
 from __future__ import annotations
@@ -35,6 +42,11 @@ MARKERS = (
     "loaded once per process",
     "do not yet support subinterpreters",
     "into one interpreter per process",
+    # CPython 3.13 (Python/import.c) runs an extension's init function in the main interpreter
+    # when a subinterpreter imports it first; when that fails (black's mypyc module: "frame
+    # does not exist"), the subinterpreter gets only this. The module is single-phase (a
+    # multi-phase init cannot fail there), so a worker would refuse it anyway.
+    "failed to import from subinterpreter due to exception",
     # isolate= (_isolate.py): the private copy did not load either
     "failed to load from its private copy",
 )

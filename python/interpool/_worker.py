@@ -101,6 +101,12 @@ def _gate(native: "Any", loader: "Any") -> None:
         native._extension_gate(True)
         try:
             return wrapped(*args)
+        except ImportError as exc:
+            # 3.13's "failed to import from subinterpreter due to exception" names no module
+            # (_refusal.py): the spec does.
+            if exc.name is None and args:
+                exc.name = getattr(args[-1], "name", None)
+            raise
         finally:
             native._extension_gate(False)
 
