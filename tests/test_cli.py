@@ -285,3 +285,16 @@ def test_check_grows_the_isolated_packages_until_the_import_is_clean(monkeypatch
         "ISOLATED  pandas: works only isolated: InterpreterPoolExecutor(isolate=['numpy', 'pandas'])"
     ]
     assert not _check.failed(report, strict=False) and _check.failed(report, strict=True)
+
+
+@pytest.mark.timeout(120)
+def test_check_fails_an_import_that_starts_a_daemon_thread(tmp_path: Any) -> None:
+    """Workers refuse daemon threads, and isolate= cannot change that: check must not say ok
+    (a call that imports it fails in a worker), though it imports in a process."""
+    (tmp_path / "daemon_at_import.py").write_text(
+        "import threading\nthreading.Thread(target=lambda: None, daemon=True).start()\n"
+    )
+    proc = cli("check", "daemon_at_import", path=str(tmp_path))
+    assert proc.returncode == 1
+    assert "FAIL      daemon_at_import: fails: RuntimeError: daemon threads are disabled" in proc.stdout
+    assert "it imports in a separate process, but not in a worker interpreter" in proc.stdout
