@@ -117,7 +117,9 @@ def dumps_value(obj: object, out_of_band: bool) -> bytes | tuple[bytes, list[mem
             return False
 
         buf = io.BytesIO()
-        _Pickler(buf, PROTOCOL, buffer_callback=keep).dump(obj)
+        # Positional: a keyword call into an extension function from a worker crashes 3.12.0-3
+        # at exit (gh-119213; see _setup._prime_keyword_parsers).
+        _Pickler(buf, PROTOCOL, True, keep).dump(obj)
         return (buf.getvalue(), buffers) if buffers else buf.getvalue()
     return dumps(obj)
 

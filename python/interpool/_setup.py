@@ -77,12 +77,28 @@ def _own_datetime_types() -> None:
         pass  # a build without it: workers cannot load it either
 
 
+def _prime_keyword_parsers() -> None:
+    """On CPython 3.12.0-3.12.3, make in the main interpreter the keyword calls into extension
+    functions that workers make (``pickle.loads(..., buffers=...)`` for out-of-band buffers).
+    An extension function's argument parser keeps a tuple of its keyword names in a static,
+    made by the first interpreter that calls it with keywords; a worker's tuple is freed with
+    the worker, and the main interpreter later frees it again (gh-119213, fixed in 3.12.4:
+    "double free or corruption" at exit). Made here first, the tuples are the main
+    interpreter's. Pools on these versions need ``INTERPOOL_UNSAFE_PY312=1`` (see _process)."""
+    if sys.version_info[:2] != (3, 12) or sys.version_info >= (3, 12, 4):
+        return
+    import pickle
+
+    pickle.loads(pickle.dumps(None, 5), buffers=())
+
+
 def configure() -> None:
     _interpool._configure(dumps=_first_dumps, loads=_first_loads, error_class=_error_class)
     sys._current_frames = _interpool.current_frames
     sys._current_exceptions = _interpool.current_exceptions
     if _interpool.interpreter_id() == 0:
         _own_datetime_types()
+        _prime_keyword_parsers()
         # A child forked while worker interpreters live cannot survive (CPython gh-139759):
         # the Rust fork guard turns that into a clear exit, for forks made from Python.
         os.register_at_fork(
