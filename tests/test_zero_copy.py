@@ -102,7 +102,7 @@ def test_a_worker_ending_with_a_view_gives_it_back() -> None:
         data.append(0)  # no export left
         print("released")
         """,
-        env={"PYTHONMALLOC": "pymalloc_debug", "INTERPOOL_DEBUG": "1"},
+        env={"PYTHONMALLOC": "debug", "INTERPOOL_DEBUG": "1"},
     )
     assert proc.returncode == 0 and "released" in proc.stdout, proc.stderr
 
