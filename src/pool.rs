@@ -22,8 +22,8 @@ const JOIN_SLICE: Duration = Duration::from_millis(100);
 
 pub struct PoolObject {
     engine: Pool<PyFactory>,
-    /// Whether tasks' pickled arguments may send large buffers out of band (`zero_copy=`).
-    zero_copy: bool,
+    /// The smallest buffer of a task's pickled arguments sent out of band (`zero_copy=`).
+    zero_copy: Option<u64>,
 }
 
 pub struct TicketObject {
@@ -45,7 +45,7 @@ impl PyClass for TicketObject {
 /// `Pool(max_workers, thread_name_prefix, bootstrap, settings, initializer,
 /// max_tasks_per_worker, stack_size, init_timeout, grace, zero_copy)`; a `stack_size` of 0
 /// means the platform's default for threads; `init_timeout` is seconds or None, `grace`
-/// seconds.
+/// seconds; `zero_copy` the smallest pickle buffer lent, or None.
 fn pool_new<'py>(py: Python<'py>, state: &'py State, args: Args<'py>) -> PyResult<PoolObject> {
     let [workers, prefix, bootstrap, settings, initializer, max_tasks, stack_size, init_timeout, grace, zero_copy] =
         args.exactly::<10>("Pool")?;
@@ -71,7 +71,11 @@ fn pool_new<'py>(py: Python<'py>, state: &'py State, args: Args<'py>) -> PyResul
         init_timeout: args::timeout(Some(init_timeout), "init_timeout")?,
         grace: args::timeout(Some(grace), "grace")?.unwrap_or(Duration::from_secs(5)),
     };
-    let zero_copy = zero_copy.is_true()?;
+    let zero_copy = if zero_copy.is_none() {
+        None
+    } else {
+        Some(u64::try_from(zero_copy.as_i64("zero_copy")?).map_err(|_| py.value_error("zero_copy must be >= 0"))?)
+    };
     Ok(PoolObject { engine: Pool::new(PyFactory::new(bootstrap, settings, initializer), config), zero_copy })
 }
 

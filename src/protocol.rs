@@ -76,9 +76,9 @@ pub fn encode_task<'py>(
     func: Borrowed<'_, 'py>,
     args: Borrowed<'_, 'py>,
     kwargs: Borrowed<'_, 'py>,
-    zero_copy: bool,
+    zero_copy: Option<u64>,
 ) -> PyResult<Value> {
-    let mut task = if zero_copy { Encoder::new(py, state) } else { Encoder::new(py, state).in_band() };
+    let mut task = Encoder::new(py, state).out_of_band(zero_copy);
     task.push(func)?;
     // SAFETY: reads the size of an exact dict.
     if kwargs.is_exactly(&raw mut ffi::PyDict_Type) && unsafe { ffi::PyDict_Size(kwargs.as_ptr()) } == 0 {
@@ -188,7 +188,7 @@ cases = [(f, (), {}), (f, (1, "a"), {}), (f, tuple(range(6)), {}), (f, tuple(ran
             for i in 0..5 {
                 let case = item(cases.borrowed(), i);
                 let [func, args, kwargs] = [0, 1, 2].map(|j| item(case.borrowed(), j));
-                let task = encode_task(py, state, func.borrowed(), args.borrowed(), kwargs.borrowed(), true).unwrap();
+                let task = encode_task(py, state, func.borrowed(), args.borrowed(), kwargs.borrowed(), Some(1)).unwrap();
                 let result = Call::decode(py, state, &task).and_then(|call| call.call()).unwrap();
                 let expected = func.borrowed().call(args.borrowed(), Some(kwargs.borrowed())).unwrap();
                 assert_eq!(result.borrowed().describe(), expected.borrowed().describe(), "case {i}");

@@ -73,7 +73,7 @@ def test_private_core_rejects_misuse() -> None:
     from interpool import _interpool
 
     with pytest.raises(ValueError, match="between 1 and 4096"):
-        _interpool.Pool(0, "x", "", {}, None, 0, 0, None, 5.0, True)
+        _interpool.Pool(0, "x", "", {}, None, 0, 0, None, 5.0, None)
     with pytest.raises(TypeError, match="Pool\\(\\) takes exactly 10 positional arguments"):
         _interpool.Pool(1)  # type: ignore[call-arg]
     assert interpool.__version__

@@ -178,3 +178,28 @@ def test_isolate_is_passed_to_the_executor(tmp_path_factory: pytest.TempPathFact
         for name in [m for m in sys.modules if m.partition(".")[0] in ("ipt_pkg", "ipt_other")]:
             del sys.modules[name]
     assert counts == [[1]] * 4
+
+
+@pytest.mark.parametrize(
+    "config, small, large",
+    [
+        ({}, False, True),  # joblib's defaults: arrays over 1 MiB shared read-only, others copied
+        ({"max_nbytes": "100K"}, True, True),
+        ({"max_nbytes": None}, False, False),
+        ({"mmap_mode": "c"}, False, False),
+    ],
+)
+def test_memory_mapping_settings_keep_their_meaning(config: dict[str, object], small: bool, large: bool) -> None:
+    """Which buffers a worker gets read-only (lent, like joblib's memory-mapped arrays) and
+    which as private copies follows max_nbytes and mmap_mode."""
+    blobs = [tasks.Blob(bytearray(512 * 1024)), tasks.Blob(bytearray(2 * 1024 * 1024))]
+    with parallel_config(backend="interpool", n_jobs=2, **config):
+        facts = Parallel()(delayed(tasks.blob_facts)(b) for b in blobs)
+    assert [f["readonly"] for f in facts] == [small, large]
+
+
+@pytest.mark.parametrize("mode", ["r+", "w+"])
+def test_writable_memory_mapping_is_refused_with_the_way_out(mode: str) -> None:
+    with pytest.raises(ValueError, match="SharedBuffer"):
+        with parallel_config(backend="interpool", n_jobs=2, mmap_mode=mode):
+            Parallel()(delayed(tasks.square)(i) for i in range(2))

@@ -187,7 +187,7 @@ def test_lists_and_dicts_are_converted_natively_not_pickled(monkeypatch: pytest.
 
     real = _pickling.dumps_value
 
-    def counting(obj: object, out_of_band: bool) -> bytes | tuple[bytes, list[memoryview]]:
+    def counting(obj: object, out_of_band: int | None) -> bytes | tuple[bytes, list[memoryview]]:
         calls.append(obj)
         return real(obj, out_of_band)
 

@@ -108,5 +108,13 @@ def test_a_worker_ending_with_a_view_gives_it_back() -> None:
 
 
 def test_bad_zero_copy_value() -> None:
-    with pytest.raises(TypeError, match="zero_copy must be True or False"):
-        InterpreterPoolExecutor(1, zero_copy="yes")  # type: ignore[arg-type]
+    for bad in ("yes", -1, 1.5):
+        with pytest.raises(TypeError, match="zero_copy must be True, False or a size in bytes"):
+            InterpreterPoolExecutor(1, zero_copy=bad)  # type: ignore[arg-type]
+
+
+def test_zero_copy_sets_the_smallest_buffer_lent() -> None:
+    with InterpreterPoolExecutor(1, zero_copy=1000) as pool:
+        small = pool.submit(tasks.blob_facts, tasks.Blob(bytearray(999))).result(timeout=60)
+        lent = pool.submit(tasks.blob_facts, tasks.Blob(bytearray(1000))).result(timeout=60)
+    assert (small["readonly"], lent["readonly"]) == (False, True)

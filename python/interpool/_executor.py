@@ -144,9 +144,10 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
     fail with the ImportError). See ``_lane.py``.
 
     ``zero_copy`` (default True): large buffers of pickled arguments (numpy arrays, pandas
-    blocks, ``PickleBuffer``, 256 KiB and up) are not copied but lent: the worker gets a
-    read-only view of the caller's memory, which must not change until the task ends. With
-    ``False`` they are copied as pickle copies them. See docs/design.md, "Out-of-band buffers".
+    blocks, ``PickleBuffer``, 256 KiB and up; an int sets the size in bytes) are not copied
+    but lent: the worker gets a read-only view of the caller's memory, which must not change
+    until the task ends. With ``False`` they are copied as pickle copies them. See
+    docs/design.md, "Out-of-band buffers".
     """
 
     def __init__(
@@ -161,7 +162,7 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         interrupt_grace: float = 5.0,
         isolate: Iterable[str] | str | None = None,
         fallback: Literal["process", "thread"] | None = "process",
-        zero_copy: bool = True,
+        zero_copy: bool | int = True,
     ) -> None:
         isolated = _isolate.normalize(isolate)
         lane_kind = _lane.check_fallback(fallback)
@@ -178,8 +179,11 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
             initargs = tuple(initargs)
         except TypeError:
             raise TypeError(f"initargs must be a tuple, not {type(initargs).__name__}") from None
-        if not isinstance(zero_copy, bool):
-            raise TypeError(f"zero_copy must be True or False, not {zero_copy!r}")
+        if not isinstance(zero_copy, int) or (zero_copy < 0 and not isinstance(zero_copy, bool)):
+            raise TypeError(f"zero_copy must be True, False or a size in bytes (>= 0), not {zero_copy!r}")
+        from ._pickling import OUT_OF_BAND_MIN
+
+        lend_min = None if zero_copy is False else OUT_OF_BAND_MIN if zero_copy is True else zero_copy
         if max_tasks_per_worker is not None:
             _check_int("max_tasks_per_worker", max_tasks_per_worker)
         if isinstance(initializer, str):
@@ -229,7 +233,7 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
                 self._stack_size,  # workers get the stack a threading.Thread gets (spares too)
                 self._task_timeout,  # an initializer that hangs is bounded too
                 grace,
-                zero_copy,
+                lend_min,
             )
         except BaseException as exc:
             if self._logging is not None:

@@ -21,7 +21,7 @@ def interpreter_id() -> int: ...
 def roundtrip[T](obj: T, /) -> T: ...
 def _configure(
     *,
-    dumps: Callable[[object, bool], bytes | tuple[bytes, list[memoryview]]] = ...,
+    dumps: Callable[[object, int | None], bytes | tuple[bytes, list[memoryview]]] = ...,
     loads: Callable[[bytes, list[Any] | None], object] = ...,
     error_class: Callable[[str], type[BaseException]] = ...,
 ) -> None: ...
@@ -94,7 +94,7 @@ class Pool:
         stack_size: int,
         init_timeout: float | None,
         grace: float,
-        zero_copy: bool,
+        zero_copy: int | None,
         /,
     ) -> Pool: ...
     def submit(

@@ -93,17 +93,18 @@ _REF_CACHE_MAX = 4096
 
 
 # Pickle protocol 5 buffers (numpy arrays, pandas blocks, pyarrow buffers, PickleBuffer) of at
-# least this many bytes go out of band when the codec can lend them: the receiver views the
-# sender's memory instead of a copy. Smaller ones are cheaper to copy in band. The same as
-# the codec's threshold for lending `bytes` (LEND_MIN, src/codec/encode.rs).
+# least this many bytes go out of band by default when the codec can lend them: the receiver
+# views the sender's memory instead of a copy. Smaller ones are cheaper to copy in band. The
+# same as the codec's (OUT_OF_BAND_MIN, src/codec/encode.rs); a pool's ``zero_copy=N`` sets it.
 OUT_OF_BAND_MIN = 256 * 1024
 
 
-def dumps_value(obj: object, out_of_band: bool) -> bytes | tuple[bytes, list[memoryview]]:
-    """The codec's hook: ``obj`` pickled; with ``out_of_band`` (the codec can lend memory: see
-    docs/design.md, "Out-of-band buffers"), ``(pickle, buffers)`` when some large buffers were
-    left out of the pickle, as contiguous byte views for the codec to lend."""
-    if out_of_band and not isinstance(obj, _CACHEABLE):
+def dumps_value(obj: object, out_of_band: int | None) -> bytes | tuple[bytes, list[memoryview]]:
+    """The codec's hook: ``obj`` pickled. With ``out_of_band`` (the smallest buffer to leave
+    out, given where the codec can lend memory: see docs/design.md, "Out-of-band buffers"),
+    ``(pickle, buffers)`` when some buffers were left out of the pickle, as contiguous byte
+    views for the codec to lend."""
+    if out_of_band is not None and not isinstance(obj, _CACHEABLE):
         buffers: list[memoryview] = []
 
         def keep(buffer: pickle.PickleBuffer) -> bool:  # False: out of band
@@ -111,7 +112,7 @@ def dumps_value(obj: object, out_of_band: bool) -> bytes | tuple[bytes, list[mem
                 raw = buffer.raw()  # C or Fortran order, as one run of bytes
             except BufferError:  # not contiguous: pickle copies it in band
                 return True
-            if raw.nbytes < OUT_OF_BAND_MIN:
+            if raw.nbytes < out_of_band:
                 return True
             buffers.append(raw)
             return False

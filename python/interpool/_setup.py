@@ -35,7 +35,7 @@ def _pickling() -> "ModuleType":
     return _pickling
 
 
-def _first_dumps(obj: object, out_of_band: bool) -> "bytes | tuple[bytes, list[memoryview]]":
+def _first_dumps(obj: object, out_of_band: "int | None") -> "bytes | tuple[bytes, list[memoryview]]":
     return _pickling().dumps_value(obj, out_of_band)  # type: ignore[no-any-return]
 
 

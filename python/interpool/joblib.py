@@ -20,7 +20,11 @@ running ones interrupted (not left to run, as loky must).
 Constructor parameters (``parallel_config(backend="interpool", max_tasks_per_worker=100)``)
 are passed to :class:`interpool.InterpreterPoolExecutor`: ``max_tasks_per_worker``,
 ``initializer``, ``initargs``, ``task_timeout``, ``interrupt_grace``, ``isolate`` (a private
-copy of extension modules per worker, as numpy's: docs/isolation.md). Like loky's reusable
+copy of extension modules per worker, as numpy's: docs/isolation.md), ``zero_copy``.
+joblib's memory-mapping settings keep their meaning without files: arrays larger than
+``max_nbytes`` (default 1 MiB) reach the workers as read-only views of the caller's memory
+(``mmap_mode="r"``, the default), the others as copies; ``max_nbytes=None`` or
+``mmap_mode="c"`` copies them all; ``"r+"``/``"w+"`` (writable sharing) are refused. Like loky's reusable
 executor, one pool serves successive ``Parallel`` calls with the same ``n_jobs`` and
 parameters, so workers (and what they imported) are reused. ``n_jobs=1`` runs sequentially in
 the calling interpreter, as with every joblib backend. ``require="sharedmem"`` makes joblib
@@ -50,8 +54,26 @@ from ._executor import InterpreterPoolExecutor
 __all__ = ["InterpoolBackend", "register", "shutdown"]
 
 _EXECUTOR_OPTIONS = frozenset(
-    {"max_tasks_per_worker", "initializer", "initargs", "task_timeout", "interrupt_grace", "isolate"}
+    {"max_tasks_per_worker", "initializer", "initargs", "task_timeout", "interrupt_grace", "isolate", "zero_copy"}
 )
+
+
+def _zero_copy(max_nbytes: int | None, mmap_mode: str | None) -> bool | int:
+    """The executor's ``zero_copy`` for joblib's memory-mapping settings. joblib's process
+    backends memory-map arrays larger than ``max_nbytes`` (default 1 MiB) with ``mmap_mode``
+    (default ``"r"``: workers get read-only arrays), and copy the others. Here the same
+    arrays are lent to workers as read-only views of the caller's memory (no file, no copy):
+    docs/design.md, "Out-of-band buffers"."""
+    if mmap_mode in ("r+", "w+"):
+        raise ValueError(
+            f"mmap_mode={mmap_mode!r} would share writable arrays with the workers; the interpool joblib "
+            "backend gives workers read-only views (mmap_mode='r', the default) or copies (mmap_mode='c' or "
+            "max_nbytes=None). To fill one array from several workers, view an interpool.SharedBuffer with "
+            "numpy.frombuffer in each (README, 'Shared buffers')"
+        )
+    if max_nbytes is None or mmap_mode in (None, "c"):
+        return False  # copies: writable and private, as joblib's without memory-mapping
+    return int(max_nbytes) + 1  # joblib maps arrays *larger* than max_nbytes
 
 
 class _SharedPool:
@@ -131,15 +153,18 @@ class InterpoolBackend(AutoBatchingMixin, ParallelBackendBase, metaclass=ABCMeta
 
     def configure(self, n_jobs: int | None = 1, parallel: Any = None, **backend_kwargs: Any) -> int:
         """Called by ``Parallel`` before each call (or once, for ``with Parallel(...)``).
-        ``backend_kwargs`` (``max_nbytes``, ``mmap_mode``, ``temp_folder``, ...) concern
-        memory-mapping for process pools and do not apply here."""
+        ``max_nbytes`` and ``mmap_mode`` decide which arrays workers get as read-only views
+        rather than copies (:func:`_zero_copy`), unless the backend was given ``zero_copy``;
+        ``temp_folder`` concerns memory-mapped files, which this backend does not make."""
         n_jobs = self.effective_n_jobs(n_jobs)
+        zero_copy = _zero_copy(backend_kwargs.get("max_nbytes", 1 << 20), backend_kwargs.get("mmap_mode", "r"))
         if n_jobs == 1:
             # As every joblib backend: one job runs sequentially in the caller.
             raise FallbackToBackend(SequentialBackend(nesting_level=self.nesting_level))
         self.parallel = parallel
         self._release()
-        self._pool = _SharedPool.acquire(n_jobs, self.options)
+        options = self.options if "zero_copy" in self.options else {**self.options, "zero_copy": zero_copy}
+        self._pool = _SharedPool.acquire(n_jobs, options)
         return n_jobs
 
     def submit(self, func: Any, callback: Callable[[Future[Any]], Any] | None = None) -> Future[Any]:

@@ -95,12 +95,15 @@ pub struct Encoder<'s, 'py> {
     stack: Vec<Frame<'py>>,
     /// Whether large `bytes` may be lent (see above).
     lend: bool,
-    /// Whether pickled values may send their large buffers out of band (lent, as `bytes`).
-    out_of_band: bool,
+    /// The smallest buffer of a pickled value sent out of band (lent, as `bytes`), if any.
+    out_of_band: Option<u64>,
 }
 
 /// `bytes` at least this large are lent when the encoder may.
 pub const LEND_MIN: usize = 256 * 1024;
+
+/// Pickle buffers at least this large go out of band by default (`zero_copy=True`).
+pub const OUT_OF_BAND_MIN: u64 = LEND_MIN as u64;
 
 fn oom(py: Python<'_>) -> impl FnOnce(std::collections::TryReserveError) -> Fail + '_ {
     move |_| Fail::Py(py.memory_error())
@@ -118,13 +121,14 @@ impl<'s, 'py> Encoder<'s, 'py> {
             keep: Vec::new(),
             stack: Vec::new(),
             lend: py.is_main_interpreter(),
-            out_of_band: true,
+            out_of_band: Some(OUT_OF_BAND_MIN),
         }
     }
 
-    /// Pickle every value in band (the `zero_copy=False` of a pool's tasks).
-    pub fn in_band(mut self) -> Self {
-        self.out_of_band = false;
+    /// The smallest buffer of a pickled value to send out of band, or `None` for none (a
+    /// pool's `zero_copy=`, for its tasks).
+    pub fn out_of_band(mut self, min_bytes: Option<u64>) -> Self {
+        self.out_of_band = min_bytes;
         self
     }
 
@@ -306,8 +310,11 @@ impl<'s, 'py> Encoder<'s, 'py> {
         let dumps = self.state.hooks.dumps.get(py).ok_or_else(|| not_configured(py))?;
         // Out of band where a lease can outlive the read: `dumps` then returns the pickle and
         // the large buffers it left out (contiguous byte views), which go as leases.
-        let out_of_band = self.lend && self.out_of_band;
-        let data = match dumps.borrowed().call_args(&[obj, py.bool(out_of_band).borrowed()]) {
+        let limit = match self.out_of_band.filter(|_| self.lend) {
+            Some(min_bytes) => py.uint(min_bytes)?,
+            None => py.none(),
+        };
+        let data = match dumps.borrowed().call_args(&[obj, limit.borrowed()]) {
             Ok(data) => data,
             Err(_) => return Err(not_shareable(py, self.state, obj).into()),
         };

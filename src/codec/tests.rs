@@ -29,8 +29,8 @@ class Big:
     def __eq__(self, other):
         return type(other) is Big and bytes(other.data) == bytes(self.data)
 
-def dumps(obj, out_of_band=False):
-    if type(obj) is Big and out_of_band:
+def dumps(obj, out_of_band=None):
+    if type(obj) is Big and out_of_band is not None:
         return (b"big", [memoryview(obj.data)])
     if type(obj) is not Opaque:
         raise TypeError("not an Opaque")
