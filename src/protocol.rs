@@ -188,7 +188,8 @@ cases = [(f, (), {}), (f, (1, "a"), {}), (f, tuple(range(6)), {}), (f, tuple(ran
             for i in 0..5 {
                 let case = item(cases.borrowed(), i);
                 let [func, args, kwargs] = [0, 1, 2].map(|j| item(case.borrowed(), j));
-                let task = encode_task(py, state, func.borrowed(), args.borrowed(), kwargs.borrowed(), Some(1)).unwrap();
+                let task =
+                    encode_task(py, state, func.borrowed(), args.borrowed(), kwargs.borrowed(), Some(1)).unwrap();
                 let result = Call::decode(py, state, &task).and_then(|call| call.call()).unwrap();
                 let expected = func.borrowed().call(args.borrowed(), Some(kwargs.borrowed())).unwrap();
                 assert_eq!(result.borrowed().describe(), expected.borrowed().describe(), "case {i}");
