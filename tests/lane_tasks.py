@@ -1,11 +1,11 @@
-"""Task functions for tests/test_lane.py. This module imports ``faulthandler`` at its top, and
-faulthandler refuses own-GIL interpreters (on every Python of the matrix): a worker cannot load
+"""Task functions for tests/test_lane.py. This module imports ``readline`` at its top, and
+readline refuses own-GIL interpreters (on every Python of the matrix): a worker cannot load
 any function of this module, so their calls move to the fallback lane before they start."""
 
 from __future__ import annotations
 
-import faulthandler
 import os
+import readline
 import threading
 import time
 from typing import Any
@@ -19,7 +19,7 @@ def where() -> dict[str, Any]:
         "pid": os.getpid(),
         "interp": _interpool.interpreter_id(),
         "thread": threading.current_thread().name,
-        "faulthandler": faulthandler.is_enabled() in (True, False),
+        "readline": callable(readline.get_line_buffer),
     }
 
 

@@ -14,6 +14,10 @@ import pytest
 import interpool
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# A module built into the interpreter that refuses own-GIL interpreters (no file to copy, so
+# isolation cannot help it): _suggestions on 3.13+; 3.12 has none left once workers get a
+# stand-in for faulthandler, and there readline (a file, but isolate= needs 3.13) serves.
+REFUSED_BUILTIN = "_suggestions" if sys.version_info >= (3, 13) else "readline"
 
 
 def cli(*args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -48,10 +52,10 @@ def test_check_reports_each_module() -> None:
 
 @pytest.mark.timeout(120)
 def test_check_says_which_modules_work_only_in_the_lane_and_why() -> None:
-    # faulthandler is built into the interpreter (no file to copy): isolation cannot help it
-    proc = cli("check", "faulthandler")
+    # _suggestions is built into the interpreter (no file to copy): isolation cannot help it
+    proc = cli("check", REFUSED_BUILTIN)
     assert proc.returncode == 0, proc.stdout + proc.stderr  # usable: through the lane
-    for name in ("faulthandler",):
+    for name in (REFUSED_BUILTIN,):
         assert f"LANE      {name}: works only in the fallback lane" in proc.stdout
         assert f"extension module {name!r} (standard library)" in proc.stdout
         assert f"module {name} does not support loading in subinterpreters" in proc.stdout
@@ -88,20 +92,20 @@ def test_check_explains_extensions_that_cannot_load() -> None:
 
 @pytest.mark.timeout(120)
 def test_check_json_and_exit_status() -> None:
-    code, reports = check_json("json", "faulthandler", "no_such_module_xyz")
+    code, reports = check_json("json", REFUSED_BUILTIN, "no_such_module_xyz")
     assert code == 1
     assert reports["json"]["status"] == "worker" and not reports["json"]["degraded"]
-    assert reports["faulthandler"]["status"] == "lane"
-    assert reports["faulthandler"]["refused"][0]["module"] == "faulthandler"
+    assert reports[REFUSED_BUILTIN]["status"] == "lane"
+    assert reports[REFUSED_BUILTIN]["refused"][0]["module"] == REFUSED_BUILTIN
     assert reports["no_such_module_xyz"]["status"] == "fails"
     assert "ModuleNotFoundError" in reports["no_such_module_xyz"]["error"]
-    assert check_json("json", "faulthandler")[0] == 0
+    assert check_json("json", REFUSED_BUILTIN)[0] == 0
 
 
 @pytest.mark.timeout(120)
 def test_check_strict_fails_anything_not_fully_usable_in_a_worker() -> None:
     assert cli("check", "--strict", "json").returncode == 0
-    assert cli("check", "--strict", "json", "faulthandler").returncode == 1
+    assert cli("check", "--strict", "json", REFUSED_BUILTIN).returncode == 1
 
 
 @pytest.mark.timeout(120)
@@ -110,22 +114,24 @@ def test_check_fails_an_import_that_swallows_a_refusal_and_warns(tmp_path: Any) 
     then fail at first use, and nothing moves them to the lane (no import failed)."""
     (tmp_path / "swallows_and_warns.py").write_text(
         textwrap.dedent(
-            """
+            f"""
             import warnings
             try:
-                import faulthandler
+                import {REFUSED_BUILTIN}
             except ImportError:
                 warnings.warn("binary is missing!", UserWarning)
             """
         )
     )
-    (tmp_path / "swallows_quietly.py").write_text("try:\n    import faulthandler\nexcept ImportError:\n    pass\n")
+    (tmp_path / "swallows_quietly.py").write_text(
+        f"try:\n    import {REFUSED_BUILTIN}\nexcept ImportError:\n    pass\n"
+    )
     proc = cli("check", "swallows_and_warns", path=str(tmp_path))
     assert proc.returncode == 1
     assert (
         "FAIL      swallows_and_warns: fails in a worker: it imports, but without its extension module" in proc.stdout
     )
-    assert "faulthandler" in proc.stdout and "expect calls to fail at first use" in proc.stdout
+    assert REFUSED_BUILTIN in proc.stdout and "expect calls to fail at first use" in proc.stdout
     assert "(it imports fully in a separate process)" in proc.stdout
     assert "warning: UserWarning: binary is missing!" in proc.stdout
     # Without a warning it is a lost accelerator: it works, slower.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -203,3 +204,38 @@ def test_writable_memory_mapping_is_refused_with_the_way_out(mode: str) -> None:
     with pytest.raises(ValueError, match="SharedBuffer"):
         with parallel_config(backend="interpool", n_jobs=2, mmap_mode=mode):
             Parallel()(delayed(tasks.square)(i) for i in range(2))
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(not interpool._isolate.supported(), reason="isolate= needs CPython 3.13+")
+def test_sklearn_grid_search_fits_in_worker_interpreters_as_on_loky() -> None:
+    # scikit-learn imports joblib, which imports faulthandler (through loky): workers get a
+    # stand-in for it; sklearn's, numpy's and scipy's extension modules load from private copies.
+    import warnings
+
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_digits
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = load_digits(return_X_y=True)
+
+    def search(backend: str, **options: Any) -> Any:
+        grid = GridSearchCV(RandomForestClassifier(random_state=0), {"n_estimators": [3, 6], "max_depth": [4, 8]}, cv=3)
+        with parallel_config(backend=backend, n_jobs=2, **options):
+            return grid.fit(X, y)
+
+    from joblib.externals.loky import get_reusable_executor
+
+    expected = search("loky")
+    get_reusable_executor().shutdown(wait=True)  # (its threads would count as leaked)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = search("interpool", isolate=["sklearn", "numpy", "scipy"])
+        current = interpool.joblib._SharedPool.current
+        assert current is not None
+        stats = current.executor.stats()
+    assert not [w for w in caught if issubclass(w.category, interpool.FallbackWarning)]
+    assert stats["completed"] >= 12 and stats.get("lane_submitted", 0) == 0, stats  # 4 candidates x 3 folds
+    assert got.best_params_ == expected.best_params_
+    assert list(got.cv_results_["mean_test_score"]) == list(expected.cv_results_["mean_test_score"])

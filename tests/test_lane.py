@@ -1,8 +1,9 @@
 """The fallback lane: calls that cannot run in a worker interpreter (a module they need
 refuses own-GIL interpreters) run in a process or a thread instead.
 
-The dependency-free cases use ``faulthandler``, which refuses own-GIL interpreters on every
-Python of the matrix (3.12-3.14t; so do ``readline`` and ``_curses``): ``lane_tasks`` imports it
+The dependency-free cases use ``readline``, which refuses own-GIL interpreters on every
+Python of the matrix (3.12-3.14t; so does ``_curses``; ``faulthandler`` did too, but workers
+now get a stand-in for it): ``lane_tasks`` imports it
 at its top (calls move before they start), ``lane_late`` inside a function (the call has
 started). numpy cases run where numpy is installed.
 """
@@ -85,7 +86,7 @@ def test_calls_that_cannot_load_in_a_worker_run_in_the_lane(lane: str) -> None:
         assert pool.submit(tasks.square, 7).result() == 49  # other functions still run in workers
         assert pool.stats()["submitted"] == 2
     for info in [first, *again]:
-        assert info["faulthandler"]
+        assert info["readline"]
         if lane == "process":
             assert info["pid"] != os.getpid()
         else:
@@ -105,7 +106,7 @@ def test_one_fallback_warning_per_function_says_what_where_why_and_what_to_do(la
     assert issubclass(FallbackWarning, RuntimeWarning)
     text = str(fallbacks[0].message)
     assert "lane_tasks.square()" in text and f"fallback {lane} lane" in text
-    assert "'faulthandler' (standard library)" in text and "cannot load in an own-GIL interpreter" in text
+    assert "'readline' (standard library)" in text and "cannot load in an own-GIL interpreter" in text
     assert "fallback=None" in text
     assert fallbacks[0].filename == lane_tasks.__file__  # points at the function
 
@@ -128,8 +129,8 @@ def test_fallback_none_raises_the_import_error_naming_module_and_fixes() -> None
             pool.submit(lane_tasks.square, 3).result(timeout=30)
         assert "lane_submitted" not in pool.stats()
     message = str(info.value)
-    assert info.value.name == "faulthandler"
-    assert "'faulthandler' (standard library)" in message
+    assert info.value.name == "readline"
+    assert "'readline' (standard library)" in message
     assert "does not support loading in subinterpreters" in message
     assert "fallback='process'" in message and "main interpreter" in message
 
@@ -499,18 +500,18 @@ def test_a_worker_call_is_kept_for_the_lane_only_until_its_reply() -> None:
 def test_functions_of_a_main_script_that_imports_a_refusing_module(tmp_path: Any, cloudpickle: str) -> None:
     """The script's functions reach the worker by value (cloudpickle) or by re-running the
     script there (without it); either way loading them fails before the call starts."""
-    script = tmp_path / "main_with_faulthandler.py"
+    script = tmp_path / "main_with_readline.py"
     script.write_text(
         textwrap.dedent(
             """
-            import faulthandler
             import os
+            import readline
             import warnings
 
             import interpool
 
             def pid_and_enabled():
-                return os.getpid(), faulthandler.is_enabled() in (True, False)
+                return os.getpid(), callable(readline.get_line_buffer)
 
             if __name__ == "__main__":
                 warnings.simplefilter("ignore", interpool.FallbackWarning)

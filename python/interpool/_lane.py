@@ -358,7 +358,14 @@ class Lane:
         if isolation_failure is not None:
             fixes.append(f"isolate= did not help ({isolation_failure})")
         elif _refusal.isolation_available() and not _refusal.in_stdlib(module):
-            fixes.append(f"InterpreterPoolExecutor(isolate=[{_refusal.top_level(module)!r}]) may load it in workers")
+            # (stdlib modules are built in or refuse for process-wide state: no copy helps.) A
+            # call may need other refusing packages after this one (scikit-learn: numpy, scipy):
+            # `check` tries isolation with each package it meets and names the full list.
+            owner = _refusal.top_level(getattr(_target(fn, args), "__module__", None) or module)
+            fixes.append(
+                f"InterpreterPoolExecutor(isolate=[{_refusal.top_level(module)!r}]) may load it in workers "
+                f"(`python -m interpool check {owner}` lists every package the import needs isolated)"
+            )
         fixes.append("fallback=None turns the lane off (the ImportError is raised instead)")
         where = "This call had already started, so it failed; later calls" if started else "This call and later ones"
         lane = (

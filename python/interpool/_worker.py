@@ -43,6 +43,7 @@ def bootstrap(settings: "dict[str, Any]", index: int) -> "ModuleType":
 
     atexit.register(_forget_warning_filters)  # registered first, so it runs last
     _gate_extension_loads(_interpool)
+    sys.meta_path.insert(0, _StandIns())
     _main.set_source(settings.get("main"))
     if settings.get("isolate") is not None:
         from . import _isolate
@@ -111,6 +112,53 @@ def _gate(native: "Any", loader: "Any") -> None:
             native._extension_gate(False)
 
     loader.create_module = staticmethod(create_module) if isinstance(create, staticmethod) else create_module
+
+
+class _StandIns:
+    """Meta-path finder for the built-in modules that refuse own-GIL interpreters but have a
+    stand-in here: ``faulthandler`` (joblib imports it, through loky, and scikit-learn imports
+    joblib) and ``_tracemalloc`` (under the stdlib's pure-Python ``tracemalloc``). Their state
+    is the process's, so a stand-in offers their API without touching it
+    (``_standin_faulthandler.py``, ``_standin_tracemalloc.py``; docs/isolation.md).
+
+    Consulted only when a worker imports one of these names (bootstrap only inserts the
+    finder: nothing is imported at start-up). It tries the built-in module first, through the
+    gated loader, and loads the stand-in only when the built-in refuses: a CPython whose module
+    supports own-GIL interpreters gets the real one."""
+
+    def __init__(self) -> None:
+        self._files = {"faulthandler": "_standin_faulthandler.py", "_tracemalloc": "_standin_tracemalloc.py"}
+        self._created: dict[str, Any] = {}
+        # The gated loader, taken now: `check`'s probe (_probe.py) wraps the class's later to
+        # record refusals, and a refusal met here is not one (the stand-in loads instead).
+        self._create = sys.modules["_frozen_importlib"].BuiltinImporter.create_module
+
+    def find_spec(self, name: str, path: "Any" = None, target: "Any" = None) -> "Any":
+        file = self._files.get(name)
+        if file is None or path is not None:
+            return None
+        builtin = sys.modules["_frozen_importlib"].BuiltinImporter
+        spec = builtin.find_spec(name)
+        if spec is None:
+            return None
+        try:
+            self._created[name] = self._create(spec)
+        except ImportError as exc:
+            # CPython's refusal of a module that does not support own-GIL interpreters
+            # (Python/import.c; the first of _refusal.MARKERS, not imported here to keep re out).
+            if "does not support loading in subinterpreters" not in str(exc):
+                raise
+            external = sys.modules["_frozen_importlib_external"]
+            here = external._path_split(__file__)[0]
+            return external.spec_from_file_location(name, external._path_join(here, file))
+        spec.loader = self  # the built-in loaded: create_module hands it over
+        return spec
+
+    def create_module(self, spec: "Any") -> "Any":
+        return self._created.pop(spec.name)
+
+    def exec_module(self, module: "ModuleType") -> None:
+        sys.modules["_frozen_importlib"].BuiltinImporter.exec_module(module)
 
 
 def _py312_datetime() -> None:

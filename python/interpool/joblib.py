@@ -8,8 +8,8 @@ Importing this module registers the backend under the name ``"interpool"``::
     with parallel_config(backend="interpool", n_jobs=4):
         results = Parallel()(delayed(f)(i) for i in range(100))
 
-joblib itself cannot be imported in a subinterpreter (loky imports ``faulthandler``), so the
-backend never sends joblib's objects: each batch travels as its list of ``(function, args,
+Workers can import joblib (loky imports ``faulthandler``, which workers get as a stand-in:
+``_standin_faulthandler.py``), but the backend never sends joblib's objects: each batch travels as its list of ``(function, args,
 kwargs)`` calls and the worker runs them with a plain loop, without importing joblib. What
 joblib users rely on holds: ``n_jobs=-1`` (all CPUs, by ``joblib.cpu_count()``), automatic
 batching, ``return_as="list" | "generator" | "generator_unordered"``, ``Parallel(timeout=)``,
