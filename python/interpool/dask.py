@@ -11,7 +11,8 @@ Dask expects (timings, size, errors) is built here, in the Dask worker's own int
 Other calls are passed through. Three ways to use it:
 
 * a command-line worker: ``dask worker SCHEDULER --preload interpool.dask`` (this module is a
-  Dask preload; ``--interpool-workers N``, ``--interpool-isolate MODULE``, repeatable);
+  Dask preload; ``--interpool-workers N``, ``--interpool-isolate MODULE``, comma-separated or
+  repeated);
 * a cluster created from Python: ``client.register_plugin(InterpoolPlugin(workers=4,
   isolate=["numpy"]))`` installs a DaskExecutor on every worker, those that join later too;
 * an in-process worker: ``LocalCluster(processes=False, executor=DaskExecutor(4))``.
@@ -416,7 +417,10 @@ else:
     @click.command()
     @click.option("--interpool-workers", type=int, default=None, help="worker interpreters (default: --nthreads)")
     @click.option(
-        "--interpool-isolate", multiple=True, help="a module for isolate= (repeatable), or 'auto'", metavar="MODULE"
+        "--interpool-isolate",
+        multiple=True,
+        help="modules for isolate= (comma-separated, repeatable), or 'auto'",
+        metavar="MODULE",
     )
     def dask_setup(worker: Any, interpool_workers: int | None, interpool_isolate: tuple[str, ...]) -> None:
         """Dask preload: run this worker's tasks on interpool worker interpreters."""
