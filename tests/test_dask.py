@@ -54,11 +54,17 @@ def test_dask_worker_runs_tasks_on_interpool() -> None:
             address = cluster.workers[0].address
             print(client.submit(dask_worker_tasks.address, 1).result() == address)
             print(client.submit(dask_worker_tasks.where, 1).result())
+        with LocalCluster(n_workers=1, processes=False, threads_per_worker=1, executor=DaskExecutor(1, fallback=None),
+                          dashboard_address=None) as cluster, Client(cluster) as client:
+            try:  # fallback=None: no thread for it, the ImportError
+                client.submit(dask_worker_tasks.address, 1).result()
+            except ImportError as exc:
+                print("psutil" in str(exc))
         """,
         timeout=170,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split("\n")[:8] == [
+    assert proc.stdout.split("\n")[:9] == [
         "True",
         "True",
         "bad 3",
@@ -67,6 +73,7 @@ def test_dask_worker_runs_tasks_on_interpool() -> None:
         "['lazy', 'quick']",
         "True",
         "0",
+        "True",
     ], proc.stdout
 
 
@@ -113,6 +120,18 @@ def test_dask_executor_and_plugin_refuse_bad_arguments() -> None:
         InterpoolPlugin(isolate=[3])  # type: ignore[list-item]
     assert InterpoolPlugin(isolate="numpy").isolate == ["numpy"]
     assert InterpoolPlugin(isolate=("numpy", "pandas")).isolate == ["numpy", "pandas"]
+
+
+def test_preload_says_when_dask_dropped_its_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    """dask worker --scheduler-file F --preload interpool.dask --interpool-workers=3: Dask's command
+    line takes the option for the scheduler's address, and the preload gets nothing."""
+    import click
+
+    from interpool.dask import dask_setup
+
+    monkeypatch.setattr(sys, "argv", ["dask", "worker", "--scheduler-file", "f", "--interpool-workers=3"])
+    with pytest.raises(click.UsageError, match=r"did not pass them to the preload.*Give the address"):
+        dask_setup.callback(object(), None, ())  # type: ignore[misc]
 
 
 # -- a cluster started from the command line --------------------------------------------------
