@@ -406,9 +406,11 @@ class PoolState:
 
     def _spare(self) -> None:
         """Before running code that may block (a done-callback, the log handlers of a
-        break): start another dispatcher if none is waiting for events."""
+        break): start another dispatcher if none is waiting for events. None once every
+        dispatcher has ended (no reply can come any more; and at exit, 3.12 refuses new
+        threads: `_spawn` raised then, and the callbacks never ran)."""
         with self._lock:
-            if self._waiting == 0:
+            if self._waiting == 0 and self._running > 0:
                 self._spawn()
 
     def _dispatch(self) -> None:
