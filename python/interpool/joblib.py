@@ -9,13 +9,14 @@ Importing this module registers the backend under the name ``"interpool"``::
         results = Parallel()(delayed(f)(i) for i in range(100))
 
 Workers can import joblib (loky imports ``faulthandler``, which workers get as a stand-in:
-``_standin_faulthandler.py``), but the backend never sends joblib's objects: each batch travels as its list of ``(function, args,
-kwargs)`` calls and the worker runs them with a plain loop, without importing joblib. What
-joblib users rely on holds: ``n_jobs=-1`` (all CPUs, by ``joblib.cpu_count()``), automatic
-batching, ``return_as="list" | "generator" | "generator_unordered"``, ``Parallel(timeout=)``,
-and errors re-raised with their original types (the worker's traceback as ``__cause__``).
-When a task fails or the timeout passes, the batches still queued are cancelled and the
-running ones interrupted (not left to run, as loky must).
+``_standin_faulthandler.py``), but the backend never sends joblib's objects: each batch
+travels as its list of ``(function, args, kwargs)`` calls and the worker runs them with a
+plain loop, without importing joblib. What joblib users rely on holds: ``n_jobs=-1`` (all
+CPUs, by ``joblib.cpu_count()``), automatic batching, ``return_as="list" | "generator" |
+"generator_unordered"``, ``Parallel(timeout=)``, and errors re-raised with their original
+types (the worker's traceback as ``__cause__``). When a task fails or the timeout passes,
+the batches still queued are cancelled and the running ones interrupted (not left to run, as
+loky must).
 
 Constructor parameters (``parallel_config(backend="interpool", max_tasks_per_worker=100)``)
 are passed to :class:`interpool.InterpreterPoolExecutor`: ``max_tasks_per_worker``,
