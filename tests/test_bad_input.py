@@ -21,6 +21,14 @@ import tasks
         ({"max_workers": 1, "initializer": tasks.set_global, "initargs": 5}, TypeError, "initargs must be a tuple"),
         ({"max_workers": 1, "max_tasks_per_worker": "3"}, TypeError, "max_tasks_per_worker must be an int"),
         ({"max_workers": 1, "max_tasks_per_worker": 0}, ValueError, "max_tasks_per_worker must be greater than 0"),
+        # ProcessPoolExecutor's spelling: its errors name it.
+        ({"max_workers": 1, "max_tasks_per_child": "3"}, TypeError, "max_tasks_per_child must be an int"),
+        ({"max_workers": 1, "max_tasks_per_child": 0}, ValueError, "max_tasks_per_child must be greater than 0"),
+        (
+            {"max_tasks_per_worker": 2, "max_tasks_per_child": 2},
+            TypeError,
+            "max_tasks_per_worker or max_tasks_per_child",
+        ),
         ({"max_workers": 1, "initializer": 3}, TypeError, "initializer must be a callable or a script string"),
         # Before: accepted, then a Rust panic killed the worker (task lost) or the watchdog.
         ({"max_workers": 1, "task_timeout": 1e19}, ValueError, r"task_timeout must be at most threading\.TIMEOUT_MAX"),

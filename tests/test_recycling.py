@@ -21,6 +21,12 @@ def test_interpreter_is_replaced_after_max_tasks() -> None:
     assert stats["recycled"] >= 2
 
 
+def test_max_tasks_per_child_is_accepted_as_process_pool_executor_spells_it() -> None:
+    with interpool.InterpreterPoolExecutor(1, max_tasks_per_child=2) as pool:
+        ids = [pool.submit(tasks.interpreter_id).result() for _ in range(4)]
+    assert ids[0] == ids[1] != ids[2] == ids[3]
+
+
 def test_recycled_interpreter_starts_fresh_and_reruns_the_initializer() -> None:
     with interpool.InterpreterPoolExecutor(
         1, initializer=tasks.set_global, initargs=("init",), max_tasks_per_worker=2

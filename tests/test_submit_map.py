@@ -152,6 +152,14 @@ def test_as_completed_and_wait(kind: str) -> None:
         assert fast in done
 
 
+def test_the_types_that_submit_and_stats_return_are_exported() -> None:
+    with interpool.InterpreterPoolExecutor(1, fallback=None) as pool:
+        assert set(pool.stats()) == interpool.PoolStats.__required_keys__  # no lane: no lane_* keys
+        for future in (pool.submit(tasks.square, 3), pool.schedule(tasks.square, (3,), timeout=30)):
+            assert type(future) is interpool.TaskFuture and isinstance(future, cf.Future)
+            assert future.result() == 9 and future.interrupt() is False
+
+
 def test_stats_counts_tasks() -> None:
     with interpool.InterpreterPoolExecutor(2) as pool:
         keys = {"max_workers", "threads", "workers", "busy", "queued", "submitted", "completed", "recycled"}
@@ -160,6 +168,9 @@ def test_stats_counts_tasks() -> None:
         lane = {"workers", "busy", "queued", "submitted", "completed", "pending", "replaced", "recycled"}
         keys |= {f"lane_{key}" for key in lane | {"abandoned", "stuck", "functions"}}  # the fallback lane
         assert set(pool.stats()) == keys
+        # interpool.PoolStats, its type, says the same: the lane's keys are there with a lane.
+        assert interpool.PoolStats.__required_keys__ == {key for key in keys if not key.startswith("lane_")}
+        assert interpool.PoolStats.__optional_keys__ == {key for key in keys if key.startswith("lane_")}
         list(pool.map(tasks.square, range(30)))
         stats = pool.stats()
         assert stats["submitted"] == stats["completed"] == 30

@@ -17,6 +17,7 @@ TYPE_CHECKING = False  # not `from typing import`: typing costs workers ~7 ms at
 if TYPE_CHECKING:
     from typing import Any
 
+    from ._dispatch import TaskFuture
     from ._errors import (
         BrokenInterpreterPool,
         ExecutionFailed,
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
         QueueEmpty,
         QueueFull,
     )
-    from ._executor import InterpreterPoolExecutor
+    from ._executor import InterpreterPoolExecutor, PoolStats
 
 __version__ = "0.1.0"
 
@@ -37,11 +38,13 @@ __all__ = [
     "FallbackWarning",
     "InterpreterPoolExecutor",
     "NotShareableError",
+    "PoolStats",
     "Queue",
     "QueueClosed",
     "QueueEmpty",
     "QueueFull",
     "SharedBuffer",
+    "TaskFuture",
     "TaskInterrupted",
     "__version__",
 ]
@@ -58,10 +61,14 @@ _ERRORS = {
 
 
 def __getattr__(name: str) -> "Any":
-    if name == "InterpreterPoolExecutor":
-        from ._executor import InterpreterPoolExecutor
+    if name in ("InterpreterPoolExecutor", "PoolStats"):
+        from . import _executor
 
-        return InterpreterPoolExecutor
+        return getattr(_executor, name)
+    if name == "TaskFuture":  # what submit() and schedule() return
+        from ._dispatch import TaskFuture
+
+        return TaskFuture
     if name in _ERRORS:
         from . import _errors
 

@@ -23,7 +23,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Literal, NoReturn, TypeVar, cast
+from typing import Any, Literal, NoReturn, TypedDict, TypeVar, cast
 
 from . import _interpool, _isolate, _lane, _logging, _main, _process, _progress, _worker
 from ._dispatch import PoolState, TaskFuture
@@ -34,6 +34,45 @@ _T = TypeVar("_T")
 _pool_counter = itertools.count()
 # amap submits at most this many tasks before letting the event loop run.
 _AMAP_SLICE = 64
+
+
+class _Counters(TypedDict):
+    """The counters every executor's ``stats()`` has (see :class:`PoolStats`)."""
+
+    max_workers: int
+    threads: int
+    workers: int
+    busy: int
+    queued: int
+    submitted: int
+    completed: int
+    recycled: int
+    pending: int
+    abandoned: int
+    stuck: int
+    isolated_files: int
+    isolated_mapped_bytes: int
+    isolated_resident_bytes: int
+    isolated_disk_bytes: int
+
+
+# (total=False, not NotRequired[]: with string annotations, only the former is seen at run time)
+class PoolStats(_Counters, total=False):
+    """What :meth:`InterpreterPoolExecutor.stats` returns (every value an ``int``). The
+    ``lane_*`` counters are there when the executor has a fallback lane (``fallback`` not
+    ``None``); the others always are."""
+
+    lane_workers: int
+    lane_busy: int
+    lane_queued: int
+    lane_submitted: int
+    lane_completed: int
+    lane_pending: int
+    lane_replaced: int
+    lane_recycled: int
+    lane_abandoned: int
+    lane_stuck: int
+    lane_functions: int
 
 
 def _default_workers() -> int:
@@ -148,6 +187,9 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
     but lent: the worker gets a read-only view of the caller's memory, which must not change
     until the task ends. With ``False`` they are copied as pickle copies them. See
     docs/design.md, "Out-of-band buffers".
+
+    ``max_tasks_per_worker`` replaces a worker's interpreter after that many tasks;
+    ``max_tasks_per_child``, ``ProcessPoolExecutor``'s name for it, is accepted too.
     """
 
     def __init__(
@@ -158,6 +200,7 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         initargs: tuple[Any, ...] = (),
         *,
         max_tasks_per_worker: int | None = None,
+        max_tasks_per_child: int | None = None,
         task_timeout: float | None = None,
         interrupt_grace: float = 5.0,
         isolate: Iterable[str] | str | None = None,
@@ -184,15 +227,22 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         from ._pickling import OUT_OF_BAND_MIN
 
         lend_min = None if zero_copy is False else OUT_OF_BAND_MIN if zero_copy is True else zero_copy
+        recycle_name = "max_tasks_per_worker"
+        if max_tasks_per_child is not None:  # ProcessPoolExecutor's name for it
+            if max_tasks_per_worker is not None:
+                raise TypeError(
+                    "pass max_tasks_per_worker or max_tasks_per_child (ProcessPoolExecutor's name for it), not both"
+                )
+            recycle_name, max_tasks_per_worker = "max_tasks_per_child", max_tasks_per_child
         if max_tasks_per_worker is not None:
-            _check_int("max_tasks_per_worker", max_tasks_per_worker)
+            _check_int(recycle_name, max_tasks_per_worker)
         if isinstance(initializer, str):
             if initargs:
                 raise ValueError(f"an initializer script does not take args, got {initargs!r}")
         elif initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable or a script string")
         if max_tasks_per_worker is not None and max_tasks_per_worker <= 0:
-            raise ValueError("max_tasks_per_worker must be greater than 0")
+            raise ValueError(f"{recycle_name} must be greater than 0")
         if _process.exiting:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         _process.check_python()
@@ -260,7 +310,9 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         self._finalizer = weakref.finalize(self, PoolState.close, self._state)
         self._finalizer.atexit = False
 
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> TaskFuture[_T]:
+        """As :meth:`concurrent.futures.Executor.submit`; the future is a
+        :class:`interpool.TaskFuture`, whose ``interrupt()`` also stops the call once it runs."""
         # The common case inline (tiny tasks are bounded by this path): a pool taking tasks,
         # a plain callable, no fallback lane route, no time limit, sys.path unchanged.
         state, lane = self._state, self._lane
@@ -284,7 +336,7 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         kwargs: dict[str, Any] | None = None,
         *,
         timeout: float | None = None,
-    ) -> Future[_T]:
+    ) -> TaskFuture[_T]:
         """``submit`` with a time limit (pebble's name and signature): the task is stopped if it
         runs longer than ``timeout`` seconds once started (not counting its wait in the queue),
         and its future raises :class:`TimeoutError`. ``timeout`` overrides the executor's
@@ -553,7 +605,7 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         self.shutdown(wait=True, interrupt=exc_type is not None)
         return None
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> PoolStats:
         """Counters: ``max_workers``; ``threads`` (worker threads started so far: they start
         as tasks need them), ``workers`` (interpreters ready), ``busy``, ``queued``,
         ``submitted``, ``completed``, ``recycled``; ``pending`` (futures not done yet, in
@@ -566,11 +618,11 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         (functions whose calls go straight to the lane). With ``isolate=``, the
         cost of the private copies: ``isolated_files``, ``isolated_mapped_bytes``,
         ``isolated_resident_bytes`` and ``isolated_disk_bytes`` (see docs/isolation.md)."""
-        stats: dict[str, int] = self._state.pool.stats()
-        stats.update(_isolate.stats(self._isolation))
-        stats["max_workers"] = self._max_workers
-        stats["pending"] = len(self._state.pending)
+        counts: dict[str, int] = self._state.pool.stats()
+        counts.update(_isolate.stats(self._isolation))
+        counts["max_workers"] = self._max_workers
+        counts["pending"] = len(self._state.pending)
         if self._lane is not None:
-            stats.update(self._lane.stats())
-            stats["pending"] += stats["lane_pending"]
-        return stats
+            counts.update(self._lane.stats())
+            counts["pending"] += counts["lane_pending"]
+        return cast("PoolStats", counts)
