@@ -3,15 +3,19 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
 import interpool
+
+from tasks import PATIENCE
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -23,7 +27,7 @@ def no_leaked_threads() -> Iterator[None]:
     yield
     leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
     for t in leaked:
-        t.join(5)
+        t.join(PATIENCE)
     still = [t.name for t in leaked if t.is_alive()]
     assert not still, f"threads leaked by the test: {still}"
 
@@ -48,6 +52,72 @@ def run_script(source: str, timeout: float = 60, env: dict[str, str] | None = No
 def run_file(path: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the script at ``path`` as ``__main__`` in a fresh process."""
     return subprocess.run([sys.executable, path], capture_output=True, text=True, timeout=timeout, env=_child_env(env))
+
+
+def wait_until(condition: Callable[[], object], what: str, patience: float = PATIENCE) -> None:
+    """Poll ``condition`` until it holds; fail, naming ``what``, if it still does not after
+    ``patience`` seconds (the suite's one bound, tasks.PATIENCE: it only ends hangs)."""
+    deadline = time.monotonic() + patience
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: still not the case after {patience:g}s")
+        time.sleep(0.01)
+
+
+class Fifo:
+    """A FIFO that a call in any kind of pool can wait at: ``pool.submit(*fifo.wait)`` calls
+    ``os.open(path, O_RDONLY)`` (a builtin, which every pool can send), which returns (a file
+    descriptor, in the worker's process) only once the test opened the FIFO for writing."""
+
+    def __init__(self, directory: str) -> None:
+        self.path = os.path.join(directory, "fifo")
+        os.mkfifo(self.path)
+        self.wait = (os.open, self.path, os.O_RDONLY)
+
+    def reached(self) -> bool:
+        """Whether a call waits at the FIFO; if one does, it goes on."""
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # ENXIO: no call waits yet
+            return False
+        return True
+
+    def release(self) -> None:
+        """Let the call that waits (or is about to wait) at the FIFO go on."""
+        wait_until(self.reached, "a call waits at the FIFO")
+
+
+def ctrl_c(
+    source: str, presses: int = 1, *, ready: str = "busy", settle: float = 0.3, gap: float = 0.1
+) -> subprocess.CompletedProcess[str]:
+    """Run ``source`` in a fresh process (the tests directory importable), wait until it prints
+    the line ``ready``, let its workers settle into their tasks, then press Ctrl-C (SIGINT)
+    ``presses`` times, ``gap`` seconds apart; how the process ended (stdout without ``ready``)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(source)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_child_env(None),
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        if line != ready:
+            proc.kill()
+            out, err = proc.communicate()
+            raise AssertionError(f"the script printed {line!r}, not {ready!r}: {out}{err}")
+        time.sleep(settle)
+        for press in range(presses):
+            if press:
+                time.sleep(gap)
+            proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=PATIENCE)
+    finally:
+        if proc.returncode is None:  # it hangs: the caller's assertion says so
+            proc.kill()
+            proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def run_in_bare_interpreter(script: str) -> None:

@@ -1,11 +1,6 @@
 """Task functions for tests/test_dask.py (importable by Dask and by interpool workers)."""
 
-
-def spin(n):
-    total = 0
-    for i in range(n):
-        total += i * i
-    return total
+from tasks import spin  # noqa: F401  (Dask sends it by reference: tasks.spin)
 
 
 def where(_):

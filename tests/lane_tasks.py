@@ -10,6 +10,8 @@ import threading
 import time
 from typing import Any
 
+from tasks import PATIENCE
+
 
 def where() -> dict[str, Any]:
     """Where the call runs: process, interpreter, thread."""
@@ -59,7 +61,7 @@ def sleep(seconds: float, flag: str | None = None) -> float:
     return seconds
 
 
-def wait_for(path: str, timeout: float = 30) -> str:
+def wait_for(path: str, timeout: float = PATIENCE) -> str:
     """Block until the file at ``path`` exists."""
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):
@@ -67,6 +69,19 @@ def wait_for(path: str, timeout: float = 30) -> str:
             raise TimeoutError(path)
         time.sleep(0.01)
     return path
+
+
+def meet(directory: str, me: str, other: str) -> str:
+    """Arrive (a file ``me`` in ``directory``), then wait for ``other`` to arrive too: two such
+    calls both return only if they run at the same time."""
+    open(os.path.join(directory, me), "w").close()
+    wait_for(os.path.join(directory, other))
+    return me
+
+
+def read_byte(fd: int) -> bytes:
+    """Wait in C until a byte arrives on the pipe ``fd`` (the test decides when)."""
+    return os.read(fd, 1)
 
 
 def append(path: str, text: str) -> int:

@@ -6,6 +6,12 @@ import os
 import sys
 import time
 
+# The suite's one wall-clock bound: how long a test (or a task) waits for something that must
+# happen (a reply, a file, a thread's or a process's end, a counter reaching its value) before
+# it calls it lost. It only turns a hang into a failure: no test asserts that anything is fast
+# (speed is measured in benchmarks/). INTERPOOL_TEST_PATIENCE=SECONDS changes it everywhere.
+PATIENCE = float(os.environ.get("INTERPOOL_TEST_PATIENCE", "30"))
+
 
 def square(x: int) -> int:
     return x * x
@@ -141,7 +147,7 @@ def get_global() -> str:
     return INIT_VALUE
 
 
-def wait_for_file(path: str, timeout: float = 30.0) -> str:
+def wait_for_file(path: str, timeout: float = PATIENCE) -> str:
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):
         if time.monotonic() > deadline:
@@ -478,9 +484,23 @@ def ignore_interrupts(q: object, seconds: float) -> None:
     busy_forever()
 
 
-def hang(seconds: float) -> None:
-    """Wait in C (GIL released): interrupts cannot reach it until it returns."""
-    time.sleep(seconds)
+def hang_until_written(fd: int) -> bytes:
+    """Wait in C (GIL released) until a byte arrives on the pipe ``fd`` (the test decides when,
+    not the clock): interrupts cannot reach the call until then."""
+    return os.read(fd, 1)
+
+
+def spin_until_stopped(notes: object, seconds: float = PATIENCE) -> str:
+    """Loop until stopped, or for ``seconds`` if no stop comes; note which in ``notes`` (an
+    interpool Queue): ``"stopped"`` or ``"not stopped"``. A test that stops it can assert the
+    stop, and a stop that never comes is a failure, not a hang."""
+    try:
+        busy_for(seconds)
+    except BaseException:  # TaskInterrupted
+        notes.put("stopped")  # type: ignore[attr-defined]
+        raise
+    notes.put("not stopped")  # type: ignore[attr-defined]
+    return "not stopped"
 
 
 def busy_for(seconds: float) -> int:

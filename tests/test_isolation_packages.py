@@ -37,7 +37,7 @@ from interpool import (
     _isolate,
 )
 
-from conftest import _child_env
+from conftest import PATIENCE, _child_env
 
 pytestmark = pytest.mark.skipif(not _isolate.supported(), reason="isolate= needs CPython 3.13+ (docs/isolation.md)")
 
@@ -103,7 +103,7 @@ def run_together(
         extra = each or [()] * WORKERS
         futures = [pool.submit(tasks.together, arrive, go, op, *args, *extra[i]) for i in range(WORKERS)]
         arrived: list[int] = []
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 3 * PATIENCE  # big packages, imported twice at once
         while len(arrived) < WORKERS:
             for f in futures:
                 if f.done() and f.exception() is not None:

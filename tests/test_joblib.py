@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import multiprocessing
-import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import tasks
-from conftest import run_script
+from conftest import run_script, wait_until
 
 joblib = pytest.importorskip("joblib")
 from joblib import Parallel, delayed, parallel_config  # noqa: E402
 
 import interpool.joblib  # noqa: E402  (registers the backend)
-from interpool import ExecutionFailed  # noqa: E402
+from interpool import ExecutionFailed, Queue  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -58,10 +58,17 @@ def test_generators(return_as: str) -> None:
         assert sorted(results) == [i * i for i in range(50)]
 
 
-def test_unordered_generator_yields_fast_results_first() -> None:
+def test_unordered_generator_yields_fast_results_first(tmp_path: Path) -> None:
+    gate = str(tmp_path / "gate")
     parallel = Parallel(backend="interpool", n_jobs=2, return_as="generator_unordered", batch_size=1)
-    results = list(parallel(delayed(tasks.sleep_then)(d, d) for d in (1.0, 0.05, 0.05, 0.05)))
-    assert results[-1] == 1.0 and sorted(results) == [0.05, 0.05, 0.05, 1.0]
+    # The first call returns only once the other three results arrived: yielded in order,
+    # they never would (its wait fails after PATIENCE).
+    results: list[object] = []
+    for result in parallel([delayed(tasks.wait_for_file)(gate)] + [delayed(tasks.square)(i) for i in (1, 2, 3)]):
+        results.append(result)
+        if len(results) == 3:
+            tasks.touch(gate)
+    assert sorted(results[:3]) == [1, 4, 9] and results[3] == gate  # type: ignore[type-var]
 
 
 def test_errors_keep_their_type_and_the_worker_traceback() -> None:
@@ -71,21 +78,37 @@ def test_errors_keep_their_type_and_the_worker_traceback() -> None:
     assert "divide" in info.value.__cause__.formatted
 
 
+def stopped_not_waited_for(notes: Queue[str]) -> None:
+    """The shared pool's tasks of a ``Parallel`` call that failed end, every one that ran by a
+    stop (``tasks.spin_until_stopped`` notes which), none given up after the grace period."""
+    assert interpool.joblib._SharedPool.current is not None
+    pool = interpool.joblib._SharedPool.current.executor
+    wait_until(lambda: pool.stats()["busy"] == 0, "the spinning batches ended")
+    outcomes = []
+    while not notes.empty():
+        outcomes.append(notes.get())
+    assert outcomes and set(outcomes) == {"stopped"}, outcomes
+    assert pool.stats()["abandoned"] == 0
+
+
 def test_a_failure_interrupts_the_rest_and_the_pool_stays_usable() -> None:
-    parallel = Parallel(backend="interpool", n_jobs=2, batch_size=1)
-    started = time.monotonic()
-    with pytest.raises(ValueError, match="boom"):
-        parallel([delayed(tasks.fail)("boom")] + [delayed(tasks.busy_for)(30.0) for _ in range(4)])
-    assert time.monotonic() - started < 20, "the spinning batches were interrupted, not waited for"
-    assert Parallel(backend="interpool", n_jobs=2)(delayed(tasks.square)(i) for i in range(5)) == [0, 1, 4, 9, 16]
+    notes: Queue[str] = Queue()
+    with parallel_config(backend="interpool", n_jobs=2, interrupt_grace=tasks.PATIENCE):
+        with pytest.raises(ValueError, match="boom"):
+            Parallel(batch_size=1)(
+                [delayed(tasks.fail)("boom")] + [delayed(tasks.spin_until_stopped)(notes) for _ in range(4)]
+            )
+        stopped_not_waited_for(notes)
+        assert Parallel()(delayed(tasks.square)(i) for i in range(5)) == [0, 1, 4, 9, 16]
 
 
 def test_parallel_timeout_stops_running_tasks() -> None:
-    started = time.monotonic()
+    notes: Queue[str] = Queue()
     # joblib raises multiprocessing's TimeoutError, whatever the backend.
-    with pytest.raises(multiprocessing.TimeoutError):
-        Parallel(backend="interpool", n_jobs=2, timeout=0.5)(delayed(tasks.busy_for)(30.0) for _ in range(2))
-    assert time.monotonic() - started < 20
+    with parallel_config(backend="interpool", n_jobs=2, interrupt_grace=tasks.PATIENCE):
+        with pytest.raises(multiprocessing.TimeoutError):
+            Parallel(timeout=0.5)(delayed(tasks.spin_until_stopped)(notes) for _ in range(2))
+        stopped_not_waited_for(notes)
 
 
 def test_n_jobs_minus_one_uses_every_cpu() -> None:

@@ -15,7 +15,6 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import os
-import signal
 import sys
 import textwrap
 import threading
@@ -34,7 +33,7 @@ from interpool import FallbackWarning, InterpreterPoolExecutor
 import lane_late
 import lane_tasks
 import tasks
-from conftest import run_file, run_script
+from conftest import ctrl_c, run_file, run_script, wait_until
 
 # Fallbacks warn once per function; tests that check the warning record it themselves.
 pytestmark = pytest.mark.filterwarnings("ignore::interpool.FallbackWarning")
@@ -192,10 +191,7 @@ def test_cancel_a_queued_lane_call(lane: str, tmp_path: Any) -> None:
         pool.submit(lane_tasks.wait_for, log).result(timeout=30)
         blocker = pool.submit(lane_tasks.wait_for, gate)
         queued = [pool.submit(lane_tasks.append, log, str(i)) for i in range(3)]
-        deadline = time.monotonic() + 20
-        while not blocker.running():
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(blocker.running, "the blocker runs")
         assert not blocker.cancel()  # running
         assert queued[1].cancel() and queued[1].cancelled()
         assert pool.stats()["lane_queued"] == 2
@@ -203,7 +199,7 @@ def test_cancel_a_queued_lane_call(lane: str, tmp_path: Any) -> None:
         assert blocker.result(timeout=30) == gate
         for i in (0, 2):
             assert queued[i].result(timeout=30) > 0
-        assert cf.wait(queued, timeout=5).not_done == set()
+        assert cf.wait(queued, timeout=tasks.PATIENCE).not_done == set()
     with open(log) as f:
         assert f.read().split() == ["first", "0", "2"]
 
@@ -232,13 +228,12 @@ def test_interrupt_a_running_lane_call(lane: str, tmp_path: Any) -> None:
 
 @pytest.mark.timeout(60)
 def test_a_time_limit_stops_a_lane_call_and_the_lane_goes_on(lane: str) -> None:
-    with InterpreterPoolExecutor(1, fallback=lane) as pool:
+    with InterpreterPoolExecutor(1, fallback=lane, interrupt_grace=tasks.PATIENCE) as pool:
         pool.submit(lane_tasks.pid).result(timeout=30)
-        t0 = time.monotonic()
-        future = pool.schedule(lane_tasks.spin_forever, timeout=0.5)
+        future = pool.schedule(lane_tasks.spin_forever, timeout=0.5)  # it never ends by itself
         with pytest.raises(TimeoutError, match=r"0\.5s timeout") as info:
             future.result(timeout=30)
-        assert time.monotonic() - t0 < 10
+        assert pool.stats()["lane_abandoned"] == 0, "stopped, not given up after the grace period"
         if lane == "thread":  # stopped by an exception: its traceback shows where
             assert isinstance(info.value.__cause__, interpool.TaskInterrupted)
         assert pool.submit(lane_tasks.square, 9).result(timeout=30) == 81
@@ -250,20 +245,23 @@ def test_a_time_limit_stops_a_lane_call_and_the_lane_goes_on(lane: str) -> None:
 
 @pytest.mark.timeout(60)
 def test_thread_lane_gives_up_a_call_stuck_in_c_and_keeps_its_capacity() -> None:
-    with InterpreterPoolExecutor(1, fallback="thread", interrupt_grace=0.3) as pool:
-        pool.submit(lane_tasks.pid).result(timeout=30)
-        t0 = time.monotonic()
-        stuck = pool.schedule(lane_tasks.sleep, (2.0,), timeout=0.2)
-        with pytest.raises(TimeoutError, match="stuck"):
-            stuck.result(timeout=30)
-        assert time.monotonic() - t0 < 1.8
-        stats = pool.stats()
-        assert (stats["lane_abandoned"], stats["lane_stuck"]) == (1, 1)
-        assert pool.submit(lane_tasks.square, 3).result(timeout=5) == 9  # a new thread took its place
-    deadline = time.monotonic() + 10
-    while pool.stats()["lane_stuck"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    read_end, write_end = os.pipe()
+    try:
+        with InterpreterPoolExecutor(1, fallback="thread", interrupt_grace=0.3) as pool:
+            pool.submit(lane_tasks.pid).result(timeout=30)
+            stuck = pool.schedule(lane_tasks.read_byte, (read_end,), timeout=0.2)
+            # Given up while the call is still blocked (nothing written yet): after its time
+            # limit and the grace period, not when it returned.
+            with pytest.raises(TimeoutError, match="stuck"):
+                stuck.result(timeout=30)
+            stats = pool.stats()
+            assert (stats["lane_abandoned"], stats["lane_stuck"]) == (1, 1)
+            assert pool.submit(lane_tasks.square, 3).result(timeout=30) == 9  # a new thread took its place
+            os.write(write_end, b"x")
+        wait_until(lambda: pool.stats()["lane_stuck"] == 0, "the stuck thread ends when its call returns")
+    finally:
+        os.close(write_end)  # first: a read still blocked then ends (EOF)
+        os.close(read_end)
 
 
 @pytest.mark.timeout(60)
@@ -287,13 +285,12 @@ def test_shutdown_cancel_futures_cancels_queued_lane_calls(lane: str, tmp_path: 
 @pytest.mark.timeout(60)
 def test_shutdown_interrupt_and_leaving_with_an_exception_stop_lane_calls(lane: str, tmp_path: Any) -> None:
     flag = str(tmp_path / "flag")
-    pool = InterpreterPoolExecutor(2, fallback=lane)
-    running = pool.submit(lane_tasks.spin_forever, flag)
+    pool = InterpreterPoolExecutor(2, fallback=lane, interrupt_grace=tasks.PATIENCE)
+    running = pool.submit(lane_tasks.spin_forever, flag)  # it never ends by itself
     lane_tasks.wait_for(flag)
-    t0 = time.monotonic()
     pool.shutdown(wait=True, interrupt=True)
-    assert time.monotonic() - t0 < 10
     assert running.cancelled()
+    assert pool.stats()["lane_abandoned"] == 0, "stopped, not given up after the grace period"
 
     os.unlink(flag)
     with pytest.raises(KeyError):
@@ -426,14 +423,13 @@ def test_the_process_lane_starts_lazily_uses_forkserver_and_ends_with_the_execut
 
 
 @pytest.mark.timeout(60)
-def test_lane_calls_run_in_parallel(lane: str) -> None:
+def test_lane_calls_run_in_parallel(lane: str, tmp_path: Any) -> None:
     with InterpreterPoolExecutor(2, fallback=lane) as pool:
         pool.submit(lane_tasks.pid).result(timeout=30)
-        pool.submit(lane_tasks.sleep, 0).result(timeout=30)
-        list(pool.map(lane_tasks.sleep, [0.0, 0.0]))  # both lane workers started
-        t0 = time.monotonic()
-        assert list(pool.map(lane_tasks.sleep, [0.5, 0.5])) == [0.5, 0.5]
-        assert time.monotonic() - t0 < 0.95
+        # Each call waits for the other to arrive: run one after the other, the first would
+        # wait in vain (TimeoutError after tasks.PATIENCE).
+        directory = str(tmp_path)
+        assert list(pool.map(lane_tasks.meet, [directory] * 2, ["a", "b"], ["b", "a"])) == ["a", "b"]
 
 
 @pytest.mark.timeout(60)
@@ -544,34 +540,26 @@ def test_exit_waits_for_busy_lane_calls_and_ctrl_c_stops_them() -> None:
     assert proc.stdout.split() == ["exiting", "done", "1.0"]
     assert "Traceback" not in proc.stderr
 
-    import subprocess
-
-    from conftest import _child_env
-
-    script = textwrap.dedent(
+    # Ctrl-C with lane calls that never end by themselves: they are stopped (their processes
+    # ended), none given up.
+    proc = ctrl_c(
         """
         import warnings
         warnings.simplefilter("ignore")
-        import interpool, lane_tasks
-        with interpool.InterpreterPoolExecutor(2) as pool:
-            pool.submit(lane_tasks.pid).result()
-            futures = [pool.submit(lane_tasks.spin_forever) for _ in range(2)]
-            print("busy", flush=True)
-            futures[0].result()
+        import interpool, lane_tasks, tasks
+        try:
+            with interpool.InterpreterPoolExecutor(2, interrupt_grace=tasks.PATIENCE) as pool:
+                pool.submit(lane_tasks.pid).result()
+                futures = [pool.submit(lane_tasks.spin_forever) for _ in range(2)]
+                print("busy", flush=True)
+                futures[0].result()
+        finally:
+            print(pool.stats()["lane_abandoned"], pool.stats()["lane_workers"], flush=True)
         """
     )
-    child = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_child_env(None)
-    )
-    assert child.stdout is not None
-    assert child.stdout.readline().strip() == "busy"
-    time.sleep(0.3)
-    t0 = time.monotonic()
-    child.send_signal(signal.SIGINT)
-    _, err = child.communicate(timeout=30)
-    assert time.monotonic() - t0 < 5
-    assert child.returncode != 0 and "KeyboardInterrupt" in err
-    assert "Fatal" not in err and "Segmentation" not in err
+    assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr, proc.stderr
+    assert "Fatal" not in proc.stderr and "Segmentation" not in proc.stderr, proc.stderr
+    assert proc.stdout.split() == ["0", "0"], proc.stdout
 
 
 def _raised_from(outer: BaseException, inner: BaseException | None, context: bool = False) -> BaseException:

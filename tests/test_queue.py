@@ -1,5 +1,5 @@
-"""interpool.Queue: FIFO semantics, exact timeouts, close, copies, and exact accounting
-across interpreters."""
+"""interpool.Queue: FIFO semantics, timeouts, close, copies, and exact accounting across
+interpreters. (How fast a blocked get wakes is measured by benchmarks/bench_queue.py.)"""
 
 from __future__ import annotations
 
@@ -44,14 +44,14 @@ def test_exceptions_are_the_stdlib_ones_too() -> None:
 
 
 @pytest.mark.parametrize("timeout", [0.002, 0.05, 0.2])
-def test_timeouts_are_accurate_to_the_millisecond(timeout: float) -> None:
+def test_a_wait_with_a_timeout_waits_that_long_then_raises(timeout: float) -> None:
     q = Queue(1)
-    for op in (lambda: q.get(timeout=timeout), lambda: (q.put(0), q.put(1, timeout=timeout))):
+    waits = [(lambda: q.get(timeout=timeout), QueueEmpty), (lambda: (q.put(0), q.put(1, timeout=timeout)), QueueFull)]
+    for op, error in waits:
         t0 = time.perf_counter()
-        with pytest.raises((QueueEmpty, QueueFull)):
+        with pytest.raises(error):
             op()
-        waited = time.perf_counter() - t0
-        assert timeout <= waited < timeout + 0.05, waited
+        assert time.perf_counter() - t0 >= timeout, "it waited"
         while not q.empty():
             q.get()
 
@@ -86,7 +86,7 @@ def test_close_refuses_puts_drains_gets_and_wakes_waiters() -> None:
     waiter.start()
     time.sleep(0.05)
     empty.close()
-    waiter.join(5)
+    waiter.join(tasks.PATIENCE)
     assert isinstance(waiter_result[0], QueueClosed)
     q.close()
     assert q.closed
@@ -106,26 +106,17 @@ def _get_or_exc(q: Queue) -> object:
         return exc
 
 
-def test_blocked_get_releases_the_gil_and_wakes_fast() -> None:
+def test_a_blocked_get_releases_the_gil_and_a_put_wakes_it() -> None:
     q = Queue()
-    woke: list[float] = []
-
-    def consumer() -> None:
-        q.get()
-        woke.append(time.perf_counter())
-
-    t = threading.Thread(target=consumer)
+    got: list[object] = []
+    t = threading.Thread(target=lambda: got.append(q.get()))
     t.start()
-    time.sleep(0.05)
-    counter = 0
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < 0.05:  # the main thread runs Python meanwhile
-        counter += 1
-    assert counter > 1000
-    sent = time.perf_counter()
+    time.sleep(0.05)  # (most likely) blocked in get() by now
+    # The main thread runs Python meanwhile: a get() that kept the GIL would stop it here.
+    assert sum(range(100_000)) == 4_999_950_000 and t.is_alive() and not got
     q.put("go")
-    t.join(5)
-    assert woke and woke[0] - sent < 0.05
+    t.join(tasks.PATIENCE)
+    assert got == ["go"]
 
 
 def test_queue_pickles_within_the_process() -> None:
@@ -141,7 +132,7 @@ def test_queue_as_task_argument_ping_pong_with_a_worker() -> None:
         done = pool.submit(tasks.queue_echo, inbox, outbox, 200)
         for i in range(200):
             inbox.put((i, [i] * 3))
-            assert outbox.get(timeout=10) == (i, [i] * 3)
+            assert outbox.get(timeout=tasks.PATIENCE) == (i, [i] * 3)
         assert done.result() == 200
 
 

@@ -21,7 +21,7 @@ import interpool
 from interpool import InterpreterPoolExecutor, Queue, SharedBuffer, _interpool
 
 import tasks
-from conftest import run_script
+from conftest import ctrl_c, run_script, wait_until
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="fork and signals as on Linux")
 
@@ -46,7 +46,7 @@ def test_fork_while_workers_are_being_created_never_crashes_or_hangs() -> None:
             pid = os.fork()
             if pid == 0:
                 os._exit(0)
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + tasks.PATIENCE
             while True:
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if done:
@@ -180,32 +180,19 @@ def test_threads_started_with_start_new_thread_do_not_kill_the_process() -> None
 @pytest.mark.timeout(120)
 def test_ctrl_c_while_exit_waits_for_busy_workers_exits_cleanly() -> None:
     script = """
-import sys, tasks
-from interpool import InterpreterPoolExecutor
-pool = InterpreterPoolExecutor(2)
-futures = [pool.submit(tasks.spin, 3_000_000) for _ in range(4)]
-print("ready", flush=True)
-"""  # the script ends at once: exit waits for the busy workers
+        import sys, tasks
+        from interpool import InterpreterPoolExecutor
+        pool = InterpreterPoolExecutor(2)
+        futures = [pool.submit(tasks.spin, 3_000_000) for _ in range(4)]
+        print("ready", flush=True)
+        """  # the script ends at once: exit waits for the busy workers
     for _ in range(3):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", script],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=dict(os.environ, PYTHONPATH=os.path.dirname(tasks.__file__)),
-        )
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=90)
+        proc = ctrl_c(script, presses=2, ready="ready")
         # Clean: a normal exit, or the second Ctrl-C ending the process after the pools were
         # stopped (CPython restores the default SIGINT handler late in finalization); never a
         # crash (SIGSEGV, SIGABRT) or a fatal error.
-        assert proc.returncode in (0, 1, 130, -signal.SIGINT), f"exit status {proc.returncode}: {err}"
-        assert "Fatal Python error" not in err and "Segmentation" not in err, err
+        assert proc.returncode in (0, 1, 130, -signal.SIGINT), f"exit status {proc.returncode}: {proc.stderr}"
+        assert "Fatal Python error" not in proc.stderr and "Segmentation" not in proc.stderr, proc.stderr
 
 
 def test_done_callback_waiting_on_another_future_of_the_same_pool() -> None:
@@ -215,9 +202,7 @@ def test_done_callback_waiting_on_another_future_of_the_same_pool() -> None:
         first = pool.submit(tasks.square, 2)
         first.add_done_callback(lambda f: seen.append(other.result(timeout=30)))
         cf.wait([first, other], timeout=30)
-        deadline = time.monotonic() + 30
-        while not seen and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: seen, "the callback ran")
         assert seen == ["other"]
 
 
@@ -315,32 +300,41 @@ def test_shared_sub_objects_are_sent_once_not_exponentially() -> None:
 
 @pytest.mark.timeout(120)
 def test_amap_never_blocks_the_event_loop_for_long() -> None:
-    async def main() -> tuple[float, int]:
-        stall = 0.0
-        stop = asyncio.Event()
+    # Counted, not timed: a heartbeat task that runs at every turn of the event loop notes how
+    # many results amap yielded, and how many tasks it submitted, since its last turn. A step
+    # of amap (until it awaits) yields only results whose asyncio futures the loop completed,
+    # at most `buffersize` (what it keeps pending), and submits no more than it yields plus
+    # what fits in that buffer; the loop runs each task at most once per turn, so two steps
+    # may fall between two heartbeats.
+    items, buffersize = 20_000, 256
+
+    async def main(pool: InterpreterPoolExecutor) -> tuple[int, int, int]:
+        count = most_results = most_submitted = 0
+        stop = False
 
         async def heartbeat() -> None:
-            nonlocal stall
-            last = time.monotonic()
-            while not stop.is_set():
-                await asyncio.sleep(0.005)
-                now = time.monotonic()
-                stall = max(stall, now - last)
-                last = now
+            nonlocal most_results, most_submitted
+            last_count, last_submitted = 0, 0
+            while not stop:
+                await asyncio.sleep(0)  # one turn of the loop
+                submitted = pool.stats()["submitted"]
+                most_results = max(most_results, count - last_count)
+                most_submitted = max(most_submitted, submitted - last_submitted)
+                last_count, last_submitted = count, submitted
 
         beat = asyncio.create_task(heartbeat())
-        await asyncio.sleep(0.05)  # the heartbeat is running
-        count = 0
-        with InterpreterPoolExecutor(2) as pool:
-            async for _ in pool.amap(tasks.square, range(200_000), chunksize=1):
-                count += 1
-        stop.set()
+        await asyncio.sleep(0)  # the heartbeat is running
+        async for _ in pool.amap(tasks.square, range(items), buffersize=buffersize):
+            count += 1
+        stop = True
         await beat
-        return stall, count
+        return count, most_results, most_submitted
 
-    stall, count = asyncio.run(main())
-    assert count == 200_000
-    assert stall < 1.0, f"the event loop was blocked for {stall:.2f}s"
+    with InterpreterPoolExecutor(2) as pool:
+        count, most_results, most_submitted = asyncio.run(main(pool))
+    assert count == items
+    assert most_results <= 2 * buffersize, f"amap yielded {most_results} results without letting the loop run"
+    assert most_submitted <= 3 * buffersize, f"amap submitted {most_submitted} tasks without letting the loop run"
 
 
 def test_amap_buffersize_bounds_what_is_submitted_ahead() -> None:
@@ -475,14 +469,15 @@ def test_shared_buffer_pin_is_released_when_the_last_lease_goes(tmp_path: object
             data.append(1)  # pinned while the worker holds its lease
         open(gate, "w").close()
         assert held.result(timeout=30) == 0
-        deadline = time.monotonic() + 10
-        while True:  # released in this interpreter at the next bytecode boundary
+
+        def released() -> bool:  # in this interpreter, at the next bytecode boundary
             try:
                 data.append(1)
-                break
             except BufferError:
-                assert time.monotonic() < deadline, "the pin was never released"
-                time.sleep(0.01)
+                return False
+            return True
+
+        wait_until(released, "the pin is released")
 
 
 @pytest.mark.timeout(120)

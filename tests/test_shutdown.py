@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 import interpool
 
 import tasks
-from conftest import make_executor, run_script, stdlib_gap
+from conftest import Fifo, make_executor, run_script, stdlib_gap, wait_until
 
 
 def test_shutdown_wait_completes_every_future(kind: str) -> None:
@@ -30,7 +31,10 @@ def test_shutdown_cancel_futures_cancels_queued_tasks(kind: str, tmp_path: Path)
     pool = make_executor(kind, 1)
     blocker = pool.submit(tasks.wait_for_file, gate)
     queued = [pool.submit(tasks.touch, str(tmp_path / f"t{i}")) for i in range(8)]
-    time.sleep(0.3)  # let the worker pick up the blocker
+    if kind == "process":
+        time.sleep(0.3)  # let the worker pick up the blocker (its future runs once in the call queue)
+    else:
+        wait_until(blocker.running, "the worker picks up the blocker")
     if kind == "process":
         # A process pool holds back the task already in its call queue after
         # shutdown(wait=False, cancel_futures=True); open the gate first instead (its call
@@ -53,14 +57,28 @@ def test_shutdown_cancel_futures_cancels_queued_tasks(kind: str, tmp_path: Path)
         assert os.path.exists(tmp_path / f"t{i}") == (not f.cancelled())
 
 
-def test_shutdown_without_wait_returns_at_once_and_work_still_finishes(kind: str) -> None:
+def test_shutdown_without_wait_returns_at_once_and_work_still_finishes(kind: str, tmp_path: Path) -> None:
+    fifo = Fifo(str(tmp_path))
     pool = make_executor(kind, 1)
-    futures = [pool.submit(time.sleep, 0.2) for i in range(3)]
-    t0 = time.monotonic()
-    pool.shutdown(wait=False)
-    assert time.monotonic() - t0 < 0.15
-    assert [f.result(timeout=30) for f in futures] == [None, None, None]
+    # The first call waits at the FIFO until the test opens it; the two behind it wait in the
+    # queue. Had shutdown(wait=False) waited for them, the guard would release the FIFO after
+    # PATIENCE, and the assertion fail.
+    futures = [pool.submit(*fifo.wait), pool.submit(time.sleep, 0), pool.submit(time.sleep, 0)]
+    guard = threading.Timer(tasks.PATIENCE, fifo.release)
+    guard.start()
+    try:
+        pool.shutdown(wait=False)
+        assert not any(f.done() for f in futures), "shutdown(wait=False) waited for the work"
+    finally:
+        guard.cancel()
+        guard.join()
+        if not futures[0].done():
+            fifo.release()
+    fd = futures[0].result(timeout=tasks.PATIENCE)
+    assert [f.result(timeout=tasks.PATIENCE) for f in futures[1:]] == [None, None]
     pool.shutdown(wait=True)  # joins what is left
+    if kind != "process":
+        os.close(fd)  # opened in this process
 
 
 def test_shutdown_is_idempotent_and_context_manager_shuts_down(kind: str) -> None:

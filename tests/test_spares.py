@@ -19,7 +19,7 @@ PRELUDE = """
 import os, sys, time, threading, tasks
 from interpool import InterpreterPoolExecutor, _interpool, _process
 
-def wait_until(check, what, timeout=30.0):
+def wait_until(check, what, timeout=tasks.PATIENCE):
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
@@ -95,9 +95,9 @@ def test_spares_cap_follows_interpool_spares() -> None:
     out = check(
         """
 two_pools(workers=3)
-wait_until(lambda: _interpool._interpreters_alive() == 1, "1 spare")
-time.sleep(0.3)
-assert _interpool._spares() == 1
+wait_until(lambda: _interpool._interpreters_alive() == 1 and _interpool._spares() == 1, "1 spare")
+time.sleep(0.3)  # (time to make a second one, if the cap did not hold)
+assert _interpool._interpreters_alive() == 1 and _interpool._spares() == 1
 print("ok")
 """,
         env={"INTERPOOL_SPARES": "1"},
@@ -159,7 +159,7 @@ for _ in range(5):
     pool.submit(tasks.square, 3)
     pool.shutdown(wait=True, cancel_futures=True)
     _process.end_spares()
-    wait_until(lambda: _interpool._interpreters_alive() == 0, "no interpreter alive", timeout=10)
+    wait_until(lambda: _interpool._interpreters_alive() == 0, "no interpreter alive")
 print("ok")
 """)
     assert "ok" in out

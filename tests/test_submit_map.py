@@ -6,13 +6,14 @@ import concurrent.futures as cf
 import itertools
 import os
 import time
+from pathlib import Path
 
 import pytest
 
 import interpool
 
 import tasks
-from conftest import make_executor, stdlib_gap
+from conftest import Fifo, make_executor, stdlib_gap
 
 
 def test_submit_returns_results_with_args_and_kwargs(kind: str) -> None:
@@ -79,16 +80,21 @@ def test_chunked_map_of_several_iterables_and_of_one() -> None:
 
 
 def test_closing_a_chunked_map_early_stops_the_rest() -> None:
-    with interpool.InterpreterPoolExecutor(1) as pool:
-        # busy_for runs Python code, so an interrupt stops it at once (a C sleep would be
-        # given up after the grace period and left running).
-        results = pool.map(tasks.busy_for, [0.0] * 3 + [30.0] * 6, chunksize=3)
-        assert next(results) == 0
-        started = time.monotonic()
+    notes: interpool.Queue[str] = interpool.Queue()
+    with interpool.InterpreterPoolExecutor(1, interrupt_grace=tasks.PATIENCE) as pool:
+        # A chunk of calls that return at once, then one of Python loops that run until
+        # stopped (a C sleep would be given up after the grace period and left running).
+        results = pool.map(tasks.spin_until_stopped, [notes] * 6, [0.0] * 3 + [tasks.PATIENCE] * 3, chunksize=3)
+        assert next(results) == "not stopped"
         results.close()  # the chunks still queued or running are cancelled or interrupted
         assert list(results) == []
         pool.shutdown(wait=True)
-        assert time.monotonic() - started < 10
+        assert pool.stats()["abandoned"] == 0
+    outcomes = []
+    while not notes.empty():
+        outcomes.append(notes.get())
+    # The first chunk; then the first call of the second, stopped, if it had started.
+    assert outcomes in (["not stopped"] * 3, ["not stopped"] * 3 + ["stopped"]), outcomes
 
 
 @pytest.mark.parametrize(
@@ -140,22 +146,27 @@ def test_submission_problems_are_reported_through_the_future(kind: str) -> None:
         assert pool.submit(tasks.square, 3).result(timeout=60) == 9
 
 
-def test_as_completed_and_wait(kind: str) -> None:
+def test_as_completed_and_wait(kind: str, tmp_path: Path) -> None:
     with make_executor(kind, 2) as pool:
         futures = [pool.submit(tasks.square, i) for i in range(12)]
         assert sorted(f.result() for f in cf.as_completed(futures, timeout=30)) == [i * i for i in range(12)]
         done, not_done = cf.wait(futures, timeout=30, return_when=cf.ALL_COMPLETED)
         assert len(done) == 12 and not not_done
-        slow = pool.submit(time.sleep, 0.5)
+        fifo = Fifo(str(tmp_path))
+        slow = pool.submit(*fifo.wait)  # waits until the FIFO is opened for writing
         fast = pool.submit(tasks.square, 5)
-        done, _ = cf.wait([slow, fast], timeout=30, return_when=cf.FIRST_COMPLETED)
-        assert fast in done
+        done, _ = cf.wait([slow, fast], timeout=tasks.PATIENCE, return_when=cf.FIRST_COMPLETED)
+        assert done == {fast}
+        fifo.release()
+        fd = slow.result(timeout=tasks.PATIENCE)
+        if kind != "process":
+            os.close(fd)  # opened in this process
 
 
 def test_the_types_that_submit_and_stats_return_are_exported() -> None:
     with interpool.InterpreterPoolExecutor(1, fallback=None) as pool:
         assert set(pool.stats()) == interpool.PoolStats.__required_keys__  # no lane: no lane_* keys
-        for future in (pool.submit(tasks.square, 3), pool.schedule(tasks.square, (3,), timeout=30)):
+        for future in (pool.submit(tasks.square, 3), pool.schedule(tasks.square, (3,), timeout=tasks.PATIENCE)):
             assert type(future) is interpool.TaskFuture and isinstance(future, cf.Future)
             assert future.result() == 9 and future.interrupt() is False
 
