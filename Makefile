@@ -9,6 +9,12 @@ DEV ?= any
 PYTEST_ARGS ?=
 # The Python of the matrix whose suite runs in interpool's debug mode (src/debug.rs).
 DEBUG_PYTHON ?= 3.14
+# Test tiers (docs/testing.md): FULL_PYTHON runs the whole suite; every other Python of MATRIX
+# runs the fast tier (INTERPOOL_TEST_TIER=fast): every test whose behaviour depends on the
+# Python, the repeated ones (soak, exit) fewer times, and not the tests marked one_python (the
+# stdlib-reference executors, joblib, the examples, the executor's and the lane's pure-Python
+# mechanics). FULL_PYTHON=all runs the whole suite on every Python.
+FULL_PYTHON ?= $(DEBUG_PYTHON)
 
 .PHONY: help
 help: ## List the targets
@@ -110,12 +116,13 @@ check-py312: ## cargo check against the CPython 3.12 API (no 3.12 interpreter ne
 	  cargo check --quiet --target-dir target/check-py312
 
 .PHONY: test-python
-test-python: ## pytest on every Python of the matrix ($(MATRIX))
-	@set -e; for t in $(MATRIX); do \
+test-python: ## pytest on every Python of the matrix ($(MATRIX)): the whole suite on $(FULL_PYTHON), the fast tier on the others
+	@set -e; took=""; for t in $(MATRIX); do \
 	  rc=0; venv=$$(scripts/setup.sh $$t) || rc=$$?; \
 	  if [ $$rc = 3 ]; then echo "== skipping $$t: no CPython $$t on this machine"; continue; fi; \
 	  [ $$rc = 0 ] || exit $$rc; \
-	  echo "== pytest on $$t ($$($$venv/bin/python -c 'import sys; print(sys.version.split()[0])'))"; \
+	  tier=fast; if [ "$(FULL_PYTHON)" = all ] || [ $$t = "$(FULL_PYTHON)" ]; then tier=full; fi; \
+	  echo "== pytest on $$t ($$($$venv/bin/python -c 'import sys; print(sys.version.split()[0])')), $$tier tier"; \
 	  if [ $$t = 3.12 ]; then \
 	    echo "   (INTERPOOL_UNSAFE_PY312=1: 3.12.0-3.12.3 refuse pools by default, gh-119213; tests run them anyway)"; \
 	  fi; \
@@ -123,8 +130,13 @@ test-python: ## pytest on every Python of the matrix ($(MATRIX))
 	    echo "   (debug mode: INTERPOOL_DEBUG=1 checks every kept object's interpreter, PYTHONMALLOC=pymalloc_debug every free)"; \
 	    debug=(INTERPOOL_DEBUG=1 PYTHONMALLOC=pymalloc_debug); \
 	  fi; \
-	  env "$${debug[@]}" INTERPOOL_UNSAFE_PY312=$$([ $$t = 3.12 ] && echo 1) $$venv/bin/python -m pytest $(PYTEST_ARGS); \
-	done
+	  start=$$SECONDS; rc=0; \
+	  env "$${debug[@]}" INTERPOOL_TEST_TIER=$$tier INTERPOOL_UNSAFE_PY312=$$([ $$t = 3.12 ] && echo 1) \
+	    $$venv/bin/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	  took="$$took $$t $$tier: $$((SECONDS - start)) s;"; \
+	  echo "== pytest on $$t ($$tier tier): $$((SECONDS - start)) s"; \
+	  [ $$rc = 0 ] || exit $$rc; \
+	done; echo "== pytest durations:$$took"
 
 # Rounds of each soak scenario (tests/test_soak.py runs 2 of each in `make test`).
 ROUNDS ?= 50

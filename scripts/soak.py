@@ -23,8 +23,9 @@ nothing on stderr looks like a heap error. Scenarios:
 - ``shutdown-busy``: shutdown while every worker is busy (cancelling what waits, interrupting
   what runs, alternating), then exit.
 
-`make soak` runs 50 rounds of each on 3.13, 3.14 and 3.14t; tests/test_soak.py runs one round
-of each in `make test`. Exit status 1 if any round failed; the table says how.
+`make soak` runs 50 rounds of each on 3.13, 3.14 and 3.14t; tests/test_soak.py runs two rounds
+of each in `make test` (one in the fast tier, docs/testing.md). Exit status 1 if any round
+failed; the table says how.
 """
 
 from __future__ import annotations

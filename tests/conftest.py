@@ -19,6 +19,31 @@ from tasks import PATIENCE
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# Test tiers (docs/testing.md; the Makefile's test-python). The full suite runs on one Python
+# of the matrix, FULL_PYTHON (the debug-mode run); the others run the fast tier
+# (INTERPOOL_TEST_TIER=fast): without the tests marked `one_python`, whose behaviour does not
+# depend on the Python (the stdlib-reference executors, integrations over the public API, the
+# executor's pure-Python mechanics), and with repeated tests repeated fewer times (rounds()).
+FAST_TIER = os.environ.get("INTERPOOL_TEST_TIER", "full") == "fast"
+REFERENCE_KINDS = ("stdlib", "process")
+
+
+def rounds(full: int, fast: int) -> int:
+    """How many times a repeated test repeats: ``fast`` in the fast tier."""
+    return fast if FAST_TIER else full
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept, dropped = [], []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        if params is not None and any(params.params.get(name) in REFERENCE_KINDS for name in ("kind", "interp_kind")):
+            item.add_marker(pytest.mark.one_python)  # the reference executors, not interpool
+        (dropped if FAST_TIER and item.get_closest_marker("one_python") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
 
 @pytest.fixture(autouse=True)
 def no_leaked_threads() -> Iterator[None]:

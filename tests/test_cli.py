@@ -90,6 +90,7 @@ def test_check_explains_extensions_that_cannot_load() -> None:
     assert "does not support loading in subinterpreters" in report["refused"][0]["message"]
 
 
+@pytest.mark.one_python
 @pytest.mark.timeout(120)
 def test_check_json_and_exit_status() -> None:
     code, reports = check_json("json", REFUSED_BUILTIN, "no_such_module_xyz")
@@ -203,6 +204,7 @@ def test_check_agrees_with_a_worker_about_lost_accelerators() -> None:
         assert "without its accelerator yaml._yaml (PyYAML); a pure-Python fallback runs instead" in text
 
 
+@pytest.mark.one_python
 @pytest.mark.timeout(120)
 def test_check_names_the_full_module_and_its_distribution() -> None:
     pytest.importorskip("psutil")
@@ -246,12 +248,14 @@ def test_info() -> None:
     assert ("GIL disabled" in proc.stdout) == (not getattr(sys, "_is_gil_enabled", lambda: True)())
 
 
+@pytest.mark.one_python
 def test_bench_checks_results_and_prints_a_table() -> None:
     proc = cli("bench", "--seconds", "0.3")
     assert proc.returncode == 0, proc.stderr
     assert "interpool" in proc.stdout and "sequential" in proc.stdout
 
 
+@pytest.mark.one_python
 def test_usage_errors() -> None:
     assert cli().returncode == 2
     assert cli("check").returncode == 2

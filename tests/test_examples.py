@@ -8,6 +8,10 @@ import sys
 
 import pytest
 
+# The examples use the public API only; what they exercise that depends on the Python is tested
+# on every Python by the other files.
+pytestmark = pytest.mark.one_python
+
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
 

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from conftest import run_script
+from conftest import rounds, run_script
 
-RUNS = int(os.environ.get("INTERPOOL_EXIT_RUNS", "20"))
+RUNS = int(os.environ.get("INTERPOOL_EXIT_RUNS", rounds(20, 5)))
 
 BUSY_AT_EXIT = """
 import tasks

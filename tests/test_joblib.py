@@ -18,6 +18,9 @@ from joblib import Parallel, delayed, parallel_config  # noqa: E402
 import interpool.joblib  # noqa: E402  (registers the backend)
 from interpool import ExecutionFailed, Queue  # noqa: E402
 
+# joblib's backend is Python code over the public API (its interrupts are test_interrupt's).
+pytestmark = pytest.mark.one_python
+
 
 @pytest.fixture(autouse=True)
 def shared_pool_ends() -> Iterator[None]:

@@ -63,6 +63,7 @@ def gone(pid: int) -> bool:
     return False
 
 
+@pytest.mark.one_python
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("bad", ["processes", "", "Thread", 1, True, ["process"]])
 def test_fallback_must_be_process_thread_or_none(bad: object) -> None:
@@ -152,6 +153,7 @@ def test_a_call_that_had_started_is_never_run_twice(lane: str, tmp_path: Any) ->
         assert f.read() == "ran\nran\n"
 
 
+@pytest.mark.one_python
 @pytest.mark.timeout(60)
 def test_exceptions_keep_their_types(lane: str) -> None:
     with InterpreterPoolExecutor(1, fallback=lane) as pool:
@@ -165,6 +167,7 @@ def test_exceptions_keep_their_types(lane: str) -> None:
         assert (http.value.code, http.value.url) == (404, "https://example.org")
 
 
+@pytest.mark.one_python
 @pytest.mark.timeout(60)
 def test_map_with_chunksize_moves_batches_to_the_lane(lane: str) -> None:
     with InterpreterPoolExecutor(2, fallback=lane) as pool:
@@ -173,6 +176,7 @@ def test_map_with_chunksize_moves_batches_to_the_lane(lane: str) -> None:
         assert pool.stats()["lane_functions"] == 1  # the function, not the batch runner
 
 
+@pytest.mark.one_python
 @pytest.mark.timeout(60)
 def test_asyncio_run_reaches_the_lane(lane: str) -> None:
     async def main(pool: InterpreterPoolExecutor) -> list[int]:
@@ -182,6 +186,7 @@ def test_asyncio_run_reaches_the_lane(lane: str) -> None:
         assert asyncio.run(main(pool)) == [0, 1, 4]
 
 
+@pytest.mark.one_python
 @pytest.mark.timeout(60)
 def test_cancel_a_queued_lane_call(lane: str, tmp_path: Any) -> None:
     gate, log = str(tmp_path / "gate"), str(tmp_path / "log")
@@ -264,6 +269,7 @@ def test_thread_lane_gives_up_a_call_stuck_in_c_and_keeps_its_capacity() -> None
         os.close(read_end)
 
 
+@pytest.mark.one_python
 @pytest.mark.timeout(60)
 def test_shutdown_cancel_futures_cancels_queued_lane_calls(lane: str, tmp_path: Any) -> None:
     gate = str(tmp_path / "gate")
@@ -301,6 +307,7 @@ def test_shutdown_interrupt_and_leaving_with_an_exception_stop_lane_calls(lane: 
     assert running.cancelled()
 
 
+@pytest.mark.one_python
 @pytest.mark.timeout(60)
 def test_queue_and_shared_buffer_cannot_reach_the_process_lane() -> None:
     with InterpreterPoolExecutor(1) as pool:
@@ -314,6 +321,7 @@ def test_queue_and_shared_buffer_cannot_reach_the_process_lane() -> None:
         assert pool.submit(lane_tasks.size, b"1234").result(timeout=30) == 4
 
 
+@pytest.mark.one_python
 @pytest.mark.timeout(60)
 def test_queue_and_shared_buffer_work_in_the_thread_lane() -> None:
     q: interpool.Queue[int] = interpool.Queue()
@@ -323,6 +331,7 @@ def test_queue_and_shared_buffer_work_in_the_thread_lane() -> None:
         assert pool.submit(lane_tasks.qsize, q).result(timeout=30) == 1
 
 
+@pytest.mark.one_python
 @pytest.mark.timeout(60)
 def test_a_constant_reaches_lane_calls_and_initializers_as_its_value(lane: str) -> None:
     # The lane is transparent: a Constant argument (also inside tuples, lists and dicts) or
@@ -348,6 +357,7 @@ def test_a_constant_reaches_lane_calls_and_initializers_as_its_value(lane: str) 
         tasks.INIT_VALUE = "unset"
 
 
+@pytest.mark.one_python
 @pytest.mark.timeout(60)
 def test_a_process_lane_call_is_pickled_when_submitted(tmp_path: Any) -> None:
     # As a worker's call is encoded at submit(): changing an argument afterwards does not
@@ -368,6 +378,7 @@ def test_a_process_lane_call_is_pickled_when_submitted(tmp_path: Any) -> None:
         assert "lock" in str(info.value.__cause__)
 
 
+@pytest.mark.one_python
 @pytest.mark.timeout(60)
 def test_a_lane_process_that_dies_fails_only_its_call() -> None:
     with InterpreterPoolExecutor(2) as pool:
@@ -378,6 +389,7 @@ def test_a_lane_process_that_dies_fails_only_its_call() -> None:
         assert pool.stats()["lane_replaced"] == 1
 
 
+@pytest.mark.one_python
 @pytest.mark.timeout(60)
 def test_the_initializer_runs_in_the_lane_and_its_failure_breaks_only_the_lane(
     lane: str, caplog: pytest.LogCaptureFixture
@@ -397,6 +409,7 @@ def test_the_initializer_runs_in_the_lane_and_its_failure_breaks_only_the_lane(
     assert "Exception in initializer" in caplog.text
 
 
+@pytest.mark.one_python
 @pytest.mark.timeout(60)
 def test_max_tasks_per_worker_recycles_lane_processes() -> None:
     with InterpreterPoolExecutor(1, max_tasks_per_worker=2) as pool:
@@ -422,6 +435,7 @@ def test_the_process_lane_starts_lazily_uses_forkserver_and_ends_with_the_execut
     assert all(pid is not None and gone(pid) for pid in pids)
 
 
+@pytest.mark.one_python
 @pytest.mark.timeout(60)
 def test_lane_calls_run_in_parallel(lane: str, tmp_path: Any) -> None:
     with InterpreterPoolExecutor(2, fallback=lane) as pool:
@@ -459,6 +473,7 @@ def test_numpy_functions_run_in_the_lane(lane: str) -> None:
     assert "numpy" in text and "distribution numpy" in text
 
 
+@pytest.mark.one_python
 @pytest.mark.timeout(60)
 def test_a_finished_lane_call_does_not_keep_its_arguments_alive(lane: str) -> None:
     import gc
@@ -476,6 +491,7 @@ def test_a_finished_lane_call_does_not_keep_its_arguments_alive(lane: str) -> No
         assert future.done()
 
 
+@pytest.mark.one_python
 @pytest.mark.timeout(60)
 def test_a_worker_call_is_kept_for_the_lane_only_until_its_reply() -> None:
     import gc

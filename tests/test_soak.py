@@ -1,7 +1,7 @@
-"""A bounded slice of `make soak` (scripts/soak.py): two rounds of every scenario that aborted
-the process before (a Dask cluster in-process and from the command line, isolated pools,
-calls moved to the fallback lane then exit, recycling, shutdown while busy), each round in a
-fresh process, its exit status and results checked."""
+"""A bounded slice of `make soak` (scripts/soak.py): two rounds (one in the fast tier) of every
+scenario that aborted the process before (a Dask cluster in-process and from the command line,
+isolated pools, calls moved to the fallback lane then exit, recycling, shutdown while busy),
+each round in a fresh process, its exit status and results checked."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
 import soak
 
-ROUNDS = int(os.environ.get("INTERPOOL_SOAK_ROUNDS", "2"))
+from conftest import rounds
+
+ROUNDS = int(os.environ.get("INTERPOOL_SOAK_ROUNDS", rounds(2, 1)))
 
 
 @pytest.mark.timeout(600)

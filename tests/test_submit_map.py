@@ -29,24 +29,28 @@ def test_functions_with_default_arguments(interp_kind: str) -> None:
         assert pool.submit(tasks.add, 1, c=2).result() == 3
 
 
+@pytest.mark.one_python
 def test_map_keeps_order_over_several_iterables(kind: str) -> None:
     with make_executor(kind, 2) as pool:
         assert list(pool.map(tasks.add2, range(50), range(0, 100, 2))) == [3 * i for i in range(50)]
         assert list(pool.map(tasks.square, [])) == []
 
 
+@pytest.mark.one_python
 @pytest.mark.parametrize("chunksize", [1, 7, 100])
 def test_map_with_chunks(kind: str, chunksize: int) -> None:
     with make_executor(kind, 2) as pool:
         assert list(pool.map(tasks.square, range(95), chunksize=chunksize)) == [i * i for i in range(95)]
 
 
+@pytest.mark.one_python
 def test_chunksize_really_batches() -> None:
     with interpool.InterpreterPoolExecutor(2) as pool:
         assert list(pool.map(tasks.square, range(100), chunksize=10)) == [i * i for i in range(100)]
         assert pool.stats()["submitted"] == 10
 
 
+@pytest.mark.one_python
 def test_map_raises_the_first_error_when_reached(kind: str) -> None:
     with make_executor(kind, 2) as pool:
         results = pool.map(tasks.fail_if_negative, [1, 2, -3, 4])
@@ -63,6 +67,7 @@ def test_map_timeout(kind: str) -> None:
             list(results)
 
 
+@pytest.mark.one_python
 def test_map_buffersize_is_lazy_on_infinite_input() -> None:
     with interpool.InterpreterPoolExecutor(2) as pool:
         results = pool.map(tasks.square, itertools.count(), buffersize=4)
@@ -71,6 +76,7 @@ def test_map_buffersize_is_lazy_on_infinite_input() -> None:
         results.close()
 
 
+@pytest.mark.one_python
 def test_chunked_map_of_several_iterables_and_of_one() -> None:
     with interpool.InterpreterPoolExecutor(2) as pool:
         # One iterable: chunks of single arguments; several: chunks of argument tuples.
@@ -97,6 +103,7 @@ def test_closing_a_chunked_map_early_stops_the_rest() -> None:
     assert outcomes in (["not stopped"] * 3, ["not stopped"] * 3 + ["stopped"]), outcomes
 
 
+@pytest.mark.one_python
 @pytest.mark.parametrize(
     ("args", "exc", "msg"),
     [
@@ -110,6 +117,7 @@ def test_map_validates_arguments(args: dict[str, object], exc: type[Exception], 
         pool.map(tasks.square, range(3), **args)  # type: ignore[arg-type]
 
 
+@pytest.mark.one_python
 @pytest.mark.parametrize("bad", [0, -1])
 def test_max_workers_must_be_positive(kind: str, bad: int) -> None:
     with pytest.raises(ValueError, match="max_workers must be greater than 0"):
@@ -123,6 +131,7 @@ def test_default_max_workers_matches_the_stdlib() -> None:
         assert pool.stats()["threads"] == 0, "workers start when tasks need them, as in the stdlib"
 
 
+@pytest.mark.one_python
 def test_submit_after_shutdown_is_refused(kind: str) -> None:
     pool = make_executor(kind, 1)
     pool.shutdown()
@@ -130,6 +139,7 @@ def test_submit_after_shutdown_is_refused(kind: str) -> None:
         pool.submit(tasks.square, 2)
 
 
+@pytest.mark.one_python
 def test_submission_problems_are_reported_through_the_future(kind: str) -> None:
     """As every stdlib executor does: submit() returns a future even for a non-callable or an
     argument that cannot be sent, and the future carries the error."""
@@ -146,6 +156,7 @@ def test_submission_problems_are_reported_through_the_future(kind: str) -> None:
         assert pool.submit(tasks.square, 3).result(timeout=60) == 9
 
 
+@pytest.mark.one_python
 def test_as_completed_and_wait(kind: str, tmp_path: Path) -> None:
     with make_executor(kind, 2) as pool:
         futures = [pool.submit(tasks.square, i) for i in range(12)]
@@ -171,6 +182,7 @@ def test_the_types_that_submit_and_stats_return_are_exported() -> None:
             assert future.result() == 9 and future.interrupt() is False
 
 
+@pytest.mark.one_python
 def test_stats_counts_tasks() -> None:
     with interpool.InterpreterPoolExecutor(2) as pool:
         keys = {"max_workers", "threads", "workers", "busy", "queued", "submitted", "completed", "recycled"}
