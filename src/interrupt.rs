@@ -26,15 +26,41 @@
 //! - waits that interpool owns (`Queue.get`/`put`) run detached in Rust, where pending calls
 //!   never run: they wake in slices and call [`check_stop`], which raises the stop request of
 //!   the worker's running task there.
+//!
+//! What a stopped task is told is worded here once, for worker tasks and the fallback lane's
+//! alike: the `TaskInterrupted` messages and the notes of a stopped task's `TimeoutError`
+//! ([`TIMED_OUT`], [`INTERRUPTED`], [`RESULT_DROPPED`], [`stuck_note`]; the package reads them
+//! as `_interpool.STOP_*` and `_stuck_note`, and builds the exceptions in `_errors.stopped_error`).
+//! The thread lane stops its calls with `_interrupt_thread`.
 use std::cell::RefCell;
 use std::ffi::{CStr, c_int, c_long, c_ulong, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use interpool_core::{Interrupt, Stop};
 use pyo3_ffi as ffi;
 
-use crate::py::{Borrowed, Python};
+use crate::args::Args;
+use crate::py::{Borrowed, Owned, PyResult, Python};
+use crate::state::ModuleRef;
+use crate::trampoline::{Module, method};
+
+/// The message of the `TaskInterrupted` raised in a task stopped by its time limit.
+pub const TIMED_OUT: &CStr = c"the task ran longer than its timeout";
+/// The message of the `TaskInterrupted` raised in a task stopped by `interrupt()` or a shutdown.
+pub const INTERRUPTED: &CStr = c"the task was interrupted";
+/// The note of a task that returned although it was asked to stop.
+pub const RESULT_DROPPED: &CStr = c"the task ended after it was asked to stop; its result was dropped";
+
+/// The note of a task given up because it did not stop within `grace` after it was asked to.
+pub fn stuck_note(grace: Duration) -> String {
+    format!(
+        "the task did not stop within {:.1}s after it was asked to: it is stuck in code that does not return to \
+         Python (a C call). Its worker was replaced; the stuck thread ends when the call returns.",
+        grace.as_secs_f64()
+    )
+}
 
 type AddPendingCall = unsafe extern "C" fn(
     *mut ffi::PyInterpreterState,
@@ -170,8 +196,8 @@ impl Cell {
             return None; // raised already: clean-up code runs undisturbed
         }
         Some(match self.why.load(Ordering::Acquire) {
-            1 => c"the task ran longer than its timeout",
-            _ => c"the task was interrupted",
+            1 => TIMED_OUT,
+            _ => INTERRUPTED,
         })
     }
 
@@ -262,3 +288,45 @@ impl Interrupt for Interrupter {
         self.interrupt(id, why);
     }
 }
+
+/// `_interrupt_thread(ident, on, /) -> bool`: raise this interpreter's `TaskInterrupted` in its
+/// thread `ident` (`threading.get_ident()`) at that thread's next bytecode boundary, or with
+/// `on` false withdraw one not raised yet; whether the thread was found. The thread lane stops
+/// its calls with it (`_lane_thread.py`).
+fn interrupt_thread<'py>(py: Python<'py>, module: ModuleRef<'py>, args: Args<'py>) -> PyResult<Owned<'py>> {
+    let [ident, on] = args.exactly::<2>("_interrupt_thread")?;
+    let Ok(ident) = c_ulong::try_from(ident.as_i64("ident")?) else {
+        return Err(py.value_error("ident must be a thread identifier (threading.get_ident()), not a negative int"));
+    };
+    let class = if on.is_true()? { Some(module.state().interrupted_class(py)?) } else { None };
+    let exc = class.as_ref().map_or(std::ptr::null_mut(), Owned::as_ptr);
+    // SAFETY: attached; CPython looks `ident` up among the calling interpreter's thread states
+    // (under its own lock) and keeps its own reference to `exc`, an exception class (this
+    // interpreter's TaskInterrupted, alive in its module state) or null, which clears a
+    // pending one. pyo3-ffi declares the identifier `long`, CPython `unsigned long`: same bits.
+    let found = unsafe { ffi::PyThreadState_SetAsyncExc(ident as c_long, exc) };
+    Ok(py.bool(found > 0))
+}
+
+/// `_stuck_note(grace, /) -> str`: [`stuck_note`], for the thread lane's calls it gives up.
+fn stuck_note_py<'py>(py: Python<'py>, _module: ModuleRef<'py>, grace: Borrowed<'py, 'py>) -> PyResult<Owned<'py>> {
+    let grace = crate::args::timeout(Some(grace), "grace")?.unwrap_or_default();
+    py.str(&stuck_note(grace))
+}
+
+pub const INTERRUPT_THREAD: ffi::PyMethodDef = method!(
+    Module,
+    c"_interrupt_thread",
+    args interrupt_thread,
+    c"_interrupt_thread(ident, on, /) -> bool: raise TaskInterrupted in a thread of this interpreter (on=False: withdraw it)"
+);
+pub const STUCK_NOTE: ffi::PyMethodDef = method!(
+    Module,
+    c"_stuck_note",
+    o stuck_note_py,
+    c"_stuck_note(grace, /) -> str: the note of a task given up after grace seconds"
+);
+
+/// The texts above that the package reads as constants (`_interpool.STOP_*`).
+pub const TEXTS: [(&CStr, &CStr); 3] =
+    [(c"STOP_TIMED_OUT", TIMED_OUT), (c"STOP_INTERRUPTED", INTERRUPTED), (c"STOP_RESULT_DROPPED", RESULT_DROPPED)];

@@ -1,5 +1,5 @@
 //! The module definition of `interpool._interpool`: its functions, its exec slot (state,
-//! classes, protocol constants) and the GC slots of its state.
+//! classes, protocol constants, the texts of stopped tasks) and the GC slots of its state.
 //!
 //! The module must import inside own-GIL subinterpreters, so (docs/design.md, "The
 //! extension module") it uses multi-phase init, declares
@@ -16,7 +16,7 @@ use crate::protocol::Status;
 use crate::py::{Borrowed, Owned, PyResult, Python};
 use crate::state::{ModuleRef, State};
 use crate::trampoline::{Module, method};
-use crate::{buffer, codec, fork_guard, isolate, pool, queue, threads};
+use crate::{buffer, codec, fork_guard, interrupt, isolate, pool, queue, threads};
 
 /// `interpreter_id() -> int`: the id of the calling interpreter.
 fn interpreter_id<'py>(py: Python<'py>, _module: ModuleRef<'py>) -> PyResult<Owned<'py>> {
@@ -149,6 +149,10 @@ BaseException, so that `except Exception` does not swallow it."
     crate::py::check(unsafe {
         ffi::PyModule_AddIntConstant(module.as_ptr(), c"FREE_THREADED".as_ptr(), cfg!(Py_GIL_DISABLED).into())
     })?;
+    for (name, text) in crate::interrupt::TEXTS {
+        // SAFETY: attached; a module, a NUL-terminated name and value.
+        crate::py::check(unsafe { ffi::PyModule_AddStringConstant(module.as_ptr(), name.as_ptr(), text.as_ptr()) })?;
+    }
     for (status, name) in Status::ALL {
         // SAFETY: attached; a module, a NUL-terminated name.
         crate::py::check(unsafe { ffi::PyModule_AddIntConstant(module.as_ptr(), name.as_ptr(), status as _) })?;
@@ -194,7 +198,7 @@ unsafe extern "C" fn module_free(module: *mut c_void) {
     unsafe { crate::trampoline::run(free) };
 }
 
-static mut METHODS: [ffi::PyMethodDef; 18] = [
+static mut METHODS: [ffi::PyMethodDef; 20] = [
     method!(Module, c"interpreter_id", noargs interpreter_id, c"interpreter_id() -> int: id of the calling interpreter"),
     method!(Module, c"roundtrip", o codec::roundtrip, c"roundtrip(obj, /) -> object: encode and decode (tests, benchmarks)"),
     method!(Module, c"_configure", args configure, c"_configure(*, dumps, loads, error_class): the package's hooks"),
@@ -211,6 +215,8 @@ static mut METHODS: [ffi::PyMethodDef; 18] = [
     isolate::EXTENSION_GATE,
     threads::CURRENT_FRAMES,
     threads::CURRENT_EXCEPTIONS,
+    interrupt::INTERRUPT_THREAD,
+    interrupt::STUCK_NOTE,
     method!(Module, c"_debug_plant", o debug_plant, c"_debug_plant(stage, /): a planted ownership bug (debug mode's test)"),
     ffi::PyMethodDef::zeroed(),
 ];

@@ -307,11 +307,7 @@ impl WorkerFactory for PyFactory {
     }
 
     fn abandoned(&self, _id: u64, why: Stop, grace: Duration) -> Reply {
-        let message = format!(
-            "the task did not stop within {:.1}s after it was asked to: it is stuck in code that does not return to \
-             Python (a C call). Its worker was replaced; the stuck thread ends when the call returns.",
-            grace.as_secs_f64()
-        );
+        let message = crate::interrupt::stuck_note(grace);
         stopped(why, Reply { status: Status::WorkerFailed, payload: codec::text(&message) })
     }
 }
@@ -325,9 +321,7 @@ fn stopped(why: Stop, reply: Reply) -> Reply {
     };
     match reply.status {
         Status::Raised | Status::WorkerFailed => Reply { status, payload: reply.payload },
-        _ => {
-            Reply { status, payload: codec::text("the task ended after it was asked to stop; its result was dropped") }
-        }
+        _ => Reply { status, payload: codec::text(&crate::interrupt::RESULT_DROPPED.to_string_lossy()) },
     }
 }
 
