@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar
 
 from . import _process
-from ._errors import BrokenInterpreterPool, ExecutionFailed, execution_failed
+from ._errors import BrokenInterpreterPool, ExecutionFailed, execution_failed, stopped_error
 from ._interpool import (
     STATUS_INTERRUPTED,
     STATUS_NOT_STARTED,
@@ -316,14 +316,11 @@ def _stopped(status: int, payload: Any, timeout: float | None) -> BaseException 
     """The exception for a task that was stopped (``None``: its future ends cancelled)."""
     if status == STATUS_INTERRUPTED:
         return None
-    limit = f"its {timeout:g}s timeout" if timeout is not None else "its timeout"
-    error = TimeoutError(f"the task ran longer than {limit} and was stopped")
     if isinstance(payload, dict):  # the exception raised where it stopped, with its traceback
         raised = decode_exception(payload)
-        error.__cause__ = raised.__cause__ if isinstance(raised, TaskInterrupted) else raised
-    else:  # it returned anyway, or was stuck and given up
-        error.add_note(str(payload))
-    return error
+        cause = raised.__cause__ if isinstance(raised, TaskInterrupted) else raised
+        return stopped_error("timeout", timeout, cause=cause)
+    return stopped_error("timeout", timeout, note=str(payload))  # it returned anyway, or was stuck and given up
 
 
 def decode_exception(desc: dict[str, Any]) -> BaseException:

@@ -8,7 +8,8 @@ classes wherever they can carry the information: ``ExecutionFailed``, ``NotShare
 working after switching the import. On 3.12 and 3.13 they are interpool's own classes with
 the same bases (``TypeError``, ``queue.Empty``, ``queue.Full``, ``BrokenExecutor``).
 
-Always build an ``ExecutionFailed`` with :func:`execution_failed`.
+Always build an ``ExecutionFailed`` with :func:`execution_failed`, and the exception of a task
+that was stopped (worker or fallback lane) with :func:`stopped_error`.
 """
 
 from __future__ import annotations
@@ -106,6 +107,27 @@ def execution_failed(type_module: str, type_name: str, msg: str, formatted: str)
         exc = ExecutionFailed(f"{type_name}: {msg}" if msg else type_name)
     exc.type_module, exc.type_name, exc.msg, exc.formatted = type_module, type_name, msg, formatted
     return exc
+
+
+def stopped_error(
+    why: str, timeout: float | None, cause: BaseException | None = None, note: str | None = None
+) -> BaseException | None:
+    """The exception of a task that was asked to stop (``why``: ``"timeout"`` or
+    ``"interrupt"``), worded once for worker tasks (``_dispatch``) and the fallback lane's:
+    ``None`` for an interrupted one (its future ends cancelled); for one stopped by its time
+    limit a ``TimeoutError``, chained from where it stopped (``cause``, with its traceback), or
+    with ``note`` saying why there is none: it returned anyway (``STOP_RESULT_DROPPED``), it was
+    given up while stuck (``_stuck_note``), or its lane process was ended. The texts that the
+    extension shares (``STOP_*``, ``_stuck_note``) are worded in ``src/interrupt.rs``."""
+    if why == "interrupt":
+        return None
+    limit = f"its {timeout:g}s timeout" if timeout is not None else "its timeout"
+    error = TimeoutError(f"the task ran longer than {limit} and was stopped")
+    if cause is not None:
+        error.__cause__ = cause
+    if note is not None:
+        error.add_note(note)
+    return error
 
 
 class FallbackWarning(RuntimeWarning):
