@@ -619,3 +619,41 @@ def test_the_chain_search_is_bounded_and_survives_cycles() -> None:
         deep = _raised_from(ImportError(f"wrapper {n}"), deep)
     assert _refusal.is_refusal(deep)  # the last link searched
     assert not _refusal.is_refusal(_raised_from(ImportError("one more"), deep))
+
+
+@pytest.mark.timeout(60)
+def test_a_stopped_lane_call_fails_as_a_worker_task_does(lane: str) -> None:
+    # One place words the exception of a stopped task (_errors.stopped_error, with the texts
+    # of src/interrupt.rs), for worker tasks and lane calls alike.
+    with InterpreterPoolExecutor(2, fallback=lane) as pool:
+        pool.submit(lane_tasks.pid).result(timeout=30)  # lane_tasks' functions go to the lane
+        in_worker = pool.schedule(tasks.busy_forever, timeout=0.3)
+        in_lane = pool.schedule(lane_tasks.spin_forever, timeout=0.3)
+        worker_error, lane_error = in_worker.exception(timeout=30), in_lane.exception(timeout=30)
+    assert type(worker_error) is type(lane_error) is TimeoutError
+    assert str(lane_error) == str(worker_error) == "the task ran longer than its 0.3s timeout and was stopped"
+    assert isinstance(worker_error.__cause__, interpool.ExecutionFailed)
+    if lane == "thread":  # stopped by the exception a worker task gets, where it ran
+        assert isinstance(lane_error.__cause__, interpool.TaskInterrupted)
+        assert str(lane_error.__cause__) == worker_error.__cause__.msg == "the task ran longer than its timeout"
+    else:  # its process was ended: no traceback, a note says why
+        assert lane_error.__cause__ is None
+        assert lane_error.__notes__ == [
+            "its process in the fallback process lane was terminated; a new one takes its place"
+        ]
+
+
+@pytest.mark.timeout(60)
+def test_a_thread_lane_call_given_up_fails_as_a_stuck_worker_task_does() -> None:
+    with InterpreterPoolExecutor(2, fallback="thread", interrupt_grace=0.2) as pool:
+        pool.submit(lane_tasks.pid).result(timeout=30)
+        in_worker = pool.schedule(tasks.hang, (1.5,), timeout=0.1)
+        in_lane = pool.schedule(lane_tasks.sleep, (1.5,), timeout=0.1)
+        worker_error, lane_error = in_worker.exception(timeout=30), in_lane.exception(timeout=30)
+    assert type(worker_error) is type(lane_error) is TimeoutError
+    assert str(lane_error) == str(worker_error) == "the task ran longer than its 0.1s timeout and was stopped"
+    stuck = (
+        "the task did not stop within 0.2s after it was asked to: it is stuck in code that does not return to Python "
+        "(a C call). Its worker was replaced; the stuck thread ends when the call returns."
+    )
+    assert lane_error.__notes__ == worker_error.__notes__ == [stuck]

@@ -188,7 +188,7 @@ def test_stats_counts_tasks() -> None:
         keys = {"max_workers", "threads", "workers", "busy", "queued", "submitted", "completed", "recycled"}
         keys |= {"pending", "abandoned", "stuck"}
         keys |= {"isolated_files", "isolated_mapped_bytes", "isolated_resident_bytes", "isolated_disk_bytes"}
-        lane = {"workers", "busy", "queued", "submitted", "completed", "pending", "replaced", "recycled"}
+        lane = {"workers", "busy", "queued", "submitted", "completed", "cancelled", "pending", "replaced", "recycled"}
         keys |= {f"lane_{key}" for key in lane | {"abandoned", "stuck", "functions"}}  # the fallback lane
         assert set(pool.stats()) == keys
         # interpool.PoolStats, its type, says the same: the lane's keys are there with a lane.

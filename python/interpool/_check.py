@@ -33,7 +33,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import _lane, _refusal
+from . import _lane_process, _refusal
 from ._dispatch import TaskFuture
 from ._executor import InterpreterPoolExecutor
 from ._probe import probe
@@ -58,7 +58,7 @@ def _in_worker(name: str, **options: Any) -> dict[str, Any]:
 
 
 def _in_lane_process(name: str) -> dict[str, Any]:
-    lane = _lane.ProcessLane(1, "interpool-check", None, (), 1, 5.0)
+    lane = _lane_process.ProcessLane(1, "interpool-check", None, (), 1, 5.0)
     lane.seal()  # used alone: nothing else moves calls here
     future: TaskFuture[dict[str, Any]] = TaskFuture()
     lane.submit(future, probe, (name,), {}, None)

@@ -61,7 +61,7 @@ def cancel_and_notify(future: Future[Any]) -> bool:
 
 
 class LaneHandle(Protocol):
-    """A task in the fallback lane (``_lane.LaneTask``): its future delegates to it."""
+    """A task in the fallback lane (``_lane_base.LaneTask``): its future delegates to it."""
 
     def running(self) -> bool: ...
     def cancel(self) -> bool: ...
@@ -69,7 +69,7 @@ class LaneHandle(Protocol):
 
 
 class Fallback(Protocol):
-    """The fallback lane of a pool (``_lane.Lane``), as the dispatcher and exit see it."""
+    """The fallback lane of a pool (``_lane.Fallback``), as the dispatcher and exit see it."""
 
     def take_over(self, future: TaskFuture[Any], call: Any, exc: BaseException, started: bool) -> bool: ...
     def seal(self) -> None: ...

@@ -67,6 +67,7 @@ class PoolStats(_Counters, total=False):
     lane_queued: int
     lane_submitted: int
     lane_completed: int
+    lane_cancelled: int
     lane_pending: int
     lane_replaced: int
     lane_recycled: int
@@ -612,12 +613,13 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         the lane too); ``abandoned`` (tasks given up because they did not stop in time) and
         ``stuck`` (threads of such tasks whose call has still not returned). With a fallback
         lane, its calls are counted apart: ``lane_workers`` (processes or threads alive),
-        ``lane_busy``, ``lane_queued``, ``lane_submitted``, ``lane_completed``,
-        ``lane_pending``, ``lane_replaced`` (processes ended by a stop or a crash, threads given
-        up), ``lane_recycled``, ``lane_abandoned``, ``lane_stuck`` and ``lane_functions``
-        (functions whose calls go straight to the lane). With ``isolate=``, the
-        cost of the private copies: ``isolated_files``, ``isolated_mapped_bytes``,
-        ``isolated_resident_bytes`` and ``isolated_disk_bytes`` (see docs/isolation.md)."""
+        ``lane_busy``, ``lane_queued``, ``lane_submitted``, ``lane_completed`` (calls that
+        ran), ``lane_cancelled`` (calls that never ran), ``lane_pending``, ``lane_replaced``
+        (processes ended by a stop or a crash, threads given up), ``lane_recycled``,
+        ``lane_abandoned``, ``lane_stuck`` and ``lane_functions`` (functions whose calls go
+        straight to the lane). With ``isolate=``, the cost of the private copies:
+        ``isolated_files``, ``isolated_mapped_bytes``, ``isolated_resident_bytes`` and
+        ``isolated_disk_bytes`` (see docs/isolation.md)."""
         counts: dict[str, int] = self._state.pool.stats()
         counts.update(_isolate.stats(self._isolation))
         counts["max_workers"] = self._max_workers

@@ -65,7 +65,7 @@ def _with_cytoolz(isolate: Iterable[str] | str | None) -> Iterable[str] | str | 
     from . import _isolate
 
     if isolate == "auto" or not _isolate.supported() or importlib.util.find_spec("cytoolz") is None:
-        return isolate  # (3.12: no isolation, and Dask's tests skip it for ctypes anyway)
+        return isolate  # (3.12: no isolation; Dask's own tests skip that case anyway)
     names = [] if isolate is None else [isolate] if isinstance(isolate, str) else list(isolate)
     return names if "cytoolz" in names else [*names, "cytoolz"]
 
