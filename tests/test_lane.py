@@ -657,3 +657,18 @@ def test_a_thread_lane_call_given_up_fails_as_a_stuck_worker_task_does() -> None
         "(a C call). Its worker was replaced; the stuck thread ends when the call returns."
     )
     assert lane_error.__notes__ == worker_error.__notes__ == [stuck]
+
+
+@pytest.mark.timeout(60)
+def test_a_thread_lane_call_given_up_after_shutdown_still_fails() -> None:
+    # The watchdog left once the lane was closed and had no timers left, before failing the
+    # call it had just given up: that future never completed.
+    pool = InterpreterPoolExecutor(1, fallback="thread", interrupt_grace=0.2)
+    pool.submit(lane_tasks.pid).result(timeout=30)
+    stuck = pool.schedule(lane_tasks.sleep, (1.0,), timeout=0.05)
+    while not stuck.running():
+        time.sleep(0.01)
+    pool.shutdown(wait=False)  # closes the lane before the call is given up
+    error = stuck.exception(timeout=30)
+    assert isinstance(error, TimeoutError) and "stuck in code" in error.__notes__[0]
+    pool.shutdown(wait=True)

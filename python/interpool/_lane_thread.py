@@ -52,7 +52,8 @@ class ThreadLane(Lane):
         self._timers: list[tuple[float, int, LaneTask, str]] = []
         self._order = itertools.count()
         self._ticks = threading.Condition(self._lock)
-        self._watchdog: threading.Thread | None = None
+        self._watching = False  # a watchdog thread runs and will look at the timers again
+        self._watchdogs: list[threading.Thread] = []
 
     def _run(self, me: threading.Thread) -> None:
         namespace: dict[str, Any] = {"__name__": "__interpool_lane__"}  # for script tasks
@@ -148,13 +149,16 @@ class ThreadLane(Lane):
         """Do ``action`` to ``task`` at ``when`` (lock held)."""
         task.timed = True
         heapq.heappush(self._timers, (when, next(self._order), task, action))
-        if self._watchdog is None or not self._watchdog.is_alive():
-            self._watchdog = threading.Thread(target=self._watch, name=f"{self.name}_watchdog", daemon=False)
-            self._watchdog.start()
+        if not self._watching:
+            watchdog = threading.Thread(target=self._watch, name=f"{self.name}_watchdog", daemon=False)
+            watchdog.start()
+            self._watching = True
+            self._watchdogs = [*(t for t in self._watchdogs if t.is_alive()), watchdog]
         self._ticks.notify()
 
     def _watch(self) -> None:
-        while True:
+        leave = False
+        while not leave:
             given_up: list[LaneTask] = []
             with self._lock:
                 now = time.monotonic()
@@ -169,9 +173,9 @@ class ThreadLane(Lane):
                         self._give_up(task)
                         if self._claim(task):  # a time limit's (an interrupt claimed its task)
                             given_up.append(task)
-                if not self._timers and self._closed:
-                    return
-                if not given_up:
+                leave = not self._timers and self._closed  # after failing the calls it gave up
+                self._watching = not leave
+                if not given_up and not leave:
                     self._ticks.wait(self._timers[0][0] - now if self._timers else None)
             for task in given_up:
                 complete(task.future, exc=stopped_error("timeout", task.timeout, note=_stuck_note(self._grace)))
@@ -194,11 +198,12 @@ class ThreadLane(Lane):
 
     def _join_helpers(self, deadline: float | None) -> bool:
         with self._lock:
-            watchdog = self._watchdog
             if not self._closed:
                 return True
+            watchdogs = [t for t in self._watchdogs if t is not threading.current_thread()]
             self._ticks.notify_all()
-        if watchdog is None or watchdog is threading.current_thread():
-            return True
-        watchdog.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        return not watchdog.is_alive()
+        for watchdog in watchdogs:
+            watchdog.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if watchdog.is_alive():
+                return False
+        return True
