@@ -203,7 +203,8 @@ class Lane:
         self._initializer = None if initializer is None else (initializer, unwrap_constants(tuple(initargs)))
         self._max_tasks = max_tasks
         self._grace = grace
-        self._lock = threading.Lock()
+        # Reentrant only so that a thread can tell whether it holds it (ThreadLane._returned).
+        self._lock = threading.RLock()
         self._work = threading.Condition(self._lock)
         self._queue: collections.deque[LaneTask] = collections.deque()
         self._tasks: set[LaneTask] = set()  # queued or running

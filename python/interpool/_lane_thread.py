@@ -7,10 +7,12 @@ given up after the pool's ``interrupt_grace`` (its future fails, a new thread ta
 the old one ends when the call returns). A watchdog thread enforces time limits and gives up
 calls that do not stop.
 
-A stop request lands anywhere in the runner once sent, so it is sent only while the runner
-is inside the handlers of :meth:`ThreadLane._execute` (``task.started``, set and cleared under
-the lane's lock), at most once per task, and withdrawn under the lock when the call returns
-(a request not delivered yet must not hit the next call). The invariant of every lane, that a
+A stop request lands anywhere in the runner once sent (wherever CPython checks for one: after
+every call, a lock's ``acquire()`` included), so it is sent only while the runner is inside
+the handlers of :meth:`ThreadLane._execute` (``task.started``, set and cleared under the
+lane's lock), at most once per task, and withdrawn under the lock when the call returns (a
+request not delivered yet must not hit the next call); the runner takes the lock there so that
+a request landing as it is acquired does not leave it held. The invariant of every lane, that a
 task ends exactly once, is stated in ``_lane_base.py``.
 """
 
@@ -110,9 +112,18 @@ class ThreadLane(Lane):
             return True
 
     def _returned(self, task: LaneTask) -> None:
-        with self._lock:
-            # First (an earlier request may land at any step before it): withdraw a request
-            # not delivered yet; no new one comes once the lock is held.
+        # A request sent but not delivered yet lands at the next check CPython makes, and it
+        # checks after every call: after the lock's acquire() too (a `with` statement's
+        # __enter__ on 3.14), which would leave the lock held. Hence no `with` here.
+        lock = self._lock
+        try:
+            lock.acquire()
+        except TaskInterrupted:
+            if lock._is_owned():  # type: ignore[attr-defined]
+                lock.release()
+            raise
+        try:
+            # First: withdraw a request not delivered yet; no new one comes under the lock.
             if task.started and task.stop is not None:
                 _interrupt_thread(threading.get_ident(), False)
             task.started = False
@@ -120,6 +131,8 @@ class ThreadLane(Lane):
             if task.timed:
                 self._timers = [entry for entry in self._timers if entry[2] is not task]
                 heapq.heapify(self._timers)
+        finally:
+            lock.release()
 
     def _settle_outcome(self, task: LaneTask, ok: bool, value: Any) -> None:
         with self._lock:
