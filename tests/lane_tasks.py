@@ -125,3 +125,25 @@ class Payload:
 def echo(*args: Any, **kwargs: Any) -> str:
     """What the call received, as text (a wrapper object shows as itself)."""
     return repr((args, kwargs))
+
+
+def record(path: str, i: int, spin: int = 0) -> int:
+    """Append ``i`` to the file at ``path`` as the call starts (one short write to a file
+    opened for appending: records of several processes never interleave), then loop ``spin``
+    times in Python (where a stop request lands); returns ``i``."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, b"%d\n" % i)
+    finally:
+        os.close(fd)
+    n = 0
+    while n < spin:
+        n += 1
+    return i
+
+
+def record_and_sleep(path: str, i: int, seconds: float) -> int:
+    """``record``, then block in C (``time.sleep``) for ``seconds``: a stop request waits."""
+    record(path, i)
+    time.sleep(seconds)
+    return i

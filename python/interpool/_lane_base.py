@@ -21,6 +21,9 @@ threads, cancel/interrupt/shutdown, and the accounting. Which calls come to the 
 * A stop request (``task.stop``: ``"timeout"`` or ``"interrupt"``) is made at most once per
   task, and only while it is RUNNING; an interrupt claims the task (its future ends cancelled
   whatever the call does next), a time limit leaves the outcome to the runner or watchdog.
+
+``tests/stress/test_lane_accounting.py`` checks all of it, for both lanes, with submit,
+cancel, interrupt and shutdown racing from several threads.
 """
 
 from __future__ import annotations
