@@ -672,3 +672,18 @@ def test_a_thread_lane_call_given_up_after_shutdown_still_fails() -> None:
     error = stuck.exception(timeout=30)
     assert isinstance(error, TimeoutError) and "stuck in code" in error.__notes__[0]
     pool.shutdown(wait=True)
+
+
+@pytest.mark.timeout(60)
+def test_a_thread_lane_call_given_up_is_stopped_once_more(tmp_path: Any) -> None:
+    # As a worker task is: the first request may have been lost (CPython ignores an exception
+    # raised in a weakref callback or __del__ run in that thread); this call swallows it.
+    log = str(tmp_path / "log")
+    with InterpreterPoolExecutor(1, fallback="thread", interrupt_grace=0.3) as pool:
+        pool.submit(lane_tasks.pid).result(timeout=30)
+        future = pool.schedule(lane_tasks.catch_the_first_stop, (log, 20.0), timeout=0.1)
+        error = future.exception(timeout=30)
+        assert isinstance(error, TimeoutError) and "stuck in code" in error.__notes__[0]
+    lane_tasks.wait_for(log)
+    with open(log) as f:
+        assert f.read().split("\n")[0] == "stopped again"

@@ -10,10 +10,11 @@ calls that do not stop.
 A stop request lands anywhere in the runner once sent (wherever CPython checks for one: after
 every call, a lock's ``acquire()`` included), so it is sent only while the runner is inside
 the handlers of :meth:`ThreadLane._execute` (``task.started``, set and cleared under the
-lane's lock), at most once per task, and withdrawn under the lock when the call returns (a
-request not delivered yet must not hit the next call); the runner takes the lock there so that
-a request landing as it is acquired does not leave it held. The invariant of every lane, that a
-task ends exactly once, is stated in ``_lane_base.py``.
+lane's lock), once per task (and once more when the call is given up), and withdrawn under
+the lock when the call returns (a request not delivered yet must not hit the next call); the
+runner takes the lock there so that a request landing as it is acquired does not leave it
+held. The invariant of every lane, that a task ends exactly once, is stated in
+``_lane_base.py``.
 """
 
 from __future__ import annotations
@@ -195,7 +196,11 @@ class ThreadLane(Lane):
 
     def _give_up(self, task: LaneTask) -> None:
         """A call did not stop within the grace period: its runner stops counting, another may
-        start (lock held)."""
+        start (lock held). Its stop request is raised once more, as a worker's is: the first
+        may have been lost (CPython ignores an exception raised in a weakref callback or a
+        ``__del__`` that the collector ran in that thread), and its clean-up no longer counts."""
+        if task.started and task.runner is not None and task.runner.ident is not None:
+            _interrupt_thread(task.runner.ident, True)
         task.abandoned = True
         self._stuck[task] = task.describe()
         self._counts["busy"] -= 1

@@ -18,6 +18,7 @@ import contextlib
 import functools
 import multiprocessing
 import random
+import sys
 import threading
 import time
 from concurrent.futures import CancelledError, Future
@@ -26,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from interpool import InterpreterPoolExecutor
+from interpool import InterpreterPoolExecutor, TaskInterrupted
 
 import lane_tasks
 from .conftest import size
@@ -188,9 +189,29 @@ class Round:
         assert not leaked, f"lane processes left running: {leaked}"
 
 
+@pytest.fixture
+def lost_stops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A thread-lane stop request (TaskInterrupted) that lands in code CPython runs on its own
+    in the runner's thread, a weakref callback or a ``__del__`` the collector calls there, is
+    ignored by CPython ("Exception ignored", sys.unraisablehook; seen on 3.14t): the call runs
+    on until it is given up, when the lane raises it once more. Counted, not failed on; any
+    other unraisable exception still fails the test."""
+    lost: list[str] = []
+    forward = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, TaskInterrupted):
+            lost.append(repr(unraisable.object))
+        else:
+            forward(unraisable)
+
+    monkeypatch.setattr(sys, "unraisablehook", hook)
+    return lost
+
+
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("lane", ["thread", "process"])
-def test_every_lane_task_ends_exactly_once(lane: str, tmp_path: Any) -> None:
+def test_every_lane_task_ends_exactly_once(lane: str, tmp_path: Any, lost_stops: list[str]) -> None:
     rounds = size(8, 60) if lane == "thread" else size(4, 40)
     calls = size(150, 600) if lane == "thread" else size(60, 300)
     for r in range(rounds):
