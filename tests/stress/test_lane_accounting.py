@@ -167,8 +167,8 @@ class Round:
             assert i not in self.cancelled and i not in self.interrupted, f"task {i} was stopped yet ended otherwise"
             exc = future.exception()
             if exc is None:
+                # (A timed call may have one: the watchdog that enforces its limit may come late.)
                 assert future.result() == i and i in starts, f"task {i} has a result but never ran"
-                assert i not in self.timed, f"task {i} outlived its time limit"
                 results += 1
             else:
                 assert isinstance(exc, TimeoutError) and i in self.timed, f"task {i}: unexpected {exc!r}"
