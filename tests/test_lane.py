@@ -645,11 +645,19 @@ def test_a_stopped_lane_call_fails_as_a_worker_task_does(lane: str) -> None:
 
 @pytest.mark.timeout(60)
 def test_a_thread_lane_call_given_up_fails_as_a_stuck_worker_task_does() -> None:
-    with InterpreterPoolExecutor(2, fallback="thread", interrupt_grace=0.2) as pool:
-        pool.submit(lane_tasks.pid).result(timeout=30)
-        in_worker = pool.schedule(tasks.hang, (1.5,), timeout=0.1)
-        in_lane = pool.schedule(lane_tasks.sleep, (1.5,), timeout=0.1)
-        worker_error, lane_error = in_worker.exception(timeout=30), in_lane.exception(timeout=30)
+    # Both calls wait in C until the test writes to their pipe, after both were given up.
+    (worker_r, worker_w), (lane_r, lane_w) = os.pipe(), os.pipe()
+    try:
+        with InterpreterPoolExecutor(2, fallback="thread", interrupt_grace=0.2) as pool:
+            pool.submit(lane_tasks.pid).result(timeout=30)
+            in_worker = pool.schedule(tasks.hang_until_written, (worker_r,), timeout=0.1)
+            in_lane = pool.schedule(lane_tasks.read_byte, (lane_r,), timeout=0.1)
+            worker_error, lane_error = in_worker.exception(timeout=30), in_lane.exception(timeout=30)
+            os.write(worker_w, b"x")
+            os.write(lane_w, b"x")
+    finally:
+        for fd in (worker_r, worker_w, lane_r, lane_w):
+            os.close(fd)
     assert type(worker_error) is type(lane_error) is TimeoutError
     assert str(lane_error) == str(worker_error) == "the task ran longer than its 0.1s timeout and was stopped"
     stuck = (
