@@ -671,15 +671,20 @@ def test_a_thread_lane_call_given_up_fails_as_a_stuck_worker_task_does() -> None
 def test_a_thread_lane_call_given_up_after_shutdown_still_fails() -> None:
     # The watchdog left once the lane was closed and had no timers left, before failing the
     # call it had just given up: that future never completed.
-    pool = InterpreterPoolExecutor(1, fallback="thread", interrupt_grace=0.2)
-    pool.submit(lane_tasks.pid).result(timeout=30)
-    stuck = pool.schedule(lane_tasks.sleep, (1.0,), timeout=0.05)
-    while not stuck.running():
-        time.sleep(0.01)
-    pool.shutdown(wait=False)  # closes the lane before the call is given up
-    error = stuck.exception(timeout=30)
-    assert isinstance(error, TimeoutError) and "stuck in code" in error.__notes__[0]
-    pool.shutdown(wait=True)
+    read_end, write_end = os.pipe()
+    try:
+        pool = InterpreterPoolExecutor(1, fallback="thread", interrupt_grace=0.2)
+        pool.submit(lane_tasks.pid).result(timeout=30)
+        stuck = pool.schedule(lane_tasks.read_byte, (read_end,), timeout=0.05)  # returns once written to
+        wait_until(stuck.running, "the call runs")
+        pool.shutdown(wait=False)  # closes the lane, most likely before the call is given up
+        error = stuck.exception(timeout=30)
+        assert isinstance(error, TimeoutError) and "stuck in code" in error.__notes__[0]
+        os.write(write_end, b"x")
+        pool.shutdown(wait=True)
+    finally:
+        os.close(write_end)  # first: a read still blocked then ends (EOF)
+        os.close(read_end)
 
 
 @pytest.mark.timeout(60)
