@@ -68,6 +68,10 @@ bench-lane: setup ## Mixed workload: interpool with its fallback lane vs Process
 bench-isolation: setup ## numpy on 2 workers: interpool isolate= vs process pool, threads (speed-up, start-up, RSS)
 	.venvs/$(DEV)/bin/python benchmarks/bench_isolation.py
 
+.PHONY: bench-blas
+bench-blas: setup ## Workers calling BLAS at once: blas_threads="auto"/N/None vs threads and process pools
+	.venvs/$(DEV)/bin/python benchmarks/bench_blas.py $(BENCH_ARGS)
+
 # Worker rounds of numpy's tests (each ~1 min on 2 cores); REPEAT=1 for a quick look.
 REPEAT ?= 20
 .PHONY: isolation-evidence

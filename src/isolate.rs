@@ -49,6 +49,7 @@ fn open(py: Python<'_>, path: &str) -> PyResult<*mut c_void> {
     if handle.is_null() {
         return Err(py.import_error(&format!("cannot load {path}: {}", dl_error())));
     }
+    crate::blas::after_load(); // a BLAS library it brought gets the pools' thread limit
     Ok(handle)
 }
 

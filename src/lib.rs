@@ -27,6 +27,7 @@
 compile_error!("interpool needs CPython >= 3.12 (own-GIL subinterpreters, PEP 684)");
 
 mod args;
+mod blas;
 mod buffer;
 mod codec;
 mod debug;

@@ -13,3 +13,10 @@ def total(values: Any) -> int:
 
 def arange(n: int) -> Any:
     return np.arange(n)
+
+
+def blas_environment() -> str:
+    """``OPENBLAS_NUM_THREADS:OMP_NUM_THREADS`` as this process sees them."""
+    import os
+
+    return f"{os.environ.get('OPENBLAS_NUM_THREADS')}:{os.environ.get('OMP_NUM_THREADS')}"

@@ -225,6 +225,18 @@ def test_memory_mapping_settings_keep_their_meaning(config: dict[str, object], s
     assert [f["readonly"] for f in facts] == [small, large]
 
 
+@pytest.mark.parametrize(("config", "expected"), [({"inner_max_num_threads": 3}, 3), ({}, None)])
+def test_inner_max_num_threads_sets_the_pools_blas_threads(config: dict[str, object], expected: int | None) -> None:
+    """joblib's limit of the threads a job's libraries start is the pool's BLAS limit; without
+    it the pool uses its default ("auto")."""
+    with parallel_config(backend="interpool", n_jobs=2, **config):
+        assert Parallel()(delayed(tasks.square)(i) for i in range(4)) == [0, 1, 4, 9]
+        pool = interpool.joblib._SharedPool.current
+    assert pool is not None
+    options = dict(pool.key[1])
+    assert options.get("blas_threads") == (None if expected is None else repr(expected))
+
+
 @pytest.mark.parametrize("mode", ["r+", "w+"])
 def test_writable_memory_mapping_is_refused_with_the_way_out(mode: str) -> None:
     with pytest.raises(ValueError, match="SharedBuffer"):

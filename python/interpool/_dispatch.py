@@ -24,7 +24,7 @@ import threading
 from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar
 
-from . import _process
+from . import _interpool, _process
 from ._errors import BrokenInterpreterPool, ExecutionFailed, execution_failed, stopped_error
 from ._interpool import (
     STATUS_INTERRUPTED,
@@ -377,6 +377,7 @@ class PoolState:
         self._numbers = itertools.count()
         self._waiting = 0  # dispatchers waiting for events
         self._running = 0  # dispatcher threads alive
+        self.blas: int | None = None  # the BLAS thread limit the pool holds (_interpool._blas_limit)
 
     def start(self) -> None:
         _process.register(self)
@@ -520,6 +521,9 @@ class PoolState:
                 cancel_and_notify(future)
         if self.lane is not None:
             self.lane.stop(cancel, interrupt)
+        blas, self.blas = self.blas, None
+        if blas is not None:
+            _interpool._blas_release(blas)
 
     def join(self, timeout: float | None = None, stuck: bool = False) -> bool:
         """Wait for the workers (after ``stop``), the dispatchers and then the fallback lane to

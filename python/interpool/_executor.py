@@ -81,6 +81,18 @@ def _default_workers() -> int:
     return min(32, (count or 1) + 4)
 
 
+def _blas_threads(value: object, max_workers: int) -> int | None:
+    """The BLAS thread limit of ``blas_threads=value`` for a pool of ``max_workers``."""
+    if value is None:
+        return None
+    if value == "auto" and isinstance(value, str):
+        cores = getattr(os, "process_cpu_count", os.cpu_count)() or 1
+        return max(1, cores // max_workers)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TypeError(f'blas_threads must be "auto", None or a number of threads (>= 1), not {value!r}')
+    return value
+
+
 def _bootstrap_source() -> str:
     # Workers import tasks' modules by name: give them the owner's import path.
     return (
@@ -189,6 +201,15 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
     until the task ends. With ``False`` they are copied as pickle copies them. See
     docs/design.md, "Out-of-band buffers".
 
+    ``blas_threads`` (default ``"auto"``: the cores divided by ``max_workers``, at least 1):
+    the BLAS library that isolated numpy and scipy share (OpenBLAS, MKL, BLIS, FlexiBLAS)
+    has one thread pool for the whole process, so workers calling it at once would each
+    start ``cores`` threads. Once a worker loads it, the library uses this many threads,
+    process-wide, until the pool is shut down (the smallest value of the pools alive);
+    processes of the fallback lane get it through ``OPENBLAS_NUM_THREADS`` and the like
+    where those are not set. An int sets it; ``None`` leaves the library alone. See
+    docs/design.md, "BLAS threads".
+
     ``max_tasks_per_worker`` replaces a worker's interpreter after that many tasks;
     ``max_tasks_per_child``, ``ProcessPoolExecutor``'s name for it, is accepted too.
     """
@@ -207,6 +228,7 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         isolate: Iterable[str] | str | None = None,
         fallback: Literal["process", "thread"] | None = "process",
         zero_copy: bool | int = True,
+        blas_threads: int | Literal["auto"] | None = "auto",
     ) -> None:
         isolated = _isolate.normalize(isolate)
         lane_kind = _lane.check_fallback(fallback)
@@ -228,6 +250,7 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         from ._pickling import OUT_OF_BAND_MIN
 
         lend_min = None if zero_copy is False else OUT_OF_BAND_MIN if zero_copy is True else zero_copy
+        blas = _blas_threads(blas_threads, max_workers)
         recycle_name = "max_tasks_per_worker"
         if max_tasks_per_child is not None:  # ProcessPoolExecutor's name for it
             if max_tasks_per_worker is not None:
@@ -303,10 +326,20 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
             None
             if _worker.in_worker()
             else _lane.make(
-                lane_kind, max_workers, self._thread_name_prefix, initializer, initargs, max_tasks_per_worker, grace
+                lane_kind,
+                max_workers,
+                self._thread_name_prefix,
+                initializer,
+                initargs,
+                max_tasks_per_worker,
+                grace,
+                blas,
             )
         )
         self._state.lane = self._lane
+        if blas is not None:
+            self._state.blas = blas
+            _interpool._blas_limit(blas)  # applied once a worker loads a BLAS library
         self._state.start()
         self._finalizer = weakref.finalize(self, PoolState.close, self._state)
         self._finalizer.atexit = False

@@ -82,12 +82,16 @@ def make(
     initargs: tuple[Any, ...],
     max_tasks: int | None,
     grace: float,
+    blas_threads: int | None = None,
 ) -> Fallback | None:
-    """The lane for ``fallback`` (nothing starts until a call needs it), or ``None``."""
+    """The lane for ``fallback`` (nothing starts until a call needs it), or ``None``;
+    ``blas_threads`` goes to the environment of the process lane's children."""
     if fallback is None:
         return None
     kind = ProcessLane if fallback == "process" else ThreadLane
-    return Fallback(kind(max_workers, name, initializer, initargs, max_tasks, grace))
+    lane = kind(max_workers, name, initializer, initargs, max_tasks, grace)
+    lane.blas_threads = blas_threads
+    return Fallback(lane)
 
 
 def route_key(fn: Any, args: tuple[Any, ...]) -> Hashable:

@@ -202,6 +202,7 @@ class Lane:
     ) -> None:
         self.max_workers = max_workers
         self.name = f"{name}_{self.kind}_lane"
+        self.blas_threads: int | None = None  # the process lane's children get it (_lane_process)
         # Constants in initargs reach the initializer as their values, as in a worker.
         self._initializer = None if initializer is None else (initializer, unwrap_constants(tuple(initargs)))
         self._max_tasks = max_tasks

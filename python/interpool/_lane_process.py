@@ -14,6 +14,7 @@ in ``_lane_base.py``.
 
 from __future__ import annotations
 
+import os
 import pickle
 import threading
 import time
@@ -68,13 +69,29 @@ def _context() -> Any:
     return multiprocessing.get_context(method)
 
 
-def child_main(conn: Connection, init: bytes | None) -> None:
+# The variables BLAS and OpenMP libraries read when they load (loky sets the same ones).
+BLAS_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+def child_main(conn: Connection, init: bytes | None, blas_threads: int | None = None) -> None:
     """A process of the lane: run the initializer, then one call per message until the pipe
     closes (or an empty message). Replies are pickled ``(True, result)`` or ``(False,
-    exception description)``, as workers describe exceptions (``_worker.describe``)."""
+    exception description)``, as workers describe exceptions (``_worker.describe``).
+    ``blas_threads``: the pool's BLAS thread limit, for the libraries this process loads
+    (a variable the user set is kept)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops lane calls
+    if blas_threads is not None:
+        for variable in BLAS_VARIABLES:
+            os.environ.setdefault(variable, str(blas_threads))
     failure = None
     if init is not None:
         try:
@@ -112,9 +129,9 @@ def _run_call(data: bytes) -> bytes:
 class _Child:
     """One process of the lane and the parent's end of its pipe."""
 
-    def __init__(self, context: Any, name: str, init: bytes | None) -> None:
+    def __init__(self, context: Any, name: str, init: bytes | None, blas_threads: int | None = None) -> None:
         self.conn, child_end = context.Pipe(duplex=True)
-        self.process = context.Process(target=child_main, args=(child_end, init), name=name, daemon=False)
+        self.process = context.Process(target=child_main, args=(child_end, init, blas_threads), name=name, daemon=False)
         try:
             self.process.start()
         finally:
@@ -282,7 +299,7 @@ class ProcessLane(Lane):
                 self._init_bytes = _dumps(self._initializer)
             if self._context is None:
                 self._context = _context()
-            child = _Child(self._context, f"{self.name}_{next(self._numbers)}", self._init_bytes)
+            child = _Child(self._context, f"{self.name}_{next(self._numbers)}", self._init_bytes, self.blas_threads)
         except BaseException as exc:
             if isinstance(exc, NotShareableError):
                 text = f"its initializer and initargs cannot be sent to its processes: {exc}"

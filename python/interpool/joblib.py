@@ -21,7 +21,8 @@ loky must).
 Constructor parameters (``parallel_config(backend="interpool", max_tasks_per_worker=100)``)
 are passed to :class:`interpool.InterpreterPoolExecutor`: ``max_tasks_per_worker``,
 ``initializer``, ``initargs``, ``task_timeout``, ``interrupt_grace``, ``isolate`` (a private
-copy of extension modules per worker, as numpy's: docs/isolation.md), ``zero_copy``.
+copy of extension modules per worker, as numpy's: docs/isolation.md), ``zero_copy``,
+``blas_threads`` (joblib's ``inner_max_num_threads`` sets it when it is not given).
 joblib's memory-mapping settings keep their meaning without files: arrays larger than
 ``max_nbytes`` (default 1 MiB) reach the workers as read-only views of the caller's memory
 (``mmap_mode="r"``, the default), the others as copies; ``max_nbytes=None`` or
@@ -55,7 +56,16 @@ from ._executor import InterpreterPoolExecutor
 __all__ = ["InterpoolBackend", "register", "shutdown"]
 
 _EXECUTOR_OPTIONS = frozenset(
-    {"max_tasks_per_worker", "initializer", "initargs", "task_timeout", "interrupt_grace", "isolate", "zero_copy"}
+    {
+        "max_tasks_per_worker",
+        "initializer",
+        "initargs",
+        "task_timeout",
+        "interrupt_grace",
+        "isolate",
+        "zero_copy",
+        "blas_threads",
+    }
 )
 
 
@@ -119,6 +129,7 @@ class _SharedPool:
 class InterpoolBackend(AutoBatchingMixin, ParallelBackendBase, metaclass=ABCMeta):  # type: ignore[misc]
     """The joblib backend ``"interpool"``: batches of calls run in worker interpreters."""
 
+    supports_inner_max_num_threads = True  # it becomes the pool's blas_threads
     supports_retrieve_callback = True  # results and errors arrive through future callbacks
     supports_return_generator = True
     supports_timeout = True
@@ -165,6 +176,8 @@ class InterpoolBackend(AutoBatchingMixin, ParallelBackendBase, metaclass=ABCMeta
         self.parallel = parallel
         self._release()
         options = self.options if "zero_copy" in self.options else {**self.options, "zero_copy": zero_copy}
+        if self.inner_max_num_threads is not None and "blas_threads" not in options:
+            options = {**options, "blas_threads": self.inner_max_num_threads}
         self._pool = _SharedPool.acquire(n_jobs, options)
         return n_jobs
 
