@@ -134,11 +134,12 @@ fn next_events<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, max: Borrow
     py.list(batch.into_iter().map(|e| protocol::event(py, state, e)).collect::<PyResult<_>>()?)
 }
 
-/// `wait_reply(ticket, seconds, future) -> bool`: wait (GIL released) up to `seconds` for the
-/// reply of `ticket`'s task to come to this thread directly instead of to a dispatcher (one
-/// thread hand-off less), and complete `future` with it here (`future._settle(result)`).
-/// `False`: not in time, it went to a dispatcher, or it is one that a dispatcher completes
-/// (anything but a returned result, or a future that others watch): the dispatcher does.
+/// `wait_reply(ticket, seconds, future, spin) -> bool | None`: wait (GIL released) up to
+/// `seconds` for the reply of `ticket`'s task to come to this thread directly instead of to
+/// a dispatcher (one thread hand-off less), and complete `future` with it here
+/// (`future._settle(result)`); with `spin`, spinning briefly first. `None`: not in time (a
+/// later wait may still take it). `False`: it went to a dispatcher, or it is one that a
+/// dispatcher completes (anything but a returned result, or a future that others watch).
 ///
 /// Atomic with respect to asynchronous exceptions (Ctrl-C's `KeyboardInterrupt` from a
 /// signal handler, which may run at any bytecode boundary of `_settle`): the reply is held
@@ -146,14 +147,15 @@ fn next_events<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, max: Borrow
 /// goes to the event channel after all (a dispatcher completes the future) and the exception
 /// propagates to the waiter, never becoming the task's outcome.
 fn wait_reply<'py>(py: Python<'py>, slf: Instance<'py, PoolObject>, args: Args<'py>) -> PyResult<Owned<'py>> {
-    let [ticket, wait, future] = args.exactly::<3>("wait_reply")?;
+    let [ticket, wait, future, spin] = args.exactly::<4>("wait_reply")?;
     let Some(ticket) = Instance::<TicketObject>::downcast(ticket, slf.state()) else {
         return Err(py.type_error("wait_reply() needs a Ticket"));
     };
     let wait = args::timeout(Some(wait), "seconds")?.unwrap_or(Duration::ZERO);
     let (engine, ticket) = (&slf.get().engine, ticket.get().ticket.clone());
-    let Some(taken) = py.detached(|| engine.wait_output(&ticket, wait)) else {
-        return Ok(py.bool(false));
+    let spin = spin.is(py.bool(true).borrowed());
+    let Some(taken) = py.detached(|| engine.wait_output(&ticket, wait, spin)) else {
+        return Ok(if ticket.posted() { py.bool(false) } else { py.none() });
     };
     let Reply { status, payload } = taken.output();
     if *status != Status::Returned {
@@ -281,7 +283,7 @@ static mut POOL_METHODS: [ffi::PyMethodDef; 10] = [
     method!(PoolObject, c"shutdown", args shutdown, c"shutdown(cancel_pending, interrupt_running, /) -> list[int]"),
     method!(PoolObject, c"interrupt", o interrupt, c"interrupt(ticket, /) -> bool"),
     method!(PoolObject, c"next_events", o next_events, c"next_events(max, /) -> list | None"),
-    method!(PoolObject, c"wait_reply", args wait_reply, c"wait_reply(ticket, seconds, future, /) -> bool"),
+    method!(PoolObject, c"wait_reply", args wait_reply, c"wait_reply(ticket, seconds, future, spin, /) -> bool | None"),
     method!(PoolObject, c"join", args join, c"join(timeout, skip_stuck, /) -> bool"),
     method!(PoolObject, c"stats", noargs stats, c"stats() -> dict[str, int]"),
     method!(PoolObject, c"broken", noargs broken, c"broken() -> str | None"),

@@ -117,6 +117,29 @@ def test_a_thread_waiting_in_result_sees_cancel_and_interrupt_promptly() -> None
         assert outcomes == {"queued": "CancelledError", "running": "CancelledError"}
 
 
+def test_the_waiting_thread_takes_the_reply_of_a_task_longer_than_its_first_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """result() keeps waiting for the reply itself past its first short wait: a task of 50 ms
+    is completed by the thread that waits for it, not by a dispatcher that then wakes it (a
+    thread hand-off, a millisecond and more on a busy machine: 1.3-2.6x the time of a 2.6 ms
+    numpy sum in benchmarks/bench_zero_copy.py before)."""
+    from interpool._dispatch import TaskFuture
+
+    settled_by: list[str] = []
+    settle = TaskFuture._settle
+
+    def recording(self: TaskFuture[object], result: object) -> bool:
+        settled_by.append(threading.current_thread().name)
+        return settle(self, result)
+
+    monkeypatch.setattr(TaskFuture, "_settle", recording)
+    with interpool.InterpreterPoolExecutor(1) as pool:
+        assert pool.submit(tasks.sleep_then, 0.05, "slept").result() == "slept"
+        assert pool.submit(tasks.sleep_then, 0.05, "again").result(timeout=tasks.PATIENCE) == "again"
+    assert settled_by == [threading.current_thread().name] * 2
+
+
 def test_results_taken_by_waiting_threads_and_by_the_dispatcher_mix() -> None:
     """Replies come to the thread waiting in result() or through the dispatchers: either way
     each future completes once, with its done-callbacks, and wait()/as_completed see it."""

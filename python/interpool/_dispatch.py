@@ -21,6 +21,7 @@ import importlib
 import itertools
 import pickle
 import threading
+import time
 from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar
 
@@ -40,10 +41,13 @@ from ._interpool import (
 _T = TypeVar("_T")
 
 _BATCH = 256
-# How long a thread waiting for a result takes the reply itself (see TaskFuture.result):
-# long enough for tiny tasks, short enough that a cancellation that no reply follows costs
-# at most this much before the wait goes on as a plain Future wait.
-_TAKE_REPLY_S = 0.002
+# A thread waiting for a result takes the reply itself (see TaskFuture.result), in waits of
+# growing length, from the first to the last: between two, it looks whether the future was
+# completed by other means (cancelled while queued, the pool shut down or broken: no reply
+# follows), and Python runs signal handlers (Ctrl-C). So that is at most how long such an
+# outcome waits to be seen by a thread that waits for the result.
+_TAKE_REPLY_FIRST_S = 0.002
+_TAKE_REPLY_LAST_S = 0.02
 _NOT_DONE = ("PENDING", "RUNNING")
 
 
@@ -189,18 +193,27 @@ class TaskFuture(Future[_T]):
         super()._invoke_callbacks()  # type: ignore[misc]
 
     def _take_reply(self, timeout: float | None) -> float | None:
-        """Wait briefly for the task's reply to come to this thread and complete the future
-        here: the dispatcher thread would take it and then wake this one, a thread hand-off
-        (tens of microseconds) more. Returns what is left of ``timeout``."""
+        """Wait for the task's reply to come to this thread and complete the future here: the
+        dispatcher thread would take it and then wake this one, a thread hand-off more (tens
+        of microseconds on a quiet machine, a scheduling delay of a millisecond and more on a
+        busy one). Returns what is left of ``timeout``."""
         owner, ticket = self._owner, self._ticket
         if owner is None or ticket is None or (timeout is not None and timeout <= 0):
             return timeout
-        wait = _TAKE_REPLY_S if timeout is None else min(timeout, _TAKE_REPLY_S)
-        # Completes this future through `_settle`; see there and Pool.wait_reply for why an
-        # exception raised meanwhile (Ctrl-C) never loses the reply.
-        if owner.pool.wait_reply(ticket, wait, self):
-            return timeout
-        return None if timeout is None else max(0.0, timeout - wait)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        wait, spin = _TAKE_REPLY_FIRST_S, True
+        while True:
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    return 0.0
+            # Completes this future through `_settle`; see there and Pool.wait_reply for why
+            # an exception raised meanwhile (Ctrl-C) never loses the reply.
+            taken = owner.pool.wait_reply(ticket, wait, self, spin)
+            if taken is not None or self._state not in _NOT_DONE:
+                break  # taken here, gone to a dispatcher, or completed by other means
+            wait, spin = min(2 * wait, _TAKE_REPLY_LAST_S), False
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def _settle(self, result: Any) -> bool:
         """Complete the future with the result its reply carried, in the thread that waited

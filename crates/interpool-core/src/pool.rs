@@ -493,9 +493,12 @@ impl<F: WorkerFactory> Pool<F> {
     }
 
     /// Wait up to `wait` for the output of `ticket`'s task to be handed to this thread
-    /// directly instead of coming as an event (see `Ticket::wait_output` and [`Taken`]).
-    pub fn wait_output(&self, ticket: &Ticket, wait: Duration) -> Option<Taken<F>> {
-        let (output, events) = ticket.wait_output::<(F::Output, Sender<Event<F::Output>>)>(wait, spin())?;
+    /// directly instead of coming as an event (see `Ticket::wait_output` and [`Taken`]);
+    /// with `spin`, spinning briefly first (a waiter that waits again after a first wait
+    /// has no reason to).
+    pub fn wait_output(&self, ticket: &Ticket, wait: Duration, spin_first: bool) -> Option<Taken<F>> {
+        let spin = if spin_first { spin() } else { Duration::ZERO };
+        let (output, events) = ticket.wait_output::<(F::Output, Sender<Event<F::Output>>)>(wait, spin)?;
         Some(Taken { id: ticket.id(), output: Some(output), events, shared: Arc::clone(&self.shared) })
     }
 

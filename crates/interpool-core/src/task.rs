@@ -226,6 +226,11 @@ impl Ticket {
         None
     }
 
+    /// Whether the output went (or will go) to the event channel: no wait can take it now.
+    pub fn posted(&self) -> bool {
+        self.mailbox().posted
+    }
+
     /// Wait up to `wait` for the task's output to be handed to this thread directly (the
     /// owner's thread that waits for a result takes it itself, instead of a dispatcher
     /// taking it from the event channel and waking that thread: one hand-off less). Spins

@@ -514,7 +514,7 @@ fn an_output_taken_by_a_waiter_and_not_accepted_still_comes_as_an_event() {
     let (mut accepted, mut dropped) = (Vec::new(), Vec::new());
     for i in 0..20u64 {
         let ticket = pool.submit(i, i, None).unwrap();
-        if let Some(taken) = pool.wait_output(&ticket, Duration::from_secs(30)) {
+        if let Some(taken) = pool.wait_output(&ticket, Duration::from_secs(30), true) {
             assert_eq!((taken.id(), *taken.output()), (i, i * 2));
             if i % 2 == 0 {
                 taken.accept();
