@@ -36,3 +36,23 @@ def try_import(module: str) -> str:
     except ImportError as exc:
         return str(exc)
     return "ok"
+
+
+def pylinked(arrive: Any, go: Any) -> dict[str, Any]:
+    """Wait at a rendezvous (``arrive``/``go``: interpool queues) so that every worker of the
+    pool runs this at the same time, then use ``ipt_pkg._pylinked``: its bundled libraries
+    libiptpy.so.1 (links against Python) and libiptpy2.so.1 (needs it) must be this worker's
+    own, libiptdep.so the process's."""
+    from interpool import _interpool
+
+    arrive.put(_interpool.interpreter_id())
+    go.get(timeout=120)
+    from ipt_pkg import _pylinked  # type: ignore[import-not-found]
+
+    return {
+        "interp": _interpool.interpreter_id(),
+        "first": _pylinked.first(),
+        "bumps": [_pylinked.bump() for _ in range(3)],
+        "twice": _pylinked.bump_twice(),
+        "dep": _pylinked.dep(),
+    }

@@ -8,8 +8,11 @@ fails). Real packages (numpy, ...) are in test_isolation_packages.py.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
+import sysconfig
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -93,6 +96,109 @@ def test_bundled_library_is_loaded_once(ext_path: str) -> None:
     with InterpreterPoolExecutor(2, isolate=["ipt_pkg"]) as pool:
         values = [f.result(timeout=60) for f in [pool.submit(tasks.dep) for _ in range(10)]]
     assert sorted(values) == list(range(min(values), min(values) + 10))
+
+
+def _libs(ext_path: str) -> str:
+    return os.path.join(ext_path, "ipt_pkg.libs")
+
+
+def test_elf_reader_finds_python_links_and_library_names(ext_path: str) -> None:
+    libs = _libs(ext_path)
+    pylib = _isolate._Elf(os.path.join(libs, "libiptpy.so.1"))
+    assert pylib.links_python and pylib.soname == "libiptpy.so.1" and pylib.needed == ["libiptdep.so"]
+    assert not _isolate._Elf(os.path.join(libs, "libiptdep.so")).links_python
+    chained = _isolate._Elf(os.path.join(libs, "libiptpy2.so.1"))
+    assert not chained.links_python and chained.needed == ["libiptpy.so.1"]
+    ext = os.path.join(ext_path, "ipt_pkg", f"_pylinked{sysconfig.get_config_var('EXT_SUFFIX')}")
+    assert _isolate._Elf(ext).bundled(ext) == [
+        ("libiptpy2.so.1", os.path.join(os.path.realpath(libs), "libiptpy2.so.1")),
+        ("libiptpy.so.1", os.path.join(os.path.realpath(libs), "libiptpy.so.1")),
+    ]
+    for path in (os.path.join(libs, "libiptpy.so.1"), ext):
+        with open(path, "rb") as f:
+            data = f.read()
+        for name, offsets in _isolate._Elf(path).names.items():
+            for offset in offsets:  # each offset starts the name's string, NUL-terminated
+                assert data[offset : offset + len(name) + 1] == name.encode() + b"\0"
+    assert not _isolate._Elf(__file__).names  # not an ELF file: empty
+
+
+# The fact that makes a renamed copy necessary, measured in a fresh process with ctypes:
+# directories A and B each hold libiptpy.so.1 and libiptpy2.so.1 (which needs it through
+# $ORIGIN); A's libiptpy.so.1 is loaded first (RTLD_LOCAL), then B's (by path: a second
+# instance), then B's libiptpy2.so.1. RENAME: B's copies renamed as isolate= does.
+_SONAME_PROBE = """
+import ctypes, json, os, shutil, sys
+libs, work, rename = sys.argv[1], sys.argv[2], sys.argv[3] == "rename"
+from interpool import _isolate
+for d in "AB":
+    os.mkdir(os.path.join(work, d))
+    for name in ("libiptpy.so.1", "libiptpy2.so.1", "libiptdep.so"):
+        shutil.copyfile(os.path.join(libs, name), os.path.join(work, d, name))
+new = b"i0.0-py.so.1"
+if rename:
+    for name in ("libiptpy.so.1", "libiptpy2.so.1"):
+        path = os.path.join(work, "B", name)
+        offsets = _isolate._Elf(path).names["libiptpy.so.1"]
+        with open(path, "r+b") as f:
+            for offset in offsets:
+                f.seek(offset)
+                f.write(new)
+mode = os.RTLD_NOW | os.RTLD_LOCAL
+a = ctypes.CDLL(os.path.join(work, "A", "libiptpy.so.1"), mode=mode)
+b = ctypes.CDLL(os.path.join(work, "B", "libiptpy.so.1"), mode=mode)
+b2 = ctypes.CDLL(os.path.join(work, "B", "libiptpy2.so.1"), mode=mode)
+a.py_bump.restype = b.py_bump.restype = b2.py2_bump_twice.restype = ctypes.c_long
+print(json.dumps({"a": a.py_bump(), "b2_twice": b2.py2_bump_twice(), "a_after": a.py_bump(), "b_after": b.py_bump()}))
+"""
+
+
+@pytest.mark.parametrize("rename", [False, True])
+def test_loaded_soname_wins_over_runpath(ext_path: str, tmp_path: Any, rename: bool) -> None:
+    work = tmp_path / ("renamed" if rename else "same")
+    work.mkdir()
+    mode = "rename" if rename else "same"
+    proc = subprocess.run(
+        [sys.executable, "-c", _SONAME_PROBE, _libs(ext_path), str(work), mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    counts = json.loads(proc.stdout)
+    if rename:  # B's libiptpy2 binds to B's renamed libiptpy: A's counter is untouched
+        assert counts == {"a": 1, "b2_twice": 2, "a_after": 2, "b_after": 3}
+    else:  # B's libiptpy2 binds to A's, the first object loaded with that SONAME (RTLD_LOCAL or not)
+        assert counts == {"a": 1, "b2_twice": 3, "a_after": 4, "b_after": 1}
+
+
+@needs_isolation
+def test_python_linked_library_is_private_per_worker(ext_path: str) -> None:
+    # libiptpy.so.1 links against Python (as pyarrow's libarrow_python.so): each worker gets
+    # a copy under a SONAME of its own, and so does libiptpy2.so.1, which needs it; the
+    # shared libiptdep.so stays one per process. Both workers at a rendezvous, then at once.
+    import importlib
+
+    from interpool import Queue
+
+    arrive: Queue[int] = Queue()
+    go: Queue[None] = Queue()
+    with InterpreterPoolExecutor(2, isolate=["ipt_pkg"]) as pool:
+        futures = [pool.submit(tasks.pylinked, arrive, go) for _ in range(2)]
+        arrived = [arrive.get(timeout=60), arrive.get(timeout=60)]
+        go.put(None)
+        go.put(None)
+        results = [f.result(timeout=60) for f in futures]
+        stats = pool.stats()
+    assert sorted(r["interp"] for r in results) == sorted(arrived) and arrived[0] != arrived[1]
+    for r in results:
+        assert r["first"] is True  # not the other worker's copy
+        assert r["bumps"] == [1, 2, 3] and r["twice"] == 5  # libiptpy2 calls this worker's libiptpy
+    deps = sorted(r["dep"] for r in results)
+    assert deps[1] == deps[0] + 1  # one libiptdep for the process
+    assert stats["isolated_files"] >= 6  # per worker: the extension and two libraries
+    original = importlib.import_module("ipt_pkg._pylinked")  # the main interpreter: the originals
+    assert original.first() is True and original.bump() == 1
 
 
 @needs_isolation

@@ -304,64 +304,105 @@ def stats(settings: dict[str, Any] | None) -> dict[str, int]:
 # ---------------------------------------------------------------- a worker interpreter
 
 
-def _elf_dependencies(path: str) -> tuple[list[str], list[str]]:
-    """The DT_NEEDED names and the DT_RUNPATH (else DT_RPATH) directories of an ELF64
-    little-endian shared object; empty for anything else."""
-    import struct
+class _Elf:
+    """What isolation reads from an ELF64 little-endian shared object's dynamic section:
+    ``needed`` (DT_NEEDED names, in order), ``soname`` (DT_SONAME or ``None``), ``runpath``
+    (DT_RUNPATH, else DT_RPATH, directories), ``names`` (every library name in its dynamic
+    string table, DT_NEEDED, DT_SONAME and the files of its version needs, with the file
+    offsets where each occurrence starts, for a same-length rewrite) and ``links_python``
+    (its dynamic symbol table has undefined ``Py*``/``_Py*`` symbols: it calls the C API of
+    the interpreter that loads it). Anything that is not such an object reads as empty."""
 
-    needed: list[str] = []
-    runpath: list[str] = []
-    rpath: list[str] = []
-    with open(path, "rb") as f:
-        head = f.read(64)
-        if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
-            return needed, runpath
-        (shoff,) = struct.unpack_from("<Q", head, 0x28)
-        shentsize, shnum = struct.unpack_from("<HH", head, 0x3A)
-        f.seek(shoff)
-        table = f.read(shentsize * shnum)
-        sections = [struct.unpack_from("<IIQQQQIIQQ", table, i * shentsize) for i in range(shnum)]
-        for section in sections:
-            if section[1] != 6:  # SHT_DYNAMIC
-                continue
-            f.seek(section[4])
-            dynamic = f.read(section[5])
-            strtab = sections[section[6]]
-            f.seek(strtab[4])
-            strings = f.read(strtab[5])
+    __slots__ = ("links_python", "names", "needed", "runpath", "soname")
 
-            def text(offset: int, strings: bytes = strings) -> str:
+    def __init__(self, path: str) -> None:
+        import struct
+
+        self.needed: list[str] = []
+        self.soname: str | None = None
+        self.runpath: list[str] = []
+        self.names: dict[str, list[int]] = {}
+        self.links_python = False
+        rpath: list[str] = []
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+                return
+            (shoff,) = struct.unpack_from("<Q", head, 0x28)
+            shentsize, shnum = struct.unpack_from("<HH", head, 0x3A)
+            f.seek(shoff)
+            table = f.read(shentsize * shnum)
+            sections = [struct.unpack_from("<IIQQQQIIQQ", table, i * shentsize) for i in range(shnum)]
+            tables: dict[int, bytes] = {}
+
+            def read(index: int) -> bytes:
+                if index not in tables:
+                    f.seek(sections[index][4])
+                    tables[index] = f.read(sections[index][5])
+                return tables[index]
+
+            def text(strtab: int, offset: int) -> str:
+                strings = read(strtab)
                 return strings[offset : strings.index(b"\0", offset)].decode("utf-8", "surrogateescape")
 
-            for offset in range(0, len(dynamic) - 15, 16):
-                tag, value = struct.unpack_from("<qQ", dynamic, offset)
-                if tag == 0:
-                    break
-                if tag == 1:  # DT_NEEDED
-                    needed.append(text(value))
-                elif tag == 15:  # DT_RPATH
-                    rpath.extend(text(value).split(":"))
-                elif tag == 29:  # DT_RUNPATH
-                    runpath.extend(text(value).split(":"))
-    return needed, runpath or rpath
+            def name_at(strtab: int, offset: int) -> str:
+                name = text(strtab, offset)
+                self.names.setdefault(name, [])
+                where = sections[strtab][4] + offset
+                if where not in self.names[name]:
+                    self.names[name].append(where)
+                return name
 
+            for index, section in enumerate(sections):
+                kind, link = section[1], section[6]
+                if kind == 6:  # SHT_DYNAMIC
+                    dynamic = read(index)
+                    for offset in range(0, len(dynamic) - 15, 16):
+                        tag, value = struct.unpack_from("<qQ", dynamic, offset)
+                        if tag == 0:
+                            break
+                        if tag == 1:  # DT_NEEDED
+                            self.needed.append(name_at(link, value))
+                        elif tag == 14:  # DT_SONAME
+                            self.soname = name_at(link, value)
+                        elif tag == 15:  # DT_RPATH
+                            rpath.extend(text(link, value).split(":"))
+                        elif tag == 29:  # DT_RUNPATH
+                            self.runpath.extend(text(link, value).split(":"))
+                elif kind == 0x6FFFFFFE:  # SHT_GNU_verneed: (vn_version, vn_cnt, vn_file, vn_aux, vn_next)
+                    entries, at = read(index), 0
+                    for _ in range(section[7]):
+                        _version, _count, file, _aux, step = struct.unpack_from("<HHIII", entries, at)
+                        name_at(link, file)
+                        if not step:
+                            break
+                        at += step
+                elif kind == 11 and section[9] == 24:  # SHT_DYNSYM of Elf64_Sym
+                    strings = read(link)
+                    if b"\0Py" not in strings and b"\0_Py" not in strings:
+                        continue  # no symbol named so, defined or not (the usual case: fast)
+                    symbols = read(index)
+                    for name, _info, _other, shndx, _value, _size in struct.iter_unpack("<IBBHQQ", symbols):
+                        if shndx == 0 and name and strings.startswith((b"Py", b"_Py"), name):  # SHN_UNDEF
+                            self.links_python = True
+                            break
+        self.runpath = self.runpath or rpath
 
-def _bundled_libraries(origin: str) -> list[str]:
-    """The libraries an extension finds through an ``$ORIGIN``-relative search path (a
-    wheel's ``<dist>.libs``): a copy elsewhere would not find them, so they are loaded from
-    where they are first, once per process, and every copy links to that one instance."""
-    needed, dirs = _elf_dependencies(origin)
-    here = os.path.dirname(os.path.realpath(origin))
-    found = []
-    for directory in dirs:
-        if "$ORIGIN" not in directory and "${ORIGIN}" not in directory:
-            continue  # an absolute path resolves from the copy as well
-        directory = directory.replace("${ORIGIN}", here).replace("$ORIGIN", here)
-        for name in needed:
-            candidate = os.path.join(directory, name)
-            if os.path.exists(candidate):
-                found.append(os.path.normpath(candidate))
-    return found
+    def bundled(self, path: str) -> list[tuple[str, str]]:
+        """``(name, path)`` of the libraries this object (at ``path``) finds through an
+        ``$ORIGIN``-relative search path (a wheel's ``<dist>.libs``, or its package
+        directory as pyarrow has it), which a copy elsewhere would not find."""
+        here = os.path.dirname(os.path.realpath(path))
+        found: list[tuple[str, str]] = []
+        for directory in self.runpath:
+            if "$ORIGIN" not in directory and "${ORIGIN}" not in directory:
+                continue  # an absolute path resolves from the copy as well
+            directory = directory.replace("${ORIGIN}", here).replace("$ORIGIN", here)
+            for name in self.needed:
+                candidate = os.path.join(directory, name)
+                if os.path.exists(candidate) and all(name != seen for seen, _ in found):
+                    found.append((name, os.path.realpath(candidate)))
+        return found
 
 
 def sysconfig_flag(name: str) -> bool:
@@ -394,7 +435,9 @@ class _State:
         self.depth = 0  # > 0 while an isolated load runs in this interpreter
         self.saved = 0
         self.lock = threading.RLock()
-        self.loaded_libraries: set[str] = set()
+        self.loaded_libraries: set[str] = set()  # shared: loaded from where they are
+        self.private: dict[str, bytes] = {}  # a library's real path -> its copy's SONAME
+        self.elf: dict[str, _Elf] = {}  # read once per worker
         # The Rust loader declares own-GIL support in each copy's definition; the switch
         # also covers modules that a copy's code creates from definitions of its own. The
         # free-threaded build refuses the switch (and needs only the loader's part).
@@ -457,13 +500,15 @@ class _State:
             self.dir = os.path.join(self.base, mine)
         return self.dir_fd
 
-    def make_copy(self, origin: str) -> tuple[str, int, str]:
+    def make_copy(self, origin: str, patches: Iterable[tuple[int, bytes]] = ()) -> tuple[str, int, str]:
         """A private copy of ``origin`` (a new file: hard and symbolic links would give the
         same loaded instance), at the same place below the copy directory as below its
         ``sys.path`` entry, so that relative lookups between copies keep working. Every
         directory and the file are made relative to the held directory descriptor, never
-        following a link. Returns the path to load, and the file's directory descriptor and
-        name (to unlink it once loaded; the caller closes the descriptor)."""
+        following a link. ``patches`` are ``(file offset, bytes)`` written over the copy
+        (same-length rewrites of library names, :meth:`renames`). Returns the path to load,
+        and the file's directory descriptor and name (to unlink it once loaded; the caller
+        closes the descriptor)."""
         real = os.path.realpath(origin)
         entry = ""
         for path in sys.path:
@@ -489,6 +534,9 @@ class _State:
             with open(real, "rb") as src, os.fdopen(out, "wb") as dst:
                 while chunk := src.read(1 << 20):
                     dst.write(chunk)
+                for offset, data in patches:
+                    dst.seek(offset)
+                    dst.write(data)
         except BaseException:
             os.close(fd)
             raise
@@ -497,13 +545,89 @@ class _State:
         # directories on it are ours and 0700, so no other user can change what it names.
         return os.path.join(self.dir or "", relative), fd, filename
 
-    def load_libraries(self, origin: str) -> None:
+    def read_elf(self, path: str) -> _Elf:
+        if path not in self.elf:
+            self.elf[path] = _Elf(path)
+        return self.elf[path]
+
+    def needs_private(self, path: str, seen: frozenset[str] = frozenset()) -> bool:
+        """Whether the bundled library ``path`` must be private to this worker: it links
+        against Python (its C globals would hold the first interpreter's objects: pyarrow's
+        ``libarrow_python`` keeps that interpreter's numpy), or a bundled library it needs
+        in turn must be (it would call the first worker's copy)."""
+        elf = self.read_elf(path)
+        return elf.links_python or any(
+            self.needs_private(dep, seen | {path}) for _, dep in elf.bundled(path) if dep not in seen
+        )
+
+    def load_libraries(self, origin: str, seen: frozenset[str] = frozenset()) -> dict[str, bytes]:
+        """Load the bundled libraries that ``origin`` needs, dependencies first: each one
+        that links against Python (:meth:`needs_private`) as a private copy of this worker
+        with a SONAME of its own (:meth:`load_private`), the others from where they are, once
+        per process. A copy's ``DT_NEEDED`` is then satisfied by the already-loaded object
+        that bears its name (the dynamic loader matches loaded objects by SONAME, across
+        ``RTLD_LOCAL``). Returns the renames for ``origin``'s copy: name -> the private
+        copy's SONAME."""
         from . import _interpool
 
-        for library in _bundled_libraries(origin):
-            if library not in self.loaded_libraries:
+        renames: dict[str, bytes] = {}
+        for name, library in self.read_elf(origin).bundled(origin):
+            if library in seen:
+                continue
+            if library in self.private:
+                renames[name] = self.private[library]
+            elif self.needs_private(library):
+                renames[name] = self.load_private(name, library, seen | {origin})
+            elif library not in self.loaded_libraries:
+                self.load_libraries(library, seen | {origin})  # (none private: loaded from where they are)
                 _interpool._dlopen(library)
                 self.loaded_libraries.add(library)
+        return renames
+
+    def private_name(self, name: str) -> bytes:
+        """A SONAME for this worker's copy of the library ``name``, of the same length (a
+        rewrite in place needs no ELF relayout): its first characters become
+        ``i<interpreter id>.<n>-`` (hex; interpreter ids are never reused in a process, and
+        ``n`` counts this worker's private libraries), so no two copies share a name."""
+        from . import _interpool
+
+        old = name.encode("utf-8", "surrogateescape")
+        tag = f"i{_interpool.interpreter_id():x}.{len(self.private):x}-".encode()
+        if len(tag) >= len(old):
+            raise ImportError(f"isolate: the library name {name!r} is too short to rename its private copy")
+        return tag + old[len(tag) :]
+
+    def renames(self, path: str, renames: dict[str, bytes]) -> list[tuple[int, bytes]]:
+        """The patches that rename, in the copy of ``path``, each library name of ``renames``
+        (every occurrence in its dynamic string table: DT_NEEDED, DT_SONAME, version needs)."""
+        names = self.read_elf(path).names
+        return [(offset, new) for old, new in renames.items() for offset in names.get(old, ())]
+
+    def load_private(self, name: str, library: str, seen: frozenset[str]) -> bytes:
+        """Load this worker's private copy of the bundled library ``library`` (needed as
+        ``name``), renamed so that only this worker's copies bind to it; its SONAME."""
+        from . import _interpool
+
+        elf = self.read_elf(library)
+        if elf.soname != name:
+            raise ImportError(
+                f"isolate: {library} links against Python, so each worker needs a copy of its own, but its SONAME "
+                f"({elf.soname!r}) is not the name its dependents load it by ({name!r}): the copy cannot be renamed "
+                "in place. Use this package in a process (fallback='process') instead"
+            )
+        renames = self.load_libraries(library, seen)
+        soname = renames[name] = self.private_name(name)
+        path, fd, filename = self.make_copy(library, self.renames(library, renames))
+        try:
+            _interpool._dlopen(path)
+            self.private[library] = soname
+        finally:
+            try:
+                os.unlink(filename, dir_fd=fd)  # loaded: no one else may load it
+            except OSError:
+                pass
+            os.close(fd)
+        return soname
 
 
 class _Loader:
@@ -520,8 +644,8 @@ class _Loader:
         copy = None
         try:
             with state.lock:
-                copy = state.make_copy(origin)
-                state.load_libraries(origin)
+                renames = state.load_libraries(origin)
+                copy = state.make_copy(origin, state.renames(origin, renames))
             state.enter()
             try:
                 module, multi_phase = _interpool._load_copy(copy[0], _init_symbol(spec.name), spec)

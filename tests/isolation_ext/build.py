@@ -8,7 +8,10 @@ Layout, as a wheel repaired by auditwheel would have it:
     ipt_pkg/_multi<EXT>    multi-phase without Py_mod_multiple_interpreters, a C counter
     ipt_pkg/_broken<EXT>   its init function raises
     ipt_pkg/_mainonly<EXT> its exec slot fails outside the main interpreter
+    ipt_pkg/_pylinked<EXT> single-phase, links libiptpy2.so.1 and libiptpy.so.1 through $ORIGIN
     ipt_pkg.libs/libiptdep.so
+    ipt_pkg.libs/libiptpy.so.1   links against Python (as libarrow_python.so), needs libiptdep.so
+    ipt_pkg.libs/libiptpy2.so.1  no Python symbols, needs libiptpy.so.1
     ipt_other/__init__.py, ipt_other/_multi<EXT>
     ipt_wrap/__init__.py   pure Python: imports ipt_pkg._multi and, as pandas does with numpy,
                            raises its own ImportError from the refusal
@@ -64,6 +67,28 @@ def build(dest: str) -> str:
         f"-L{libs}",
         "-liptdep",
         "-Wl,--enable-new-dtags,-rpath,$ORIGIN/../ipt_pkg.libs",
+    )
+    pylib, pylib2 = os.path.join(libs, "libiptpy.so.1"), os.path.join(libs, "libiptpy2.so.1")
+    origin = "-Wl,--enable-new-dtags,-rpath,$ORIGIN"
+    _cc(
+        f"-I{include}",
+        os.path.join(HERE, "pylib.c"),
+        "-o",
+        pylib,
+        "-Wl,-soname,libiptpy.so.1",
+        f"-L{libs}",
+        "-liptdep",
+        origin,
+    )
+    _cc(os.path.join(HERE, "pylib2.c"), "-o", pylib2, "-Wl,-soname,libiptpy2.so.1", pylib, origin)
+    _cc(
+        f"-I{include}",
+        os.path.join(HERE, "pylinked.c"),
+        "-o",
+        os.path.join(dest, "ipt_pkg", "_pylinked" + suffix),
+        pylib2,
+        pylib,
+        origin + "/../ipt_pkg.libs",
     )
     for package in ("ipt_pkg", "ipt_other"):
         _cc(f"-I{include}", os.path.join(HERE, "multi.c"), "-o", os.path.join(dest, package, "_multi" + suffix))
