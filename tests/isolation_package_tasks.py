@@ -41,6 +41,56 @@ def op_pandas() -> dict[str, Any]:
     }
 
 
+def op_pyarrow() -> dict[str, Any]:
+    """numpy to Arrow and back: pyarrow's numpy bridge, in its bundled libarrow_python.so."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ints = pa.array(np.arange(12, dtype=np.int64) * 3)
+    table = pa.table({"ints": ints, "floats": pa.array(np.linspace(0.0, 1.0, 12)), "words": ["x", "yz"] * 6})
+    floats = table.column("floats").to_numpy()
+    return {
+        "ints": ints.to_pylist(),
+        "sum": pc.sum(ints).as_py(),
+        "floats": [round(float(v), 9) for v in floats],
+        "schema": [(field.name, str(field.type)) for field in table.schema],
+        "filtered": table.filter(pc.greater(table["ints"], 20)).num_rows,
+    }
+
+
+def op_pandas_pyarrow() -> dict[str, Any]:
+    """pandas with pyarrow-backed columns, and a DataFrame to an Arrow table and back."""
+    import pandas as pd
+    import pyarrow as pa
+
+    frame = pd.DataFrame(
+        {
+            "city": pd.array(
+                ["Oslo", "Lima", "Oslo", "Pune", "Lima", "Oslo", "Pune", "Lima"] * 25, dtype="string[pyarrow]"
+            ),
+            "value": pd.array([float((i * 37) % 101) / 7 for i in range(200)], dtype="float64[pyarrow]"),
+            "year": pd.Series(list(range(2000, 2008)) * 25, dtype="int64[pyarrow]"),
+        }
+    )
+    grouped = frame.groupby("city")["value"].sum()
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    # use_threads=False: Arrow's threads would call back into Python through PyGILState_Ensure,
+    # which attaches them to the main interpreter (docs/isolation.md, "Known not to work")
+    back = table.to_pandas(use_threads=False)
+    numeric = pa.Table.from_pandas(pd.DataFrame({"x": [1.5, 2.5, None], "n": [1, 2, 3]}), preserve_index=False)
+    return {
+        "dtypes": [str(t) for t in frame.dtypes],
+        "grouped": {city: round(float(v), 9) for city, v in grouped.items()},
+        "schema": [(field.name, str(field.type)) for field in table.schema],
+        "back": {column: [str(v) for v in back[column].head(8)] for column in back.columns},
+        "numeric": {
+            k: [None if v != v else v for v in vs]
+            for k, vs in numeric.to_pandas(use_threads=False).to_dict("list").items()
+        },
+    }
+
+
 def op_scipy() -> dict[str, Any]:
     import numpy as np
     from scipy import optimize

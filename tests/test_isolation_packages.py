@@ -135,6 +135,24 @@ def test_pandas_groupby() -> None:
     assert set(result["grouped"]) == {"Lima", "Oslo", "Pune"}
 
 
+def test_pyarrow_numpy_bridge() -> None:
+    need("pyarrow")
+    # pyarrow's numpy bridge is libarrow_python.so, a bundled library that links against
+    # Python: each worker needs a copy of its own (before, the second worker's
+    # pa.array(ndarray) failed with ArrowTypeError: the library held the first one's numpy)
+    result = check_same_as_main(["pyarrow", "numpy"], tasks.op_pyarrow)
+    assert result["sum"] == 198 and result["filtered"] == 5
+
+
+def test_pandas_with_pyarrow() -> None:
+    need("pandas")
+    need("pyarrow")
+    # pyarrow-backed columns and DataFrame <-> Arrow table, in 2 workers at once
+    result = check_same_as_main(["pandas", "numpy", "pyarrow"], tasks.op_pandas_pyarrow)
+    assert result["dtypes"][1:] == ["double[pyarrow]", "int64[pyarrow]"]
+    assert result["numeric"] == {"x": [1.5, 2.5, None], "n": [1, 2, 3]}
+
+
 def test_scipy_minimize() -> None:
     need("scipy")
     result = check_same_as_main(["scipy", "numpy"], tasks.op_scipy)
@@ -222,8 +240,9 @@ def test_black_mypyc_compiled() -> None:
 
 def test_auto_isolates_every_package_at_once() -> None:
     # isolate="auto": every extension module outside the stdlib, nested ones included
-    # (pandas -> numpy, pydantic -> pydantic_core, scipy's modules caching numpy's C API)
-    packages = ["pandas", "scipy", "pydantic", "orjson", "msgspec", "regex", "lxml", "cryptography", "yaml"]
+    # (pandas -> numpy, pyarrow -> its private libarrow_python, pydantic -> pydantic_core,
+    # scipy's modules caching numpy's C API)
+    packages = ["pandas", "pyarrow", "scipy", "pydantic", "orjson", "msgspec", "regex", "lxml", "cryptography", "yaml"]
     names = [p for p in [*packages, "rapidfuzz", "black"] if importlib.util.find_spec(p) is not None]  # op_<p>
     if FREE_THREADED:
         names = [n for n in names if n not in ("pydantic", "cryptography")]  # PYO3_SUBMODULES_REFUSED
