@@ -288,13 +288,79 @@ def test_check_grows_the_isolated_packages_until_the_import_is_clean(monkeypatch
 
     monkeypatch.setattr(_check, "_in_worker", fake_worker)
     monkeypatch.setattr(_check, "isolation_supported", lambda: True)
+    monkeypatch.setattr(_check, "_together", lambda name, **options: {"ok": True, "what": "a call", "refused": []})
     report = _check.check_module("pandas")
     assert tried == [None, ["numpy"], ["numpy", "pandas"]]
     assert (report["status"], report["isolate"]) == ("isolated", ["numpy", "pandas"])
     assert _check.format_report(report) == [
         "ISOLATED  pandas: works only isolated: InterpreterPoolExecutor(isolate=['numpy', 'pandas'])"
+        " (a real call in 2 workers at once: a call)"
     ]
     assert not _check.failed(report, strict=False) and _check.failed(report, strict=True)
+
+
+def _fake_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    """check's import step, simulated: the module imports with isolate=['numpy', 'pandas']."""
+    from interpool import _check
+
+    def fake_worker(name: str, **options: Any) -> dict[str, Any]:
+        if options.get("isolate"):
+            return {"ok": True, "file": "/x/pandas/__init__.py", "refused": [], "later": [], "warnings": []}
+        message = "module numpy._core does not support loading in subinterpreters"
+        refused = [["numpy._core", message], ["pandas._libs", message]]
+        return {
+            "ok": False,
+            "error": f"ImportError: {message}",
+            "refusal": True,
+            "refused_module": "numpy._core",
+            "refused": refused,
+            "later": [],
+            "warnings": [],
+        }
+
+    monkeypatch.setattr(_check, "_in_worker", fake_worker)
+    monkeypatch.setattr(_check, "isolation_supported", lambda: True)
+
+
+def test_check_grows_isolate_with_what_the_real_call_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pandas imports, but its real call (2 workers at once) loads pyarrow, refused until
+    isolated too: check answers with what the call needed."""
+    from interpool import _check
+
+    _fake_import(monkeypatch)
+    calls: list[list[str]] = []
+
+    def fake_together(name: str, **options: Any) -> dict[str, Any]:
+        calls.append(options.get("isolate") or [])
+        if "pyarrow" in (options.get("isolate") or []):
+            return {"ok": True, "what": "pyarrow columns", "refused": []}
+        message = "module pyarrow.lib does not support loading in subinterpreters"
+        return {"ok": False, "error": f"ImportError: {message}", "refused": [["pyarrow.lib", message]]}
+
+    monkeypatch.setattr(_check, "_together", fake_together)
+    report = _check.check_module("pandas")
+    assert calls == [["numpy", "pandas"], ["numpy", "pandas", "pyarrow"]]
+    assert (report["status"], report["isolate"], report["operation"]) == (
+        "isolated",
+        ["numpy", "pandas", "pyarrow"],
+        "pyarrow columns",
+    )
+
+
+def test_check_fails_a_module_whose_real_call_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An import that works proves little: pyarrow's numpy bridge failed only in the second
+    worker that called it (ArrowTypeError), and check said ISOLATED. Now it says FAIL."""
+    from interpool import _check
+
+    _fake_import(monkeypatch)
+    error = "ArrowTypeError: Input object was not a NumPy array"
+    monkeypatch.setattr(_check, "_together", lambda name, **options: {"ok": False, "error": error, "refused": []})
+    report = _check.check_module("pandas")
+    assert report["status"] == "fails" and _check.failed(report, strict=False)
+    assert _check.format_report(report) == [
+        "FAIL      pandas: fails: it imports, but a real call fails in 2 workers at once "
+        f"(isolate=['numpy', 'pandas']): {error}"
+    ]
 
 
 @pytest.mark.timeout(120)

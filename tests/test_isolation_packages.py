@@ -18,6 +18,7 @@ numpy's own test suite in workers is scripts/isolation-evidence.py (minutes, not
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import pickle
 import subprocess
@@ -93,7 +94,7 @@ def in_main_interpreter(op: Callable[..., Any], *args: Any) -> Any:
 
 
 def run_together(
-    isolate: list[str] | str, op: Callable[..., Any], *args: Any, each: list[tuple[Any, ...]] | None = None
+    isolate: list[str] | str | None, op: Callable[..., Any], *args: Any, each: list[tuple[Any, ...]] | None = None
 ) -> list[Any]:
     """Run ``op(*args)`` (or ``op(*args, *each[i])`` on worker i) once on each of 2 workers,
     at the same time; their results."""
@@ -288,3 +289,40 @@ def test_numpy_shared_buffer_filled_in_slices() -> None:
     done = run_together(["numpy"], tasks.np_fill, buf, rows, cols, each=each)
     assert sorted(part for parts in done for part in parts) == list(range(nparts))
     np.testing.assert_array_equal(array, tasks.expected_block(0, rows, cols))
+
+
+# The isolation set (requirements-isolation.txt) as modules, each with this file's operation.
+CHECKED = ["numpy", "pandas", "pyarrow", "scipy", "pydantic", "orjson", "msgspec", "regex", "lxml"]
+CHECKED += ["cryptography", "yaml", "rapidfuzz", "black", "cytoolz"]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("module", CHECKED)
+def test_check_agrees_with_a_real_call(module: str) -> None:
+    # `python -m interpool check MODULE` says where MODULE works, with which isolate=; a real
+    # call in 2 concurrent workers must agree: work (equal to the main interpreter's result)
+    # where check says ok/ISOLATED, and fail in a worker where it says LANE or FAIL.
+    need(module)
+    # in a process of its own, as users run it: check's first try, a plain worker, makes 3.13
+    # run a single-phase init in the main interpreter, which may print an unraisable error
+    proc = subprocess.run(
+        [sys.executable, "-m", "interpool", "check", "--json", module],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=_child_env(None),
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    report = json.loads(proc.stdout)["modules"][0]
+    op = getattr(tasks, f"op_{module}")
+    if module == "pandas" and importlib.util.find_spec("pyarrow") is not None:
+        op = tasks.op_pandas_pyarrow  # the common install: pandas uses pyarrow
+    if report["status"] in ("worker", "isolated"):
+        assert report["operation"], report  # check ran its own real call too
+        expected = in_main_interpreter(op)
+        for result in run_together(report["isolate"], op):
+            assert result == expected
+    else:
+        with InterpreterPoolExecutor(1, isolate=report["isolate"], fallback=None) as pool:
+            with pytest.raises(ImportError):
+                pool.submit(op).result(timeout=120)

@@ -18,6 +18,13 @@ After an import that succeeds, the distribution's other extension modules are lo
 some packages load their accelerator only when first used (protobuf's upb), and a worker
 refuses it then just as silently.
 
+For the packages it knows (``_operations``: the isolation set), check then runs a real
+operation in 2 workers at once (both held at a rendezvous, so two distinct interpreters run
+it concurrently), with the ``isolate=`` found above: an import proves little when C state that
+only a call reaches is process-wide (pyarrow's numpy bridge failed only in the second worker).
+Extension modules refused during the call are added to ``isolate=`` as for the import; a call
+that still fails makes the status ``fails``.
+
 Statuses: ``worker`` (works in a worker; ``degraded`` when extension modules were refused),
 ``isolated`` (works only isolated), ``lane`` (works only in the fallback lane), ``fails``
 (why; also an import that succeeds only after swallowing a refusal *and warning*, as polars
@@ -33,9 +40,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import _lane_process, _refusal
+from . import _lane_process, _operations, _refusal
 from ._dispatch import TaskFuture
 from ._executor import InterpreterPoolExecutor
+from ._interpool import Queue
 from ._probe import probe
 
 # How many times isolation is retried with the packages refused in the previous attempt.
@@ -104,6 +112,64 @@ def _isolated(name: str, refused: list[list[str]]) -> tuple[list[str], dict[str,
     return None
 
 
+def _together(name: str, workers: int = 2, **options: Any) -> dict[str, Any]:
+    """Run ``name``'s real operation (:mod:`._operations`) on ``workers`` workers at once; the
+    first failure, or the first result (``ok``, ``what``), with the refusals of all of them."""
+    arrive: Queue[int] = Queue()
+    go: Queue[None] = Queue()
+    results: list[dict[str, Any]] = []
+    with InterpreterPoolExecutor(workers, max_tasks_per_worker=1, fallback=None, **options) as pool:
+        futures = [pool.submit(_operations.run_together, arrive, go, name) for _ in range(workers)]
+        arrived = 0
+        while arrived < workers and not any(f.done() for f in futures):
+            try:
+                arrive.get(timeout=0.2)
+                arrived += 1
+            except Exception:  # QueueEmpty
+                continue
+        for _ in range(workers):
+            go.put(None)
+        for future in futures:
+            try:
+                results.append(future.result())
+            except BaseException as exc:  # the worker itself broke
+                results.append({"ok": False, "error": f"{type(exc).__name__}: {exc}", "refused": []})
+    refused = list({m: [m, msg] for r in results for m, msg in r["refused"]}.values())
+    failed = [r for r in results if not r["ok"]]
+    return {**(failed[0] if failed else results[0]), "refused": refused}
+
+
+def _real_call(name: str, report: dict[str, Any]) -> None:
+    """Run ``name``'s real operation in 2 workers at once with the ``isolate=`` the import
+    needed, growing it with the packages refused during the call; on failure the status
+    becomes ``fails`` (see the module docstring)."""
+    if not _operations.known(name):
+        return
+    packages: list[str] = list(report["isolate"] or []) if report["status"] == "isolated" else []
+    for _ in range(_ISOLATION_ROUNDS + 1):
+        result = _together(name, isolate=list(packages)) if packages else _together(name)
+        if result["ok"]:
+            report["operation"] = result["what"]
+            if packages and (report["status"] == "worker" or packages != report["isolate"]):
+                # the call needed more than the import: what it needed is the answer
+                report.update(status="isolated", isolate=packages, degraded=False, fixes=[])
+            return
+        new = [
+            top
+            for top in dict.fromkeys(_refusal.top_level(m) for m, _ in result["refused"])
+            if top not in packages and _can_isolate(top)
+        ]
+        if not new or not isolation_supported():
+            break
+        packages += new
+    where = f"isolate={packages!r}" if packages else "a plain worker"
+    report.update(
+        status="fails",
+        degraded=False,
+        error=f"it imports, but a real call fails in 2 workers at once ({where}): {result['error']}",
+    )
+
+
 def check_module(name: str) -> dict[str, Any]:
     """The report for one module (see the module docstring)."""
     worker = _in_worker(name)
@@ -120,6 +186,7 @@ def check_module(name: str) -> dict[str, Any]:
         "warnings": worker["warnings"],
         "error": None if worker["ok"] else worker["error"],
         "isolate": None,
+        "operation": None,
         "fixes": [],
     }
     isolated = _isolated(name, all_refused) if all_refused and isolation_supported() else None
@@ -128,11 +195,13 @@ def check_module(name: str) -> dict[str, Any]:
         if isolated is not None:
             report["isolate"] = isolated[0]
             report["fixes"].append(f"InterpreterPoolExecutor(isolate={isolated[0]!r}) keeps them")
+        _real_call(name, report)
         return report
     if isolated is not None:
         report.update(
             status="isolated", isolate=isolated[0], file=isolated[1]["file"], warnings=isolated[1]["warnings"]
         )
+        _real_call(name, report)
         return report
     if swallowed:
         lane = _in_lane_process(name)
@@ -222,6 +291,8 @@ def format_report(report: dict[str, Any]) -> list[str]:
         text = f"works only in the fallback lane (calls that need it run in a process): {why}"
     else:
         text = f"fails in a worker: {report['error']}" if report["degraded"] else f"fails: {report['error']}"
+    if report.get("operation") and status in ("worker", "isolated"):
+        text += f" (a real call in 2 workers at once: {report['operation']})"
     lines = [f"{label:<9} {name}: {text}"]
     lines += [f"{'':<10}warning: {warning}" for warning in report["warnings"]]
     lines += [f"{'':<10}fix: {fix}" for fix in report["fixes"]]
