@@ -15,7 +15,9 @@ Two halves:
   extension module in scope it copies the file into the worker's own directory (laid out
   like the ``sys.path`` entry it came from), loads the copy with the Rust loader
   (``src/isolate.rs``: the init function runs in this interpreter), and unlinks the copy:
-  the mapping stays valid, and no other interpreter can ever load the same file.
+  the mapping stays valid, and no other interpreter can ever load the same file. Bundled
+  libraries that link against Python (pyarrow's ``libarrow_python.so``) are copied for each
+  worker too, under a SONAME of its own (:meth:`_State.load_libraries`).
 
 The import policy switch ``_imp._override_multi_interp_extensions_check`` is per
 interpreter; it is lifted only in a worker that asked for isolation, and only while one of
