@@ -1,4 +1,15 @@
 fn main() {
+    // src/gilstate.rs: the PyGILState_Ensure/Release stand-ins of each slot, exported under the
+    // names the isolation loader writes into a worker's copies (the lengths of CPython's names).
+    let mut exports = String::new();
+    for slot in 0..256 {
+        exports.push_str(&format!(
+            "/// `PyGILState_Ensure` of slot {slot}'s copies.\n#[unsafe(no_mangle)]\npub extern \"C\" fn ip_gs_ensure_{slot:04x}() -> ffi::PyGILState_STATE {{\n    ensure({slot})\n}}\n\
+             /// `PyGILState_Release` of slot {slot}'s copies.\n#[unsafe(no_mangle)]\npub extern \"C\" fn ip_gs_release_{slot:04x}(state: ffi::PyGILState_STATE) {{\n    release(state)\n}}\n"
+        ));
+    }
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(out.join("gilstate_exports.rs"), exports).expect("OUT_DIR is writable");
     // Emit cfg(Py_3_12), cfg(Py_3_13), cfg(Py_GIL_DISABLED), ... for the target Python.
     pyo3_build_config::use_pyo3_cfgs();
     // cfg(private_dict_api): the target CPython exports `_PyDict_FromItems` and

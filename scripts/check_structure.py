@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("C API", ["debug", "fork_guard", "py"]),
     ("interpreter runtime", ["pin", "globals", "decoded", "state", "object", "args", "trampoline", "testing"]),
     ("values", ["handles", "codec"]),
-    ("workers", ["protocol", "interrupt", "blas", "isolate", "interp", "threads", "worker"]),
+    ("workers", ["protocol", "interrupt", "blas", "gilstate", "isolate", "interp", "threads", "worker"]),
     ("classes", ["pool", "queue", "buffer"]),
     ("module", ["module"]),
 ]

@@ -138,6 +138,7 @@ impl SubInterpreter {
         let lock = serialized();
         let gate = GateHeld::enter(crate::isolate::WORKER); // detached, as every wait for it
         let interp = self.attach().interpreter();
+        crate::gilstate::interpreter_ended(interp); // its copies' PyGILState calls: CPython's again
         // SAFETY: our thread state is current, attached and has no frames (no Python code is
         // running on this thread), and it is the interpreter's only one; afterwards the thread
         // has no thread state.

@@ -33,6 +33,7 @@ mod codec;
 mod debug;
 mod decoded;
 mod fork_guard;
+mod gilstate;
 mod globals;
 mod handles;
 mod interp;

@@ -16,7 +16,7 @@ use crate::protocol::Status;
 use crate::py::{Borrowed, Owned, PyResult, Python};
 use crate::state::{ModuleRef, State};
 use crate::trampoline::{Module, method};
-use crate::{blas, buffer, codec, fork_guard, interrupt, isolate, pool, queue, threads};
+use crate::{blas, buffer, codec, fork_guard, gilstate, interrupt, isolate, pool, queue, threads};
 
 /// `interpreter_id() -> int`: the id of the calling interpreter.
 fn interpreter_id<'py>(py: Python<'py>, _module: ModuleRef<'py>) -> PyResult<Owned<'py>> {
@@ -198,7 +198,7 @@ unsafe extern "C" fn module_free(module: *mut c_void) {
     unsafe { crate::trampoline::run(free) };
 }
 
-static mut METHODS: [ffi::PyMethodDef; 23] = [
+static mut METHODS: [ffi::PyMethodDef; 24] = [
     method!(Module, c"interpreter_id", noargs interpreter_id, c"interpreter_id() -> int: id of the calling interpreter"),
     method!(Module, c"roundtrip", o codec::roundtrip, c"roundtrip(obj, /) -> object: encode and decode (tests, benchmarks)"),
     method!(Module, c"_configure", args configure, c"_configure(*, dumps, loads, error_class): the package's hooks"),
@@ -216,6 +216,7 @@ static mut METHODS: [ffi::PyMethodDef; 23] = [
     blas::LIMIT,
     blas::RELEASE,
     blas::LIBRARIES,
+    gilstate::SLOT,
     threads::CURRENT_FRAMES,
     threads::CURRENT_EXCEPTIONS,
     interrupt::INTERRUPT_THREAD,

@@ -75,19 +75,16 @@ def op_pandas_pyarrow() -> dict[str, Any]:
     )
     grouped = frame.groupby("city")["value"].sum()
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    # use_threads=False: Arrow's threads would call back into Python through PyGILState_Ensure,
-    # which attaches them to the main interpreter (docs/isolation.md, "Known not to work")
-    back = table.to_pandas(use_threads=False)
+    # use_threads=True (the default): Arrow's pool threads call back into Python through the
+    # copy's PyGILState_Ensure, which attaches them to this worker (src/gilstate.rs)
+    back = table.to_pandas()
     numeric = pa.Table.from_pandas(pd.DataFrame({"x": [1.5, 2.5, None], "n": [1, 2, 3]}), preserve_index=False)
     return {
         "dtypes": [str(t) for t in frame.dtypes],
         "grouped": {city: round(float(v), 9) for city, v in grouped.items()},
         "schema": [(field.name, str(field.type)) for field in table.schema],
         "back": {column: [str(v) for v in back[column].head(8)] for column in back.columns},
-        "numeric": {
-            k: [None if v != v else v for v in vs]
-            for k, vs in numeric.to_pandas(use_threads=False).to_dict("list").items()
-        },
+        "numeric": {k: [None if v != v else v for v in vs] for k, vs in numeric.to_pandas().to_dict("list").items()},
     }
 
 
@@ -371,3 +368,13 @@ def op_cytoolz() -> dict[str, Any]:
 def run_op(name: str) -> Any:
     """``op_<name>()`` (scripts/soak.py sends the name)."""
     return globals()[f"op_{name}"]()
+
+
+def arrow_to_pandas_on_arrows_threads(n: int) -> float:
+    """An Arrow table of 8 columns to pandas with Arrow's thread pool (the default), whose
+    threads call back into Python to make the result's numpy arrays."""
+    import numpy as np
+    import pyarrow as pa
+
+    table = pa.table({f"c{i}": np.arange(n, dtype=np.float64) + i for i in range(8)})
+    return float(table.to_pandas().to_numpy().sum())

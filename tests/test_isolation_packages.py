@@ -38,7 +38,7 @@ from interpool import (
     _isolate,
 )
 
-from conftest import PATIENCE, _child_env
+from conftest import PATIENCE, _child_env, run_script
 
 pytestmark = pytest.mark.skipif(not _isolate.supported(), reason="isolate= needs CPython 3.13+ (docs/isolation.md)")
 
@@ -152,6 +152,49 @@ def test_pandas_with_pyarrow() -> None:
     result = check_same_as_main(["pandas", "numpy", "pyarrow"], tasks.op_pandas_pyarrow)
     assert result["dtypes"][1:] == ["double[pyarrow]", "int64[pyarrow]"]
     assert result["numeric"] == {"x": [1.5, 2.5, None], "n": [1, 2, 3]}
+
+
+def test_arrows_threads_call_back_into_their_worker() -> None:
+    """Arrow's thread pool calls back into Python with PyGILState_Ensure, which attaches a
+    thread to the *main* interpreter: the copies' calls go to their worker's instead
+    (src/gilstate.rs). Before, `Table.to_pandas()` in a worker aborted the process (`free():
+    invalid pointer`: arrays made in the main interpreter's heap, freed by the worker's). Here
+    with the main interpreter converting at the same time on the same (shared) Arrow pool,
+    and with workers recycled after each task (their slots given back and reused); a crash
+    is the child's exit status."""
+    need("pandas")
+    need("pyarrow")
+    proc = run_script(
+        """
+        import threading
+        import isolation_package_tasks as tasks
+        from interpool import InterpreterPoolExecutor
+
+        expected = tasks.arrow_to_pandas_on_arrows_threads(20_000)
+        stop = threading.Event()
+
+        def main_converts():
+            while not stop.is_set():
+                assert tasks.arrow_to_pandas_on_arrows_threads(20_000) == expected
+
+        beside = threading.Thread(target=main_converts)
+        beside.start()
+        try:
+            for recycle in (None, 1):
+                with InterpreterPoolExecutor(
+                    2, isolate=["pyarrow", "numpy", "pandas"], max_tasks_per_worker=recycle
+                ) as pool:
+                    out = list(pool.map(tasks.arrow_to_pandas_on_arrows_threads, [20_000] * 8))
+                assert out == [expected] * 8, out
+        finally:
+            stop.set()
+            beside.join()
+        print("converted")
+        """,
+        timeout=300,
+        env={"PYTHONMALLOC": "debug", "INTERPOOL_DEBUG": "1"},
+    )
+    assert proc.returncode == 0 and "converted" in proc.stdout, (proc.returncode, proc.stderr[-3000:])
 
 
 def test_scipy_minimize() -> None:

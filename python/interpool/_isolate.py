@@ -306,16 +306,24 @@ def stats(settings: dict[str, Any] | None) -> dict[str, int]:
 # ---------------------------------------------------------------- a worker interpreter
 
 
+# CPython's functions that attach a thread to the *main* interpreter, which a copy calls for
+# its worker's instead (src/gilstate.rs), and the names those have (the same lengths).
+_GILSTATE = {b"PyGILState_Ensure": b"ip_gs_ensure_", b"PyGILState_Release": b"ip_gs_release_"}
+
+
 class _Elf:
     """What isolation reads from an ELF64 little-endian shared object's dynamic section:
     ``needed`` (DT_NEEDED names, in order), ``soname`` (DT_SONAME or ``None``), ``runpath``
     (DT_RUNPATH, else DT_RPATH, directories), ``names`` (every library name in its dynamic
     string table, DT_NEEDED, DT_SONAME and the files of its version needs, with the file
-    offsets where each occurrence starts, for a same-length rewrite) and ``links_python``
+    offsets where each occurrence starts, for a same-length rewrite), ``links_python``
     (its dynamic symbol table has undefined ``Py*``/``_Py*`` symbols: it calls the C API of
-    the interpreter that loads it). Anything that is not such an object reads as empty."""
+    the interpreter that loads it) and ``gilstate`` (the file offsets of the names of its
+    undefined ``PyGILState_Ensure``/``PyGILState_Release`` symbols, with the name: a copy
+    calls its worker's instead, :meth:`_State.gilstate_patches`). Anything that is not such
+    an object reads as empty."""
 
-    __slots__ = ("links_python", "names", "needed", "runpath", "soname")
+    __slots__ = ("gilstate", "links_python", "names", "needed", "runpath", "soname")
 
     def __init__(self, path: str) -> None:
         import struct
@@ -325,6 +333,7 @@ class _Elf:
         self.runpath: list[str] = []
         self.names: dict[str, list[int]] = {}
         self.links_python = False
+        self.gilstate: list[tuple[int, bytes]] = []
         rpath: list[str] = []
         with open(path, "rb") as f:
             head = f.read(64)
@@ -387,7 +396,9 @@ class _Elf:
                     for name, _info, _other, shndx, _value, _size in struct.iter_unpack("<IBBHQQ", symbols):
                         if shndx == 0 and name and strings.startswith((b"Py", b"_Py"), name):  # SHN_UNDEF
                             self.links_python = True
-                            break
+                            for which in _GILSTATE:
+                                if strings.startswith(which + b"\0", name):
+                                    self.gilstate.append((sections[link][4] + name, which))
         self.runpath = self.runpath or rpath
 
     def bundled(self, path: str) -> list[tuple[str, str]]:
@@ -439,6 +450,7 @@ class _State:
         self.lock = threading.RLock()
         self.loaded_libraries: set[str] = set()  # shared: loaded from where they are
         self.private: dict[str, bytes] = {}  # a library's real path -> its copy's SONAME
+        self.slot: int | None = None  # this interpreter's slot of src/gilstate.rs, once a copy needs it
         self.elf: dict[str, _Elf] = {}  # read once per worker
         # The Rust loader declares own-GIL support in each copy's definition; the switch
         # also covers modules that a copy's code creates from definitions of its own. The
@@ -601,9 +613,26 @@ class _State:
 
     def renames(self, path: str, renames: dict[str, bytes]) -> list[tuple[int, bytes]]:
         """The patches that rename, in the copy of ``path``, each library name of ``renames``
-        (every occurrence in its dynamic string table: DT_NEEDED, DT_SONAME, version needs)."""
+        (every occurrence in its dynamic string table: DT_NEEDED, DT_SONAME, version needs),
+        and its ``PyGILState_Ensure``/``Release`` symbols (:meth:`gilstate_patches`)."""
         names = self.read_elf(path).names
-        return [(offset, new) for old, new in renames.items() for offset in names.get(old, ())]
+        patches = [(offset, new) for old, new in renames.items() for offset in names.get(old, ())]
+        return patches + self.gilstate_patches(path)
+
+    def gilstate_patches(self, path: str) -> list[tuple[int, bytes]]:
+        """The patches that make the copy of ``path`` call this worker's ``PyGILState_Ensure``
+        and ``PyGILState_Release`` (src/gilstate.rs): CPython's attach a thread without a
+        thread state to the main interpreter, so a copy's own threads calling back into Python
+        (Arrow's thread pool in ``Table.to_pandas()``) would run in the main interpreter, with
+        its heap (``free(): invalid pointer``)."""
+        found = self.read_elf(path).gilstate
+        if not found:
+            return []
+        if self.slot is None:
+            from . import _interpool
+
+            self.slot = _interpool._gilstate_slot()
+        return [(offset, _GILSTATE[which] + f"{self.slot:04x}".encode()) for offset, which in found]
 
     def load_private(self, name: str, library: str, seen: frozenset[str]) -> bytes:
         """Load this worker's private copy of the bundled library ``library`` (needed as

@@ -65,7 +65,7 @@ def op_pandas() -> str:
     )
     _expect("pyarrow groupby", arrow.groupby("k")["v"].sum().to_dict(), {"a": 4, "b": 2})
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    _expect("Table.from_pandas + to_pandas", table.to_pandas(use_threads=False)["v"].tolist(), [1.0, 2.0, 3.0, 4.0])
+    _expect("Table.from_pandas + to_pandas", table.to_pandas()["v"].tolist(), [1.0, 2.0, 3.0, 4.0])
     return "DataFrame groupby, pyarrow-backed columns, Table.from_pandas + to_pandas"
 
 
