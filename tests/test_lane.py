@@ -153,6 +153,40 @@ def test_a_call_that_had_started_is_never_run_twice(lane: str, tmp_path: Any) ->
         assert f.read() == "ran\nran\n"
 
 
+@pytest.mark.timeout(60)
+def test_a_function_that_starts_with_the_refused_import_moves_before_anything_ran(lane: str) -> None:
+    # `def f(x): import readline` fails in a worker before it ran anything but imports: the
+    # call moves to the lane as if the import were at the top of its module, and a map() of it
+    # does not die (issue 23).
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with InterpreterPoolExecutor(2, fallback=lane, isolate=None) as pool:
+            assert pool.submit(lane_late.import_first, 3).result(timeout=30) == 9
+            assert pool.stats()["lane_submitted"] == 1
+            assert list(pool.map(lane_late.import_first, range(6), timeout=60)) == [i * i for i in range(6)]
+            # a batch whose first call fails in its leading imports moves as a whole
+            batched = list(pool.map(lane_late.import_first_again, range(7), chunksize=3, timeout=60))
+            assert batched == [i + 1 for i in range(7)]
+            # a script task that starts with the import too
+            assert pool.submit("import readline\nfrom readline import get_line_buffer\n").result(timeout=30) is None
+            stats = pool.stats()
+            assert stats["lane_functions"] == 3 and stats["lane_completed"] == stats["lane_submitted"]
+    fallbacks = [str(w.message) for w in caught if issubclass(w.category, FallbackWarning)]
+    assert len(fallbacks) == 3 and all("This call and later ones" in text for text in fallbacks), fallbacks
+
+
+@pytest.mark.timeout(60)
+def test_a_call_that_ran_code_before_the_refused_import_fails_and_later_calls_move(lane: str) -> None:
+    with InterpreterPoolExecutor(1, fallback=lane) as pool:
+        with pytest.raises(ImportError) as info:
+            pool.submit(lane_late.import_after_a_call, -2).result(timeout=30)
+        assert "already started" in "\n".join(getattr(info.value, "__notes__", []))
+        assert pool.submit(lane_late.import_after_a_call, -2).result(timeout=30) == 3
+        # In a batch, a later call's refusal fails the batch: its first call had run
+        with pytest.raises(ImportError):
+            list(pool.map(lane_late.import_unless_zero, [0, 1, 2], chunksize=3, timeout=60))
+
+
 @pytest.mark.one_python
 @pytest.mark.timeout(60)
 def test_exceptions_keep_their_types(lane: str) -> None:

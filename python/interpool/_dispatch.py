@@ -476,9 +476,12 @@ class PoolState:
                 future._finish(payload, None)
             elif status in (STATUS_RAISED, STATUS_NOT_STARTED):
                 exc = decode_exception(payload)
-                # A module that cannot load in a worker: the lane may run the call instead.
+                # A module that cannot load in a worker: the lane may run the call instead. A
+                # call that failed in its function's leading imports ran nothing else: it
+                # counts as not started (_worker.failed_before_effects).
+                started = status == STATUS_RAISED and not payload.get("before_effects")
                 lane = self.lane
-                if lane is None or not lane.take_over(future, call, exc, status == STATUS_RAISED):
+                if lane is None or not lane.take_over(future, call, exc, started):
                     if status == STATUS_NOT_STARTED:
                         exc = _not_rebuilt(exc)
                     future._finish(None, exc)

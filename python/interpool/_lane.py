@@ -12,6 +12,9 @@ A call cannot run in a worker when a module it needs refuses own-GIL interpreter
   calls go straight to the lane (:meth:`Fallback.take_over`, :meth:`Fallback.wants`).
 * ``RAISED``: the import happened inside the running call. A call is never run twice, so its
   future fails with the ImportError, with a note; later calls of the function use the lane.
+  Unless the function failed in the imports it starts with (``def f(x): import numpy``): then
+  nothing else ran, the worker says so (``_worker.failed_before_effects``), and the call moves
+  as a ``NOT_STARTED`` one does.
 
 Either way one :class:`~interpool.FallbackWarning` per function says so.
 
@@ -153,8 +156,8 @@ class Fallback:
                 f"interpool: this call of {what} had already started in a worker interpreter when the import of "
                 f"{module} failed, so it was not run again elsewhere (a call never runs twice). Later calls of "
                 f"{what} run in the fallback {self.kind} lane. Import {_refusal.top_level(module)} at the top of "
-                "the task's module to make the switch transparent: the call then fails before it starts, and "
-                "runs in the lane at once."
+                "the task's module, or first in the function, to make the switch transparent: the call then "
+                "fails before anything else of it ran, and runs in the lane at once."
             )
             return False
         self.submit(future, fn, args, kwargs, future._timeout)

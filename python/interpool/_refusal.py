@@ -238,8 +238,8 @@ def fixes(module: str, lane: bool = True) -> list[str]:
     if lane:
         found.append(
             "fallback='process' (the default) runs the calls that need it in a process instead: transparently "
-            f"when {top} is imported at the top of the task's module (fallback='thread': in a thread of the main "
-            "interpreter)"
+            f"when {top} is imported at the top of the task's module or first in the function (fallback='thread': in "
+            "a thread of the main interpreter)"
         )
     if in_stdlib(module):
         found.append(f"use {top} in the main interpreter only")

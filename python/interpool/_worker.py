@@ -18,7 +18,7 @@ from . import _main
 TYPE_CHECKING = False  # not `from typing import`: typing costs workers ~7 ms at start-up
 
 if TYPE_CHECKING:  # keep typing and traceback out of worker start-up
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Sequence
     from types import ModuleType
     from typing import Any
 
@@ -207,22 +207,95 @@ def format_failure(exc: BaseException) -> str:
 
 def exec_script(source: str) -> None:
     """A script task (``pool.submit("code")``): run it in this worker's ``__main__``."""
-    exec(source, vars(sys.modules["__main__"]))  # a documented feature: script tasks
+    exec(source, sys.modules["__main__"].__dict__)  # a documented feature: script tasks
 
 
-def run_chunk(fn: "Callable[..., Any]", chunk: "Iterable[tuple[Any, ...]]") -> "list[Any]":
-    """A batch of ``map`` calls sent as one task."""
-    return [fn(*args) for args in chunk]
+# The batch runners below make their first call before any other (a refusal in its leading
+# imports then moves the whole batch to the lane: :func:`failed_before_effects`).
 
 
-def run_chunk1(fn: "Callable[[Any], Any]", chunk: "Iterable[Any]") -> "list[Any]":
-    """A batch of ``map`` calls of one argument each, sent as one task."""
-    return list(map(fn, chunk))
+def run_chunk(fn: "Callable[..., Any]", chunk: "Sequence[tuple[Any, ...]]") -> "list[Any]":
+    """A batch of ``map`` calls sent as one task (never empty)."""
+    results = [fn(*chunk[0])]
+    results += [fn(*args) for args in chunk[1:]]
+    return results
 
 
-def run_calls(calls: "list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]") -> "list[Any]":
+def run_chunk1(fn: "Callable[[Any], Any]", chunk: "Sequence[Any]") -> "list[Any]":
+    """A batch of ``map`` calls of one argument each, sent as one task (never empty)."""
+    results = [fn(chunk[0])]
+    results += map(fn, chunk[1:])
+    return results
+
+
+def run_calls(calls: "Sequence[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]") -> "list[Any]":
     """A batch of independent calls (a joblib batch) sent as one task."""
-    return [fn(*args, **kwargs) for fn, args, kwargs in calls]
+    if not calls:
+        return []
+    fn, args, kwargs = calls[0]
+    results = [fn(*args, **kwargs)]
+    results += [fn(*args, **kwargs) for fn, args, kwargs in calls[1:]]
+    return results
+
+
+# What a function may run before the import that failed, for its call to count as not started:
+# more imports, and storing what they bound.
+_IMPORT_OPS = frozenset(
+    {
+        "RESUME",
+        "NOP",
+        "CACHE",
+        "EXTENDED_ARG",
+        "MAKE_CELL",
+        "COPY_FREE_VARS",
+        "LOAD_CONST",
+        "LOAD_SMALL_INT",
+        "IMPORT_NAME",
+        "IMPORT_FROM",
+        "STORE_FAST",
+        "STORE_FAST_STORE_FAST",
+        "STORE_NAME",
+        "STORE_GLOBAL",
+        "STORE_DEREF",
+        "POP_TOP",
+        "SWAP",
+        "COPY",
+    }
+)
+_CALL_OPS = frozenset({"CALL", "CALL_KW", "CALL_FUNCTION_EX"})
+
+
+def failed_before_effects(exc: BaseException) -> bool:
+    """Whether the call failed in the imports its function starts with, before it ran anything
+    else: ``def f(x): import numpy`` in a worker that refuses numpy. Then nothing but imports
+    ran (as when the import is at the top of the task's module, which fails before the call
+    starts), and the executor may run the call in its fallback lane instead (``_lane.py``).
+
+    The traceback's first frame is the task's function (called from C), or one of the batch
+    runners above, or :func:`exec_script`, whose first call is then the one that failed. In
+    the function's frame, every instruction before the failed one must be an import or the
+    store of what it bound (:data:`_IMPORT_OPS`), and the failed one an import."""
+    import dis
+
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_frame.f_code in _FIRST_CALL_RUNNERS:
+        for ins in dis.get_instructions(tb.tb_frame.f_code):
+            if ins.opname in _CALL_OPS:
+                if ins.offset != tb.tb_lasti:
+                    return False  # an earlier call of the batch had run
+                break
+        tb = tb.tb_next
+    if tb is None:
+        return False
+    for ins in dis.get_instructions(tb.tb_frame.f_code):
+        if ins.offset == tb.tb_lasti:
+            return ins.opname == "IMPORT_NAME"
+        if ins.opname not in _IMPORT_OPS:
+            return False
+    return False
+
+
+_FIRST_CALL_RUNNERS = frozenset(f.__code__ for f in (run_chunk, run_chunk1, run_calls, exec_script))
 
 
 def _explain(exc: BaseException) -> BaseException:
@@ -244,7 +317,12 @@ def describe(exc: BaseException, _depth: int = 0) -> "dict[str, Any]":
 
     from . import _pickling
 
+    before_effects = False
     if _depth == 0:  # the explanation keeps the original as its cause: explain that once
+        if isinstance(exc, ImportError):
+            from . import _refusal
+
+            before_effects = _refusal.is_refusal(exc) and failed_before_effects(exc)
         exc = _explain(exc)
     kind = type(exc)
     try:
@@ -273,6 +351,7 @@ def describe(exc: BaseException, _depth: int = 0) -> "dict[str, Any]":
         "attrs": None if state is None else state[1],
         "notes": list(notes) if isinstance(notes, list) and all(isinstance(n, str) for n in notes) else None,
         "suppress_context": exc.__suppress_context__,
+        "before_effects": before_effects,
         **{
             name: describe(linked, _depth + 1) if linked is not None and _depth < 16 else None
             for name, linked in links.items()
