@@ -56,3 +56,20 @@ def pylinked(arrive: Any, go: Any) -> dict[str, Any]:
         "twice": _pylinked.bump_twice(),
         "dep": _pylinked.dep(),
     }
+
+
+def imported(names: list[str]) -> dict[str, bool]:
+    """Import ``names``; then which of interpool's isolation module and the names are in
+    ``sys.modules``."""
+    for name in names:
+        importlib.import_module(name)
+    return {name: name in sys.modules for name in ["interpool._isolate", *names]}
+
+
+def numpy_inside(values: list[int]) -> tuple[int, int]:
+    """How tasks are often written: the import inside the function. The sum, and where it ran."""
+    import numpy as np
+
+    from interpool import _interpool
+
+    return int(np.asarray(values).sum()), _interpool.interpreter_id()

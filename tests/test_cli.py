@@ -37,7 +37,8 @@ def check_json(*modules: str, path: str | None = None) -> tuple[int, dict[str, d
 
 
 def in_worker(fn: Any, *args: Any) -> Any:
-    with interpool.InterpreterPoolExecutor(1, fallback=None) as pool:
+    """In a plain worker (check's first verdict is about those; the default isolates)."""
+    with interpool.InterpreterPoolExecutor(1, fallback=None, isolate=None) as pool:
         return pool.submit(fn, *args).result(timeout=60)
 
 
@@ -294,7 +295,7 @@ def test_check_grows_the_isolated_packages_until_the_import_is_clean(monkeypatch
     assert (report["status"], report["isolate"]) == ("isolated", ["numpy", "pandas"])
     assert _check.format_report(report) == [
         "ISOLATED  pandas: works only isolated: InterpreterPoolExecutor(isolate=['numpy', 'pandas'])"
-        " (a real call in 2 workers at once: a call)"
+        " (as the default, isolate='auto', does) (a real call in 2 workers at once: a call)"
     ]
     assert not _check.failed(report, strict=False) and _check.failed(report, strict=True)
 

@@ -85,26 +85,30 @@ def test_dask_executor_isolates_cytoolz_when_installed() -> None:
     if not _isolate.supported():
         pytest.skip("isolate= needs CPython 3.13+")
 
-    for given, expected in [
-        (None, ["cytoolz"]),
-        (["json"], ["json", "cytoolz"]),
-        (["cytoolz"], ["cytoolz"]),
-        ("auto", None),
+    default = object()
+    for given, expected, exclude in [
+        (default, None, ["psutil"]),  # "auto", the default, but psutil: distributed must keep refusing
+        ("auto", None, ["psutil"]),
+        (None, ["cytoolz"], []),
+        (["json"], ["json", "cytoolz"], []),
+        (["cytoolz"], ["cytoolz"], []),
     ]:
-        executor = DaskExecutor(1, isolate=given)
+        executor = DaskExecutor(1) if given is default else DaskExecutor(1, isolate=given)
         try:
             isolation = executor.pool._isolation
             assert isolation is not None
-            assert isolation["names"] == expected
+            assert (isolation["names"], isolation["exclude"]) == (expected, exclude)
         finally:
             executor.shutdown()
 
 
 def test_plain_interpool_executor_cannot_host_dask_tasks_and_says_why() -> None:
-    """Why DaskExecutor exists: distributed cannot be imported in a worker interpreter."""
+    """Why DaskExecutor exists: distributed cannot be imported in a worker interpreter
+    (without isolation; with isolate="auto", the default, it imports, but Dask's wrapper would
+    then run the task and its bookkeeping in the worker interpreter, where get_worker() fails)."""
     import interpool
 
-    with interpool.InterpreterPoolExecutor(1) as pool:
+    with interpool.InterpreterPoolExecutor(1, isolate=None) as pool:
         with pytest.raises(ImportError, match="does not support loading in subinterpreters"):
             pool.submit(__import__, "distributed.worker").result(timeout=60)
 

@@ -94,7 +94,7 @@ def test_call_moved_to_the_lane_by_a_third_party_refusal(fallback: str) -> None:
         warnings.simplefilter("ignore")
         import lane_regex
         from interpool import InterpreterPoolExecutor
-        with InterpreterPoolExecutor(1, fallback={fallback!r}) as pool:
+        with InterpreterPoolExecutor(1, fallback={fallback!r}, isolate=None) as pool:
             print(pool.submit(lane_regex.letters, "abc").result(timeout=60), pool.stats()["lane_submitted"])
         """,
         "True 1",

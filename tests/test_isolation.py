@@ -40,13 +40,84 @@ def ext_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_refused_without_isolate_names_the_option(ext_path: str) -> None:
-    with InterpreterPoolExecutor(1, fallback=None) as pool:
+    with InterpreterPoolExecutor(1, fallback=None, isolate=None) as pool:
         with pytest.raises(ImportError) as info:
             pool.submit(tasks.bump, "ipt_pkg._multi").result(timeout=60)
     message = str(info.value)
     assert "extension module 'ipt_pkg._multi' (package ipt_pkg) cannot be loaded" in message
     assert "does not support loading in subinterpreters" in message
     assert ("isolate=['ipt_pkg']" in message) == _isolate.supported()
+
+
+# ---- the default, isolate="auto" (issue 23, item 5)
+
+
+@needs_isolation
+def test_by_default_refusing_extension_modules_load_in_workers(ext_path: str) -> None:
+    # isolation_tasks.bump imports the module inside the task (the call has started): with
+    # isolate=None that call would fail (test_refused_without_isolate_names_the_option)
+    with InterpreterPoolExecutor(2) as pool:
+        counts = list(pool.map(tasks.bump, ["ipt_pkg._multi", "ipt_pkg._single"] * 2, timeout=60))
+        assert all(len(c) == 1 and c[0] in (1, 2) for c in counts), counts  # each worker's own counter
+        assert pool.submit(tasks.bump, "ipt_other._multi").result(timeout=60) == [1]
+        stats = pool.stats()
+    assert stats.get("lane_submitted") == 0 and stats["isolated_files"] >= 2
+
+
+@needs_isolation
+def test_the_default_costs_nothing_until_an_extension_outside_the_stdlib_is_imported(ext_path: str) -> None:
+    # No directory, no import of interpool._isolate in workers, no finder: the stdlib's own
+    # extension modules (lib-dynload: _json, _csv, _decimal...) load as they are.
+    stdlib = ["json", "csv", "decimal", "array", "hashlib", "xml.etree.ElementTree"]
+    with InterpreterPoolExecutor(1, max_tasks_per_worker=2) as pool:
+        assert pool._isolation is not None and pool._isolation["names"] is None  # "auto"
+        first = pool.submit(tasks.imported, stdlib).result(timeout=60)
+        assert first == {"interpool._isolate": False, **dict.fromkeys(stdlib, True)}
+        assert pool.submit(tasks.imported, []).result(timeout=60) == {"interpool._isolate": False}
+        assert _isolate.pool_dir(pool._isolation) == ""
+        assert pool.stats()["isolated_files"] == 0
+        # (a new worker: max_tasks_per_worker=2)
+        assert pool.submit(tasks.imported, ["ipt_pkg._multi"]).result(timeout=60)["interpool._isolate"]
+        directory = _isolate.pool_dir(pool._isolation)
+        assert os.path.isdir(directory) and pool.stats()["isolated_files"] == 1
+
+
+@needs_isolation
+def test_auto_leaves_the_stdlib_to_the_lane() -> None:
+    # "auto" never copies the stdlib's own modules: readline still refuses workers, and its
+    # calls move to the lane as without isolation.
+    import lane_late
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with InterpreterPoolExecutor(1, fallback="thread") as pool:
+            assert pool.submit(lane_late.import_first, 4).result(timeout=60) == 16
+            stats = pool.stats()
+    assert stats["lane_submitted"] == 1 and stats["isolated_files"] == 0
+
+
+@needs_isolation
+def test_by_default_numpy_runs_in_workers_also_imported_inside_the_function() -> None:
+    np = pytest.importorskip("numpy")
+    import lane_numpy
+
+    with InterpreterPoolExecutor(2) as pool:
+        results = list(pool.map(tasks.numpy_inside, [[1, 2], [3, 4], [5, 6]], timeout=120))
+        assert [total for total, _ in results] == [3, 7, 11]
+        assert all(interp != 0 for _, interp in results), "ran in worker interpreters, not the main one"
+        assert pool.submit(lane_numpy.total, [1, 2, 3]).result(timeout=60) == 6  # numpy at its module's top
+        array = pool.submit(lane_numpy.arange, 4).result(timeout=60)
+        assert isinstance(array, np.ndarray) and array.tolist() == [0, 1, 2, 3]
+        stats = pool.stats()
+    assert stats.get("lane_submitted") == 0 and stats["isolated_files"] >= 1
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="3.13+ isolates")
+def test_py312_default_and_auto_isolate_nothing() -> None:
+    for pool in (InterpreterPoolExecutor(1), InterpreterPoolExecutor(1, isolate="auto")):
+        with pool:
+            assert pool._isolation is None
+            assert pool.submit(abs, -2).result(timeout=60) == 2
 
 
 @needs_isolation
@@ -257,7 +328,7 @@ def test_stats_report_the_copies(ext_path: str) -> None:
     assert stats["isolated_files"] == 1
     assert stats["isolated_mapped_bytes"] > 0
     assert stats["isolated_disk_bytes"] == 0  # a copy is removed once loaded
-    with InterpreterPoolExecutor(1) as plain:
+    with InterpreterPoolExecutor(1, isolate=None) as plain:
         assert plain.stats()["isolated_files"] == 0
 
 
@@ -270,9 +341,12 @@ def test_workers_never_recreate_the_copy_directory(ext_path: str, tmp_path: Any,
     # it and a .so copied into it was dlopen()ed.
     import shutil
 
-    with InterpreterPoolExecutor(1, isolate=["ipt_pkg"]) as pool:
-        assert pool.submit(os.getpid).result(timeout=60) == os.getpid()  # the worker is up
-        directory = pool._isolation["dir"]
+    # (max_tasks_per_worker=1: the second task's worker is a new interpreter, which opens the
+    # pool's directory that the first one made)
+    with InterpreterPoolExecutor(1, isolate=["ipt_pkg"], max_tasks_per_worker=1) as pool:
+        assert pool.submit(tasks.bump, "ipt_pkg._multi").result(timeout=60) == [1]
+        directory = _isolate.pool_dir(pool._isolation)
+        assert os.path.isdir(directory)
         shutil.rmtree(directory)
         foreign = str(tmp_path / "foreign")
         os.mkdir(foreign, 0o755)
@@ -300,9 +374,9 @@ def test_a_pool_name_never_puts_copies_outside_the_process_root(ext_path: str, p
     # removed, and stats() walked the whole temp dir.
     root = os.path.realpath(_isolate.root())
     with InterpreterPoolExecutor(1, isolate=["ipt_pkg"], thread_name_prefix=prefix) as pool:
-        directory = os.path.realpath(pool._isolation["dir"])
-        assert os.path.dirname(directory) == root
         assert pool.submit(tasks.bump, "ipt_pkg._multi").result(timeout=60) == [1]
+        directory = os.path.realpath(_isolate.pool_dir(pool._isolation))
+        assert os.path.dirname(directory) == root
         assert pool.stats()["isolated_files"] >= 1
 
 
@@ -413,7 +487,7 @@ def test_unknown_name_suggests_close_matches() -> None:
 
 def test_isolation_never_runs_in_the_main_interpreter() -> None:
     with pytest.raises(RuntimeError, match="worker interpreters"):
-        _isolate.install({"names": ["x"], "dir": "/nonexistent", "stdlib": []})
+        _isolate.install({"names": ["x"], "root": None, "dir": None, "prefix": "x-"}, print, print)
 
 
 def test_init_symbol_names() -> None:
@@ -440,7 +514,7 @@ def test_a_refusal_wrapped_by_the_importer_runs_in_the_lane(ext_path: str) -> No
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with InterpreterPoolExecutor(1, fallback="thread") as pool:
+        with InterpreterPoolExecutor(1, fallback="thread", isolate=None) as pool:
             first = pool.submit(isolation_wrap_tasks.bump).result(timeout=60)
             # (the thread lane: the main interpreter's module, whose counter goes on)
             assert pool.submit(isolation_wrap_tasks.bump).result(timeout=60) == first + 1
@@ -452,7 +526,7 @@ def test_a_refusal_wrapped_by_the_importer_runs_in_the_lane(ext_path: str) -> No
 
 
 def test_a_wrapped_refusal_is_explained_without_the_lane(ext_path: str) -> None:
-    with InterpreterPoolExecutor(1, fallback=None) as pool:
+    with InterpreterPoolExecutor(1, fallback=None, isolate=None) as pool:
         with pytest.raises(ImportError) as info:
             pool.submit(tasks.bump, "ipt_wrap").result(timeout=60)
     message = str(info.value)
@@ -471,14 +545,17 @@ def test_an_init_that_fails_in_the_main_interpreter_moves_the_call_to_the_lane(e
     # or fails with the module's own error (here).
     import interpool
 
-    with InterpreterPoolExecutor(1, fallback=None) as pool:
+    with InterpreterPoolExecutor(1, fallback=None, isolate=None) as pool:
         with pytest.raises(ImportError) as info:
             pool.submit(tasks.bump, "ipt_pkg._broken").result(timeout=60)
     assert info.value.name == "ipt_pkg._broken"
     assert "extension module 'ipt_pkg._broken' (package ipt_pkg) cannot be loaded" in str(info.value)
     # The warning comes from the thread that takes the reply, a dispatcher: made inside
     # catch_warnings, it shares its filters where warnings are context-aware (3.14t).
-    with warnings.catch_warnings(record=True) as caught, InterpreterPoolExecutor(1, fallback="thread") as pool:
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        InterpreterPoolExecutor(1, fallback="thread", isolate=None) as pool,
+    ):
         warnings.simplefilter("always", interpool.FallbackWarning)
         with pytest.raises(ImportError):
             pool.submit(tasks.bump, "ipt_pkg._broken").result(timeout=60)  # started: not run again

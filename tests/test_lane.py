@@ -483,8 +483,9 @@ def test_lane_calls_run_in_parallel(lane: str, tmp_path: Any) -> None:
 @pytest.mark.timeout(60)
 def test_arguments_that_cannot_load_in_a_worker_move_the_call(lane: str) -> None:
     np = pytest.importorskip("numpy")
-    with InterpreterPoolExecutor(1, fallback=lane) as pool:
-        # len() loads anywhere, but its argument (a numpy array) does not load in a worker.
+    with InterpreterPoolExecutor(1, fallback=lane, isolate=None) as pool:
+        # len() loads anywhere, but its argument (a numpy array) does not load in a worker
+        # without isolation.
         assert pool.submit(len, np.arange(5)).result(timeout=30) == 5
         assert pool.stats()["lane_submitted"] == 1
 
@@ -496,7 +497,7 @@ def test_numpy_functions_run_in_the_lane(lane: str) -> None:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with InterpreterPoolExecutor(2, fallback=lane) as pool:
+        with InterpreterPoolExecutor(2, fallback=lane, isolate=None) as pool:
             assert pool.submit(lane_numpy.total, [1, 2, 3]).result(timeout=60) == 6
             array = pool.submit(lane_numpy.arange, 4).result(timeout=60)
             assert isinstance(array, np.ndarray) and array.tolist() == [0, 1, 2, 3]

@@ -2,7 +2,8 @@
 
 For each module, in the order the executor itself tries:
 
-1. import it in a fresh worker interpreter (``fallback=None``, one interpreter per module, so an
+1. import it in a fresh plain worker interpreter (``isolate=None, fallback=None``, one
+   interpreter per module, so an
    import's side effects cannot hide another's failure). While it imports, extension modules
    that refuse the interpreter are recorded (:func:`probe` watches the import system's
    extension and built-in loaders), so an import that *succeeds* without its accelerator
@@ -172,7 +173,7 @@ def _real_call(name: str, report: dict[str, Any]) -> None:
 
 def check_module(name: str) -> dict[str, Any]:
     """The report for one module (see the module docstring)."""
-    worker = _in_worker(name)
+    worker = _in_worker(name, isolate=None)  # a plain worker first (the default isolates)
     all_refused = worker["refused"] + worker["later"]
     # Refused and warned (polars): its calls fail at first use, and no import fails.
     swallowed = bool(worker["ok"] and worker["refused"] and worker["warnings"])
@@ -194,7 +195,7 @@ def check_module(name: str) -> dict[str, Any]:
         report["status"] = "worker"
         if isolated is not None:
             report["isolate"] = isolated[0]
-            report["fixes"].append(f"InterpreterPoolExecutor(isolate={isolated[0]!r}) keeps them")
+            report["fixes"].append(f"InterpreterPoolExecutor(isolate={isolated[0]!r}) keeps them{_auto(isolated[0])}")
         _real_call(name, report)
         return report
     if isolated is not None:
@@ -270,6 +271,13 @@ def _accelerators(report: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _auto(packages: list[str]) -> str:
+    """Whether the default, ``isolate="auto"``, isolates these packages too (not the stdlib's)."""
+    if any(_refusal.in_stdlib(package) for package in packages):
+        return ""
+    return " (as the default, isolate='auto', does)"
+
+
 def format_report(report: dict[str, Any]) -> list[str]:
     """The text lines for one module."""
     name, status = report["module"], report["status"]
@@ -279,7 +287,7 @@ def format_report(report: dict[str, Any]) -> list[str]:
         if report["degraded"]:
             text = f"works in a worker: it imports, but {_accelerators(report)}"
     elif status == "isolated":
-        text = f"works only isolated: InterpreterPoolExecutor(isolate={report['isolate']!r})"
+        text = f"works only isolated: InterpreterPoolExecutor(isolate={report['isolate']!r}){_auto(report['isolate'])}"
     elif status == "lane":
         blocker = next((entry for entry in report["refused"] if entry["module"] == report.get("blocker")), None)
         why = (

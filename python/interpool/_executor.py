@@ -225,7 +225,7 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         max_tasks_per_child: int | None = None,
         task_timeout: float | None = None,
         interrupt_grace: float = 5.0,
-        isolate: Iterable[str] | str | None = None,
+        isolate: Iterable[str] | str | None = "auto",
         fallback: Literal["process", "thread"] | None = "process",
         zero_copy: bool | int = True,
         blas_threads: int | Literal["auto"] | None = "auto",

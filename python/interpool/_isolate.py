@@ -10,14 +10,22 @@ its authors assumed. docs/isolation.md has the facts this relies on.
 Two halves:
 
 * in the main interpreter, :func:`plan` checks ``isolate=`` and makes the pool's settings
-  (names, the directory for copies), and :func:`stats` reports the copies' cost;
-* in a worker, :func:`install` puts :class:`_Finder` first on ``sys.meta_path``. For an
+  (names, and the cells in which the directories for copies will be recorded), and
+  :func:`stats` reports the copies' cost;
+* in a worker, :func:`install` wraps the import system's ``ExtensionFileLoader``. For an
   extension module in scope it copies the file into the worker's own directory (laid out
   like the ``sys.path`` entry it came from), loads the copy with the Rust loader
   (``src/isolate.rs``: the init function runs in this interpreter), and unlinks the copy:
   the mapping stays valid, and no other interpreter can ever load the same file. Bundled
   libraries that link against Python (pyarrow's ``libarrow_python.so``) are copied for each
   worker too, under a SONAME of its own (:meth:`_State.load_libraries`).
+
+Nothing is done before it is needed (``isolate="auto"`` is the default, so a pure-Python pool
+must not pay for it): :func:`plan` makes no directory and imports nothing, a worker imports
+this module only when it first loads an extension module outside the stdlib's
+``lib-dynload`` (``_worker._isolate_later``), and the process's directory and the pool's are
+made by the first worker that copies a file. Interpreters share what they made through
+*cells*: an ``interpool.Queue`` of one item, taken to read or change it and put back.
 
 The import policy switch ``_imp._override_multi_interp_extensions_check`` is per
 interpreter; it is lifted only in a worker that asked for isolation, and only while one of
@@ -33,12 +41,28 @@ import sys
 TYPE_CHECKING = False  # not `from typing import`: typing costs workers ~7 ms at start-up
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable
     from importlib.machinery import ModuleSpec
     from types import ModuleType
     from typing import Any
 
 AUTO = "auto"
+
+
+class _AutoExcept(str):
+    """``"auto"`` but for some top-level packages, which stay refused in workers
+    (``interpool.dask``: psutil, so that a task that needs ``distributed`` still moves to the
+    Dask worker's own threads)."""
+
+    exclude: tuple[str, ...]
+
+
+def auto_except(*exclude: str) -> str:
+    """``isolate=`` for ``"auto"`` except the packages ``exclude``."""
+    value = _AutoExcept(AUTO)
+    value.exclude = exclude
+    return value
+
 
 # mypyc puts a compiled package's shared runtime in a top-level module named like this.
 _MYPYC_SUFFIX = "__mypyc"
@@ -77,6 +101,9 @@ def normalize(isolate: object) -> tuple[str, ...] | str | None:
     top-level module importable here."""
     if isolate is None:
         return None
+    if isolate == AUTO and isinstance(isolate, str):
+        # the default: isolate what this Python can, which on 3.12 is nothing
+        return isolate if supported() else None
     if not supported():
         raise RuntimeError(
             "isolate= needs CPython 3.13 or newer: on 3.12, private copies of Cython-compiled modules "
@@ -120,10 +147,13 @@ def normalize(isolate: object) -> tuple[str, ...] | str | None:
     return tuple(checked)
 
 
-_root: str | None = None
+def _dynload_dirs() -> tuple[str, ...]:
+    """The ``lib-dynload`` entries of ``sys.path``, as they are (no ``realpath``, no import):
+    the quick test of :func:`_stdlib_dirs`."""
+    return tuple(p.rstrip(os.sep) + os.sep for p in sys.path if os.path.basename(p.rstrip(os.sep)) == "lib-dynload")
 
 
-def _stdlib_dirs() -> list[str]:
+def _stdlib_dirs() -> tuple[str, ...]:
     """Where the stdlib's own extension modules are: ``lib-dynload`` (not the stdlib
     directory as a whole: a system Python's ``site-packages`` is below it, and a venv's
     ``platstdlib`` is the venv itself)."""
@@ -131,12 +161,12 @@ def _stdlib_dirs() -> list[str]:
 
     dirs = {p for p in sys.path if os.path.basename(p.rstrip(os.sep)) == "lib-dynload"}
     dirs.add(sysconfig.get_config_var("DESTSHARED") or "")
-    return sorted(os.path.realpath(d) + os.sep for d in dirs if d and os.path.isdir(d))
+    return tuple(sorted(os.path.realpath(d) + os.sep for d in dirs if d and os.path.isdir(d)))
 
 
 _LOCK = ".lock"  # in a copy root: flock()ed by its process for as long as it lives
-_lock_fd: int | None = None
 _NOFOLLOW_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_NO_ROOT = ("", -1)  # a root cell's value before the root is made: (path, descriptor of its lock)
 
 
 def _check_private(st: os.stat_result, what: str) -> None:
@@ -211,34 +241,112 @@ def _owned_root(path: str) -> bool:
     return True
 
 
+def _mkdtemp(directory: str, prefix: str) -> str:
+    """A new directory ``<directory>/<prefix><random>``, mode 0700 (as ``tempfile.mkdtemp``
+    makes it, without importing tempfile: ``mkdir`` fails if anything is at that path)."""
+    while True:
+        path = os.path.join(directory, prefix + os.urandom(6).hex())
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        return path
+
+
+def _new_cell(value: Any) -> Any:
+    from ._interpool import Queue
+
+    cell: Any = Queue(1)
+    cell.put(value)
+    return cell
+
+
+def _update(cell: Any, change: Any, timeout: float | None = None) -> Any:
+    """Take the cell's value, put back ``change(value)`` (the value unchanged if ``change``
+    raises), and return what was put back. Other interpreters wait meanwhile."""
+    value = cell.get(timeout=timeout)
+    try:
+        value = change(value)
+    finally:
+        cell.put(value)
+    return value
+
+
+def _make_root() -> tuple[str, int]:
+    """A new directory for this process's copies in the temp dir (ours, 0700) and the
+    descriptor of its ``.lock``, ``flock``ed while the process lives (:func:`_remove_stale`
+    removes the directories of dead processes first)."""
+    import fcntl
+    import tempfile
+
+    tmp = tempfile.gettempdir()
+    _remove_stale(tmp)
+    path = _mkdtemp(tmp, f"interpool-{os.getpid()}-")
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(os.path.join(path, _LOCK), flags, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return path, fd
+
+
+def _ensure_root(cell: Any) -> str:
+    """The process's directory for copies, recorded in the root ``cell``; made on first use,
+    in whichever interpreter needs it first (again, under a new name, if it vanished or is
+    no longer ours: the pools whose directories were in it then fail their isolated imports,
+    :meth:`_State.copy_dir`)."""
+
+    def change(value: tuple[str, int]) -> tuple[str, int]:
+        path, fd = value
+        if path and _owned_root(path):
+            return value
+        if fd >= 0:
+            os.close(fd)
+        return _make_root()
+
+    return str(_update(cell, change)[0])
+
+
+# The main interpreter's root cell (made by the first plan(); each pool's settings carry it to
+# its workers), and the PID that made it: a forked child makes its own.
+_root_cell: Any = None
+_root_pid = 0
+
+
+def _main_root_cell() -> Any:
+    global _root_cell, _root_pid
+    if _root_cell is None or _root_pid != os.getpid():
+        import atexit
+
+        _root_cell, _root_pid = _new_cell(_NO_ROOT), os.getpid()
+        atexit.register(_remove_root, _root_cell, _root_pid)
+    return _root_cell
+
+
+def _remove_root(cell: Any, pid: int) -> None:
+    """At the main interpreter's exit: remove the process's directory for copies, if one was
+    made (never in a forked child: the directory is its parent's)."""
+    if pid != os.getpid():
+        return
+    try:
+        path, _fd = _update(cell, lambda value: value, timeout=10)
+    except Exception:
+        return
+    if path:
+        import shutil
+
+        shutil.rmtree(path, True)
+
+
 def root() -> str:
     """The process's directory for copies (in the temp dir, made by ``mkdtemp``: ours, 0700),
-    created on first use (again, under a new name, if it vanished or is no longer ours) and
+    made on first use (again, under a new name, if it vanished or is no longer ours) and
     removed when the main interpreter exits. Its ``.lock`` is ``flock``ed while the process
     lives (:func:`_remove_stale`)."""
-    global _root, _lock_fd
-    if _root is None or not _owned_root(_root):
-        import atexit
-        import fcntl
-        import shutil
-        import tempfile
-
-        _remove_stale(tempfile.gettempdir())
-        path = tempfile.mkdtemp(prefix=f"interpool-{os.getpid()}-")
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(os.path.join(path, _LOCK), flags, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if _lock_fd is not None:
-            os.close(_lock_fd)
-        _root, _lock_fd = path, fd
-        atexit.register(shutil.rmtree, path, True)
-    return _root
+    return _ensure_root(_main_root_cell())
 
 
 def _forget_root() -> None:
-    global _root, _lock_fd
-    _root = None  # a forked child makes its own (the parent removes its directory)
-    _lock_fd = None  # the inherited lock stays with the parent's (shared) lock
+    global _root_cell
+    _root_cell = None  # a forked child makes its own (the parent removes its directory)
 
 
 if hasattr(os, "register_at_fork"):
@@ -248,24 +356,33 @@ if hasattr(os, "register_at_fork"):
 def safe_name(pool_name: str) -> str:
     """A pool's name as a file name: letters, digits, ``_`` and ``-`` only (never ``.`` or
     ``..``, which would put copies in the temp dir itself), at most 64 characters."""
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_-]", "_", pool_name)[:64].strip("_") or "pool"
+    name = "".join(c if (c.isascii() and c.isalnum()) or c in "_-" else "_" for c in pool_name)
+    return name[:64].strip("_") or "pool"
 
 
 def plan(isolate: tuple[str, ...] | str | None, pool_name: str) -> dict[str, Any] | None:
-    """The settings a pool's workers isolate with (``None``: no isolation): among them its
-    directory for copies, a new one in the process's root (``mkdtemp``: ours, 0700)."""
+    """The settings a pool's workers isolate with (``None``: no isolation). Nothing is made
+    here: the first worker that copies a file makes the process's directory (if no pool made
+    it yet) and the pool's, and records them in the cells (``root``, ``dir``)."""
     if isolate is None:
         return None
-    import tempfile
-
-    directory = tempfile.mkdtemp(prefix=safe_name(pool_name) + "-", dir=root())
     return {
         "names": None if isolate == AUTO else list(isolate),
-        "dir": directory,
-        "stdlib": _stdlib_dirs(),
+        "exclude": list(getattr(isolate, "exclude", ())),
+        "root": _main_root_cell(),
+        "dir": _new_cell(""),
+        "prefix": safe_name(pool_name) + "-",
     }
+
+
+def pool_dir(settings: dict[str, Any] | None) -> str:
+    """The pool's directory for copies, ``""`` while no worker of it has copied a file."""
+    if settings is None:
+        return ""
+    try:
+        return str(_update(settings["dir"], lambda value: value, timeout=10))
+    except Exception:  # (a worker holding the cell for 10 s: not made yet, as far as we know)
+        return ""
 
 
 def stats(settings: dict[str, Any] | None) -> dict[str, int]:
@@ -274,9 +391,10 @@ def stats(settings: dict[str, Any] | None) -> dict[str, int]:
     address space), ``isolated_resident_bytes`` (of which in memory now) and
     ``isolated_disk_bytes`` (files on disk now; copies are removed once loaded)."""
     out = {"isolated_files": 0, "isolated_mapped_bytes": 0, "isolated_resident_bytes": 0, "isolated_disk_bytes": 0}
-    if settings is None:
-        return out
-    prefix = settings["dir"] + os.sep
+    directory = pool_dir(settings)
+    if not directory:
+        return out  # no copy yet (no /proc/self/smaps to read)
+    prefix = directory + os.sep
     files: set[str] = set()
     current = False
     try:
@@ -294,10 +412,10 @@ def stats(settings: dict[str, Any] | None) -> dict[str, int]:
     except OSError:
         pass  # not Linux: only the disk figure
     out["isolated_files"] = len(files)
-    for directory, _dirs, names in os.walk(settings["dir"]):
+    for walked, _dirs, names in os.walk(directory):
         for name in names:
             try:
-                out["isolated_disk_bytes"] += os.lstat(os.path.join(directory, name)).st_size
+                out["isolated_disk_bytes"] += os.lstat(os.path.join(walked, name)).st_size
             except OSError:
                 pass
     return out
@@ -436,37 +554,59 @@ def _init_symbol(fullname: str) -> str:
 
 class _State:
     def __init__(self, settings: dict[str, Any]) -> None:
-        import threading
+        import _thread
 
         names = settings["names"]
         self.auto = names is None
         self.names = frozenset(names or ())
-        self.base = settings["dir"]
-        self.stdlib = tuple(settings["stdlib"])
+        self.exclude = frozenset(settings.get("exclude") or ())
+        self.root_cell = settings["root"]
+        self.dir_cell = settings["dir"]
+        self.prefix = settings["prefix"]
+        self.dynload = _dynload_dirs()
+        self.stdlib: tuple[str, ...] | None = None  # (_stdlib_dirs, on first need)
+        self.base = ""  # the pool's directory, once known
         self.dir: str | None = None
         self.dir_fd: int | None = None  # held: copies are made relative to it
         self.depth = 0  # > 0 while an isolated load runs in this interpreter
         self.saved = 0
-        self.lock = threading.RLock()
+        self.lock = _thread.RLock()
         self.loaded_libraries: set[str] = set()  # shared: loaded from where they are
         self.private: dict[str, bytes] = {}  # a library's real path -> its copy's SONAME
         self.slot: int | None = None  # this interpreter's slot of src/gilstate.rs, once a copy needs it
         self.elf: dict[str, _Elf] = {}  # read once per worker
         # The Rust loader declares own-GIL support in each copy's definition; the switch
         # also covers modules that a copy's code creates from definitions of its own. The
-        # free-threaded build refuses the switch (and needs only the loader's part).
-        self.switch = not sysconfig_flag("Py_GIL_DISABLED")
+        # free-threaded build refuses the switch (and needs only the loader's part). Read
+        # on the first isolated load (sysconfig costs a worker ~10 ms).
+        self.switch: bool | None = None
 
     def in_scope(self, fullname: str) -> bool:
         top = fullname.partition(".")[0]
-        if top == "interpool":
+        if top == "interpool" or top in self.exclude:
             return False
         return self.auto or self.depth > 0 or top in self.names or _is_mypyc_runtime(top)
+
+    def wants(self, spec: ModuleSpec) -> bool:
+        """Whether the extension module of ``spec`` loads from a private copy: in scope, and
+        not one of the stdlib's own extension modules unless named."""
+        if not self.in_scope(spec.name):
+            return False
+        if not (self.auto or self.depth > 0):
+            return True  # named (or a mypyc runtime)
+        origin = spec.origin or ""
+        if origin.startswith(self.dynload):
+            return False  # the quick test: below a lib-dynload entry of sys.path
+        if self.stdlib is None:
+            self.stdlib = _stdlib_dirs()
+        return not os.path.realpath(origin).startswith(self.stdlib)
 
     def enter(self) -> None:
         import _imp
 
         with self.lock:
+            if self.switch is None:
+                self.switch = not sysconfig_flag("Py_GIL_DISABLED")
             if self.depth == 0 and self.switch:
                 self.saved = _imp._override_multi_interp_extensions_check(-1)  # type: ignore[attr-defined]
             self.depth += 1
@@ -479,15 +619,26 @@ class _State:
             if self.depth == 0 and self.switch:
                 _imp._override_multi_interp_extensions_check(self.saved)  # type: ignore[attr-defined]
 
+    def pool_dir(self) -> str:
+        """The pool's directory for copies: made (``mkdir``, 0700, a new random name) in the
+        process's directory by the pool's first worker that needs it, and recorded in the
+        pool's cell for the others. Made once: a pool whose directory vanished is never given
+        another (:meth:`copy_dir`)."""
+        if not self.base:
+
+            def change(made: str) -> str:
+                return made or _mkdtemp(_ensure_root(self.root_cell), self.prefix)
+
+            self.base = str(_update(self.dir_cell, change))
+        return self.base
+
     def copy_dir(self) -> int:
         """This worker's directory for copies (a descriptor), made in the pool's directory on
-        first use. The pool's directory is never made here: if it vanished (a temp cleaner)
-        or is not ours and private (0700, not a link), a directory at its path may be someone
-        else's, so the import fails instead (:func:`open_private_dir`)."""
+        first use. The pool's directory is never re-created here: if it vanished (a temp
+        cleaner) or is not ours and private (0700, not a link), a directory at its path may
+        be someone else's, so the import fails instead (:func:`open_private_dir`)."""
         if self.dir_fd is None:
-            import secrets
-
-            parent, name = os.path.split(self.base)
+            parent, name = os.path.split(self.pool_dir())
             try:
                 root_fd = open_private_dir(parent)
                 try:
@@ -502,7 +653,7 @@ class _State:
                 ) from exc
             try:
                 while True:
-                    mine = f"worker-{secrets.token_hex(6)}"
+                    mine = f"worker-{os.urandom(6).hex()}"
                     try:
                         os.mkdir(mine, 0o700, dir_fd=base_fd)
                         break
@@ -661,8 +812,18 @@ class _State:
         return soname
 
 
+class _Copy:
+    """A module spec's ``loader_state`` when the module was loaded from a private copy."""
+
+    __slots__ = ("multi_phase",)
+
+    def __init__(self, multi_phase: bool) -> None:
+        self.multi_phase = multi_phase
+
+
 class _Loader:
-    """Creates a module from a private copy of ``spec.origin`` (importlib's Loader protocol)."""
+    """Creates a module from a private copy of ``spec.origin`` (what the wrapped
+    ``ExtensionFileLoader`` does for the modules :meth:`_State.wants`, :func:`install`)."""
 
     def __init__(self, state: _State) -> None:
         self.state = state
@@ -693,7 +854,7 @@ class _Loader:
                     pass
                 finally:
                     os.close(fd)
-        spec.loader_state = multi_phase
+        spec.loader_state = _Copy(multi_phase)
         return module
 
     def exec_module(self, module: ModuleType) -> None:
@@ -701,7 +862,7 @@ class _Loader:
 
         spec = module.__spec__
         assert spec is not None
-        if spec.loader_state:  # multi-phase: run its exec slots (they may create modules too)
+        if spec.loader_state.multi_phase:  # run its exec slots (they may create modules too)
             self.state.enter()
             try:
                 _interpool._exec_copy(module)
@@ -721,50 +882,41 @@ def _load_error(name: str, origin: str, exc: BaseException) -> ImportError:
     )
 
 
-class _Finder:
-    """Sends extension modules in scope to :class:`_Loader` (importlib's MetaPathFinder
-    protocol); everything else, pure-Python modules included, imports as usual."""
-
-    def __init__(self, state: _State) -> None:
-        import importlib.machinery
-        import importlib.util
-
-        # Imported here: find_spec runs inside imports, and must not import anything.
-        self.state = state
-        self.path_finder = importlib.machinery.PathFinder
-        self.extension_loader = importlib.machinery.ExtensionFileLoader
-        self.spec_from_file_location = importlib.util.spec_from_file_location
-
-    def find_spec(self, fullname: str, path: Iterable[str] | None = None, target: object = None) -> ModuleSpec | None:
-        state = self.state
-        if not state.in_scope(fullname):
-            return None
-        spec = self.path_finder.find_spec(fullname, path)  # type: ignore[arg-type]
-        if spec is None or not isinstance(spec.loader, self.extension_loader):
-            return None
-        origin = spec.origin or ""
-        if (state.auto or state.depth > 0) and os.path.realpath(origin).startswith(state.stdlib):
-            return None  # the stdlib's own extensions load as they are, unless named
-        return self.spec_from_file_location(
-            fullname,
-            origin,
-            loader=_Loader(state),  # type: ignore[arg-type]
-            submodule_search_locations=spec.submodule_search_locations,
-        )
-
-
-def install(settings: dict[str, Any]) -> None:
-    """Isolate in this worker interpreter (never in the main one)."""
+def install(settings: dict[str, Any], create: Callable[..., Any], execute: Callable[..., Any]) -> _Hook:
+    """Isolate in this worker interpreter (never in the main one). ``create`` and ``execute``
+    are what ``ExtensionFileLoader`` (the import system's loader of extension files) does
+    without isolation; ``_worker._isolate_later`` sends every extension file's load through the
+    returned hook once the worker first loads one outside ``lib-dynload``."""
     import warnings
 
     from . import _interpool
 
     if _interpool.interpreter_id() == 0:
         raise RuntimeError("isolation is for worker interpreters: the main interpreter loads the originals")
-    # What the finder and loader use, imported now: later they run inside imports.
-    import _imp  # noqa: F401
-    import secrets  # noqa: F401
-    import struct  # noqa: F401
-
+    hook = _Hook(_State(settings), create, execute)
     warnings.filterwarnings("ignore", message=_NUMPY_WARNING, category=UserWarning)
-    sys.meta_path.insert(0, _Finder(_State(settings)))
+    return hook
+
+
+class _Hook:
+    """``ExtensionFileLoader``'s ``create_module`` and ``exec_module`` in an isolating worker:
+    the extension modules in scope (:meth:`_State.wants`) load from a private copy
+    (:class:`_Loader`), the others as usual. Pure-Python imports never come here."""
+
+    def __init__(self, state: _State, create: Callable[..., Any], execute: Callable[..., Any]) -> None:
+        self.state = state
+        self.copies = _Loader(state)
+        self.create = create
+        self.execute = execute
+
+    def create_module(self, loader: Any, spec: ModuleSpec) -> ModuleType | None:
+        if self.state.wants(spec):
+            return self.copies.create_module(spec)
+        return self.create(loader, spec)  # type: ignore[no-any-return]
+
+    def exec_module(self, loader: Any, module: ModuleType) -> None:
+        spec = module.__spec__
+        if spec is not None and type(spec.loader_state) is _Copy:
+            self.copies.exec_module(module)
+        else:
+            self.execute(loader, module)

@@ -46,9 +46,7 @@ def bootstrap(settings: "dict[str, Any]", index: int) -> "ModuleType":
     sys.meta_path.insert(0, _StandIns())
     _main.set_source(settings.get("main"))
     if settings.get("isolate") is not None:
-        from . import _isolate
-
-        _isolate.install(settings["isolate"])
+        _isolate_later(settings["isolate"])
     if settings.get("logging") is not None:
         from . import _logging
 
@@ -78,6 +76,38 @@ def _forget_warning_filters() -> None:
     else:
         filters[:] = kept
         warnings._filters_mutated()
+
+
+def _isolate_later(settings: "dict[str, Any]") -> None:
+    """``isolate=`` (``"auto"``, the default, or names): set it up (``_isolate.install``) when
+    this worker first loads an extension module from a file outside a ``lib-dynload`` entry of
+    ``sys.path`` (with ``"auto"``; with names, any extension file), so that a worker that
+    never does pays nothing: no import of ``_isolate``, no finder or hook on pure-Python
+    imports, no directory. From then on every extension file's load goes through the hook."""
+    loader = sys.modules["_frozen_importlib_external"].ExtensionFileLoader
+    create, execute = loader.create_module, loader.exec_module  # (create: gated, _gate)
+    dynload = tuple(p.rstrip("/") + "/" for p in sys.path if p.rstrip("/").endswith("/lib-dynload"))
+    auto = settings.get("names") is None
+    hook: Any = None
+
+    def create_module(self: "Any", spec: "Any") -> "Any":
+        nonlocal hook
+        if hook is None:
+            if auto and (spec.origin or "").startswith(dynload):
+                return create(self, spec)  # the stdlib's own: "auto" never isolates them
+            from . import _isolate
+
+            hook = _isolate.install(settings, create, execute)
+        return hook.create_module(self, spec)
+
+    def exec_module(self: "Any", module: "Any") -> None:
+        if hook is None:
+            execute(self, module)
+        else:
+            hook.exec_module(self, module)
+
+    loader.create_module = create_module
+    loader.exec_module = exec_module
 
 
 def _gate_extension_loads(native: "Any") -> None:

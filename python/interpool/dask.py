@@ -18,11 +18,13 @@ Other calls are passed through. Three ways to use it:
 * an in-process worker: ``LocalCluster(processes=False, executor=DaskExecutor(4))``.
 
 What works: pure-Python task functions (and anything importable in a subinterpreter),
-including ``dask.bag`` pipelines; values travel like any interpool argument. Dask's
-functions come from cytoolz when it is installed, and cytoolz cannot load in
-subinterpreters as it is, so DaskExecutor adds ``"cytoolz"`` to the pool's ``isolate=``
-(each worker loads a private copy; docs/isolation.md). Tasks that use other such extension
-modules (numpy, pandas, ...) need them in ``isolate=`` too.
+including ``dask.bag`` pipelines; values travel like any interpool argument. As with
+:class:`~interpool.InterpreterPoolExecutor`, ``isolate="auto"`` is the default: each worker
+interpreter loads a private copy of the extension modules outside the stdlib that it imports
+(numpy, pandas, cytoolz, from which Dask's functions come when it is installed;
+docs/isolation.md), except psutil, so that ``distributed`` (which imports it) still cannot
+load there (below). With ``isolate=None`` or a list of names, DaskExecutor adds
+``"cytoolz"`` to it, as cytoolz cannot load in subinterpreters as it is.
 
 Tasks that need ``distributed`` (``get_worker()``, ``get_client()``, ``worker_client()``,
 Dask's own P2P shuffle tasks) or another module that cannot load in a worker interpreter run
@@ -59,12 +61,17 @@ _CHAIN_LINKS = 16
 
 
 def _with_cytoolz(isolate: Iterable[str] | str | None) -> Iterable[str] | str | None:
-    """``isolate=`` plus cytoolz, where Dask will use it (it refuses subinterpreters)."""
+    """``isolate=`` plus cytoolz, where Dask will use it (it refuses subinterpreters). With
+    ``"auto"`` (the default), every extension module outside the stdlib but psutil: a task
+    that needs ``distributed`` (which imports psutil) must still fail to load in a worker
+    interpreter, and so move to the Dask worker's own threads, where ``get_worker()`` works."""
     import importlib.util
 
     from . import _isolate
 
-    if isolate == "auto" or not _isolate.supported() or importlib.util.find_spec("cytoolz") is None:
+    if isolate == "auto":
+        return _isolate.auto_except("psutil")
+    if not _isolate.supported() or importlib.util.find_spec("cytoolz") is None:
         return isolate  # (3.12: no isolation; Dask's own tests skip that case anyway)
     names = [] if isolate is None else [isolate] if isinstance(isolate, str) else list(isolate)
     return names if "cytoolz" in names else [*names, "cytoolz"]
@@ -153,7 +160,7 @@ class DaskExecutor(Executor):
                 f"the ImportError), got {fallback!r}: a process or a thread of interpool's own lane has no Dask "
                 "worker for them"
             )
-        kwargs["isolate"] = _with_cytoolz(kwargs.get("isolate"))
+        kwargs["isolate"] = _with_cytoolz(kwargs.get("isolate", "auto"))
         # Dask tasks must not go to the pool's own lane: it would remember `_dask_task.call`,
         # the function of every Dask task, and send them all there.
         self.pool = InterpreterPoolExecutor(max_workers, *args, fallback=None, **kwargs)
@@ -386,7 +393,7 @@ class InterpoolPlugin(WorkerPlugin):
     name = "interpool"
     idempotent = False
 
-    def __init__(self, workers: int | None = None, isolate: Iterable[str] | str | None = None) -> None:
+    def __init__(self, workers: int | None = None, isolate: Iterable[str] | str | None = "auto") -> None:
         if WorkerPlugin is object:
             raise ImportError("InterpoolPlugin needs distributed (pip install distributed)")
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers <= 0):
@@ -419,7 +426,7 @@ else:
     @click.option(
         "--interpool-isolate",
         multiple=True,
-        help="modules for isolate= (comma-separated, repeatable), or 'auto'",
+        help="modules for isolate= (comma-separated, repeatable), 'auto' (the default) or 'none'",
         metavar="MODULE",
     )
     def dask_setup(worker: Any, interpool_workers: int | None, interpool_isolate: tuple[str, ...]) -> None:
@@ -431,10 +438,10 @@ else:
                 "them for the address. Give the address (dask worker tcp://HOST:PORT --preload interpool.dask "
                 "--interpool-workers N ...)"
             )
-        isolate: Iterable[str] | str | None = None
-        if interpool_isolate == ("auto",):
-            isolate = "auto"
-        elif interpool_isolate:
+        isolate: Iterable[str] | str | None = "auto"
+        if interpool_isolate == ("none",):
+            isolate = None
+        elif interpool_isolate and interpool_isolate != ("auto",):
             isolate = [name.strip() for value in interpool_isolate for name in value.split(",") if name.strip()]
         _install(worker, interpool_workers, isolate)
 
