@@ -190,6 +190,13 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
     Like the stdlib's interpreter pool it is a ``ThreadPoolExecutor`` subclass (it shares no
     code with it), so asyncio accepts it as its default executor.
 
+    ``isolate`` (default ``"auto"``): each worker loads a private copy of the extension modules
+    outside the stdlib that it imports, so that packages which refuse own-GIL interpreters
+    (numpy, orjson, black...) run in workers; nothing is done until a worker imports one.
+    ``None``: modules load as CPython loads them (refusals go to ``fallback``); a list of
+    top-level package names isolates only those. On CPython 3.12 ``"auto"`` isolates nothing
+    and a list is refused. See docs/isolation.md.
+
     ``fallback`` says where calls go that cannot run in a worker interpreter because a module
     they need refuses own-GIL interpreters: ``"process"`` (a process pool the executor owns,
     started on first need), ``"thread"`` (threads of the main interpreter) or ``None`` (they
