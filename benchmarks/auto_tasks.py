@@ -82,3 +82,12 @@ def meta_path() -> list[str]:
 def nap(seconds: float) -> int:
     time.sleep(seconds)
     return os.getpid()
+
+
+def pandas_sum(n: int) -> tuple[int, int]:
+    """A small pandas group-by (pandas and numpy imported in the task); the result and the
+    process it ran in."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"key": [i % 3 for i in range(n)], "value": range(n)})
+    return int(frame.groupby("key")["value"].sum().sum()), os.getpid()
