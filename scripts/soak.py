@@ -290,7 +290,8 @@ def lane_exit(i: int) -> Outcome:
         from interpool import InterpreterPoolExecutor
 
         if __name__ == "__main__":
-            with InterpreterPoolExecutor(1, fallback={kind!r}) as pool:
+            # (isolate=None: by default regex would load isolated in the worker)
+            with InterpreterPoolExecutor(1, fallback={kind!r}, isolate=None) as pool:
                 got = [pool.submit({fn}, {arg}).result(timeout=120) for _ in range(3)]
             print(got == [{call}] * 3, pool.stats()["lane_completed"] >= 1)
         """,

@@ -19,7 +19,7 @@ TYPE_CHECKING = False  # not `from typing import`: typing costs workers ~7 ms at
 
 if TYPE_CHECKING:  # keep typing and traceback out of worker start-up
     from collections.abc import Callable, Sequence
-    from types import ModuleType
+    from types import ModuleType, TracebackType
     from typing import Any
 
 # True in worker interpreters (set by bootstrap()).
@@ -307,22 +307,22 @@ def failed_before_effects(exc: BaseException) -> bool:
     store of what it bound (:data:`_IMPORT_OPS`), and the failed one an import."""
     import dis
 
+    def before_and_failed(tb: "TracebackType") -> "tuple[list[str], str]":
+        # (tb_lasti may point into the failed instruction's inline caches: 3.12)
+        ops = [(ins.offset, ins.opname) for ins in dis.get_instructions(tb.tb_frame.f_code)]
+        before = [name for offset, name in ops if offset <= tb.tb_lasti]
+        return before[:-1], before[-1] if before else ""
+
     tb = exc.__traceback__
     if tb is not None and tb.tb_frame.f_code in _FIRST_CALL_RUNNERS:
-        for ins in dis.get_instructions(tb.tb_frame.f_code):
-            if ins.opname in _CALL_OPS:
-                if ins.offset != tb.tb_lasti:
-                    return False  # an earlier call of the batch had run
-                break
+        before, failed = before_and_failed(tb)
+        if failed not in _CALL_OPS or any(name in _CALL_OPS for name in before):
+            return False  # an earlier call of the batch had run
         tb = tb.tb_next
     if tb is None:
         return False
-    for ins in dis.get_instructions(tb.tb_frame.f_code):
-        if ins.offset == tb.tb_lasti:
-            return ins.opname == "IMPORT_NAME"
-        if ins.opname not in _IMPORT_OPS:
-            return False
-    return False
+    before, failed = before_and_failed(tb)
+    return failed == "IMPORT_NAME" and all(name in _IMPORT_OPS for name in before)
 
 
 _FIRST_CALL_RUNNERS = frozenset(f.__code__ for f in (run_chunk, run_chunk1, run_calls, exec_script))
