@@ -41,7 +41,7 @@ import sys
 TYPE_CHECKING = False  # not `from typing import`: typing costs workers ~7 ms at start-up
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from importlib.machinery import ModuleSpec
     from types import ModuleType
     from typing import Any
