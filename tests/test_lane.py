@@ -680,13 +680,17 @@ def test_a_stopped_lane_call_fails_as_a_worker_task_does(lane: str) -> None:
 
 @pytest.mark.timeout(60)
 def test_a_thread_lane_call_given_up_fails_as_a_stuck_worker_task_does() -> None:
-    # Both calls wait in C until the test writes to their pipe, after both were given up.
+    # Both calls wait in C until the test writes to their pipe, after both were given up. The
+    # worker's call is the builtin itself (no bytecode runs before it blocks, so the stop cannot
+    # land before); the lane's runner runs a few bytecodes after its time limit starts, so
+    # the limit is long enough that only a thread descheduled for a whole second there could
+    # see the stop land before the call blocks (with 0.1s it did once on a loaded 2-core box).
     (worker_r, worker_w), (lane_r, lane_w) = os.pipe(), os.pipe()
     try:
         with InterpreterPoolExecutor(2, fallback="thread", interrupt_grace=0.2) as pool:
             pool.submit(lane_tasks.pid).result(timeout=30)
-            in_worker = pool.schedule(tasks.hang_until_written, (worker_r,), timeout=0.1)
-            in_lane = pool.schedule(lane_tasks.read_byte, (lane_r,), timeout=0.1)
+            in_worker = pool.schedule(os.read, (worker_r, 1), timeout=1.0)
+            in_lane = pool.schedule(lane_tasks.read_byte, (lane_r,), timeout=1.0)
             worker_error, lane_error = in_worker.exception(timeout=30), in_lane.exception(timeout=30)
             os.write(worker_w, b"x")
             os.write(lane_w, b"x")
@@ -694,7 +698,7 @@ def test_a_thread_lane_call_given_up_fails_as_a_stuck_worker_task_does() -> None
         for fd in (worker_r, worker_w, lane_r, lane_w):
             os.close(fd)
     assert type(worker_error) is type(lane_error) is TimeoutError
-    assert str(lane_error) == str(worker_error) == "the task ran longer than its 0.1s timeout and was stopped"
+    assert str(lane_error) == str(worker_error) == "the task ran longer than its 1s timeout and was stopped"
     stuck = (
         "the task did not stop within 0.2s after it was asked to: it is stuck in code that does not return to Python "
         "(a C call). Its worker was replaced; the stuck thread ends when the call returns."
