@@ -84,7 +84,9 @@ def main() -> int:
             tasks.matmuls(n, reps, seed)
         sequential[name] = time.perf_counter() - start
     load = os.getloadavg()[0]
-    print(f"Python {sys.version.split()[0]}, {cores} cores, {workers} workers, {count} calls each, load {load:.1f}")
+    threaded = " free-threaded" if not getattr(sys, "_is_gil_enabled", lambda: True)() else ""
+    version = sys.version.split()[0] + threaded
+    print(f"Python {version}, {cores} cores, {workers} workers, {count} calls each, load {load:.1f}")
 
     made = executors(workers, cores)
     times: dict[tuple[str, str], list[float]] = {}
