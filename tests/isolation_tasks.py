@@ -73,3 +73,22 @@ def numpy_inside(values: list[int]) -> tuple[int, int]:
     from interpool import _interpool
 
     return int(np.asarray(values).sum()), _interpool.interpreter_id()
+
+
+def threads_call_back(arrive: Any, go: Any) -> dict[str, int]:
+    """After a rendezvous of every worker of the pool (``arrive``/``go``: interpool queues), call
+    back into Python from ``ipt_pkg._threads``' own thread (PyGILState_Ensure on a thread with
+    no thread state) and from this thread detached and attached: the interpreter each call ran
+    in, with this one's."""
+    from interpool import _interpool
+
+    arrive.put(_interpool.interpreter_id())
+    go.get(timeout=120)
+    from ipt_pkg import _threads  # type: ignore[import-not-found]
+
+    return {
+        "here": _interpool.interpreter_id(),
+        "thread": _threads.call_in_thread(_interpool.interpreter_id),
+        "threads": sum(_threads.call_in_thread(_interpool.interpreter_id) for _ in range(50)) // 50,
+        "detached": _threads.call_detached(_interpool.interpreter_id),
+    }

@@ -8,6 +8,7 @@ fails). Real packages (numpy, ...) are in test_isolation_packages.py.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -20,7 +21,7 @@ from typing import Any
 import isolation_tasks as tasks
 import pytest
 
-from interpool import InterpreterPoolExecutor, _isolate
+from interpool import InterpreterPoolExecutor, Queue, _interpool, _isolate
 
 from conftest import run_script
 
@@ -270,6 +271,32 @@ def test_python_linked_library_is_private_per_worker(ext_path: str) -> None:
     assert stats["isolated_files"] >= 6  # per worker: the extension and two libraries
     original = importlib.import_module("ipt_pkg._pylinked")  # the main interpreter: the originals
     assert original.first() is True and original.bump() == 1
+
+
+@needs_isolation
+@pytest.mark.parametrize("recycle", [None, 1])
+def test_threads_of_a_copy_call_back_into_their_worker(ext_path: str, recycle: int | None) -> None:
+    """PyGILState_Ensure on a thread of an isolated extension's own attaches to the worker
+    that owns the copy (src/gilstate.rs), not to the main interpreter as CPython's does (which
+    ran the callback in the main interpreter: Arrow's to_pandas aborted the process); on the
+    worker's own thread, detached or not, it is that thread's thread state. With recycling,
+    each new worker gets a slot of its own, and an ended one's slot is given back."""
+    with InterpreterPoolExecutor(2, isolate=["ipt_pkg"], max_tasks_per_worker=recycle) as pool:
+        for _ in range(3):
+            arrive, go = Queue(), Queue()
+            futures = [pool.submit(tasks.threads_call_back, arrive, go) for _ in range(2)]
+            arrived = [arrive.get(timeout=60), arrive.get(timeout=60)]
+            go.put(None)
+            go.put(None)
+            results = [f.result(timeout=60) for f in futures]
+            assert arrived[0] != arrived[1]
+            for r in results:
+                assert r == {"here": r["here"], "thread": r["here"], "threads": r["here"], "detached": r["here"]}
+    # The main interpreter's own copy (the original file) keeps CPython's functions.
+    original = importlib.import_module("ipt_pkg._threads")
+    main_id = _interpool.interpreter_id()
+    assert original.call_in_thread(_interpool.interpreter_id) == main_id == 0
+    assert original.call_detached(_interpool.interpreter_id) == main_id
 
 
 @needs_isolation

@@ -9,6 +9,7 @@ Layout, as a wheel repaired by auditwheel would have it:
     ipt_pkg/_broken<EXT>   its init function raises
     ipt_pkg/_mainonly<EXT> its exec slot fails outside the main interpreter
     ipt_pkg/_pylinked<EXT> single-phase, links libiptpy2.so.1 and libiptpy.so.1 through $ORIGIN
+    ipt_pkg/_threads<EXT>  multi-phase; its own threads call back into Python (PyGILState_Ensure)
     ipt_pkg.libs/libiptdep.so
     ipt_pkg.libs/libiptpy.so.1   links against Python (as libarrow_python.so), needs libiptdep.so
     ipt_pkg.libs/libiptpy2.so.1  no Python symbols, needs libiptpy.so.1
@@ -92,6 +93,13 @@ def build(dest: str) -> str:
     )
     for package in ("ipt_pkg", "ipt_other"):
         _cc(f"-I{include}", os.path.join(HERE, "multi.c"), "-o", os.path.join(dest, package, "_multi" + suffix))
+    _cc(
+        f"-I{include}",
+        os.path.join(HERE, "threads.c"),
+        "-o",
+        os.path.join(dest, "ipt_pkg", "_threads" + suffix),
+        "-pthread",
+    )
     for name in ("broken", "mainonly"):
         _cc(f"-I{include}", os.path.join(HERE, f"{name}.c"), "-o", os.path.join(dest, "ipt_pkg", f"_{name}" + suffix))
     return dest
