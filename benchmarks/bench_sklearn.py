@@ -1,6 +1,7 @@
 """scikit-learn's GridSearchCV (RandomForestClassifier on load_digits, cv=3, n_jobs=2) on joblib's
-loky and threading backends and on interpool's (worker interpreters, sklearn/numpy/scipy
-isolated), side by side in one run; each result is checked against loky's.
+loky and threading backends and on interpool's (worker interpreters; sklearn, numpy and scipy
+isolated by the default, isolate="auto"), side by side in one run; each result is checked
+against loky's.
 
     python benchmarks/bench_sklearn.py [--repeat N]
 """
@@ -25,7 +26,7 @@ GRID = {"n_estimators": [20, 40], "max_depth": [6, 12]}
 BACKENDS: dict[str, dict[str, Any]] = {
     "loky": {},
     "threading": {},
-    "interpool": {"isolate": ["sklearn", "numpy", "scipy"]},
+    "interpool": {},  # isolate="auto", the default
 }
 
 

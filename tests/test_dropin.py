@@ -14,7 +14,7 @@ import interpool
 from interpool import InterpreterPoolExecutor
 
 import tasks
-from conftest import run_script
+from conftest import run_script, wait_until
 
 
 def test_one_task_starts_one_worker_and_idle_workers_are_reused() -> None:
@@ -137,20 +137,32 @@ def test_the_stdlib_pools_private_attributes() -> None:
 
 
 def test_new_workers_see_the_current_sys_path(tmp_path: object) -> None:
+    """A worker started after sys.path changed imports from the new entry (workers that
+    started before keep theirs). The second worker starts only once the first is held busy
+    after the change: before, with recycling, the first task's replacement could start before
+    the change (it did on a loaded machine)."""
     module_dir = os.path.join(str(tmp_path), "late")
     os.makedirs(module_dir)
     with open(os.path.join(module_dir, "late_module.py"), "w") as f:
         f.write("def hello():\n    return 'hello from a late path'\n")
-    with InterpreterPoolExecutor(1, max_tasks_per_worker=1) as pool:
+    read_end, write_end = os.pipe()
+    with InterpreterPoolExecutor(2) as pool:
         assert pool.submit(tasks.square, 2).result(timeout=60) == 4
+        assert len(pool._threads) == 1  # workers start as tasks need them
         sys.path.append(module_dir)
         try:
             import late_module  # type: ignore[import-not-found]
 
+            held = pool.submit(tasks.hang_until_written, read_end)  # the first worker: the second starts now
+            wait_until(held.running, "the first worker runs the held task")
             assert pool.submit(late_module.hello).result(timeout=60) == "hello from a late path"
+            os.write(write_end, b"x")
+            assert held.result(timeout=60) == b"x"
         finally:
             sys.path.remove(module_dir)
             sys.modules.pop("late_module", None)
+            os.close(write_end)
+            os.close(read_end)
 
 
 def test_new_workers_see_environment_variables_set_later() -> None:
