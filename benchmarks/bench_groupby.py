@@ -1,5 +1,6 @@
-"""A chunked pandas group-by on 2 workers: interpool (isolated pandas and numpy, chunks lent
-without a copy) against a forkserver process pool, threads and the calling thread.
+"""A chunked pandas group-by on 2 workers: interpool (pandas, numpy and pyarrow isolated by
+the default, isolate="auto"; chunks lent without a copy; no call may go to the fallback
+lane) against a forkserver process pool, threads and the calling thread.
 
 Issue 26's benchmark, every executor side by side in one run, every result checked against
 the sequential one. The job: a DataFrame of 3 M rows (a key of 1,000 groups, two float
@@ -53,10 +54,12 @@ def tree_rss(pid: int) -> int:
 def make(name: str) -> cf.Executor | None:
     from interpool import InterpreterPoolExecutor
 
+    # isolate="auto" (the default): pandas, numpy and, where it is installed, pyarrow (a
+    # pandas 3 DataFrame's str column index unpickles through it)
     if name == "interpool":
-        return InterpreterPoolExecutor(2, isolate=["pandas", "numpy"])
+        return InterpreterPoolExecutor(2)
     if name == "interpool zero_copy=False":
-        return InterpreterPoolExecutor(2, isolate=["pandas", "numpy"], zero_copy=False)
+        return InterpreterPoolExecutor(2, zero_copy=False)
     if name == "process (forkserver)":
         return cf.ProcessPoolExecutor(2, mp_context=mp.get_context("forkserver"))
     if name == "threads":
@@ -94,6 +97,9 @@ def run_one(name: str, rows: int, runs: int) -> dict[str, Any]:
             out = job()
             samples.append(time.perf_counter() - start)
             pd.testing.assert_frame_equal(out, expected)
+        lane = getattr(ex, "stats", dict)().get("lane_submitted", 0)
+        if lane:  # a benchmark of worker interpreters must not time the fallback lane
+            raise AssertionError(f"{name}: {lane} calls ran in the fallback lane, not in workers")
     finally:
         if ex is not None:
             ex.shutdown()
