@@ -20,8 +20,9 @@
 //! - any other thread (Arrow's pool): a new thread state of that interpreter, attached, and
 //!   deleted again by the matching release, as CPython does for a thread state it made.
 //!
-//! A slot whose interpreter ended (or a thread attached to another interpreter) gets CPython's
-//! own functions. Slots are given back when their interpreter ends ([`interpreter_ended`]).
+//! A slot whose interpreter is ending or ended (or a thread attached to another interpreter)
+//! gets CPython's own functions. A slot is closed before its interpreter waits for its other
+//! thread states to go, and given back once it ended ([`Closing`]).
 use std::cell::RefCell;
 use std::ffi::c_void;
 use std::sync::OnceLock;
@@ -64,7 +65,7 @@ fn push(frame: Frame) {
 fn ensure(slot: usize) -> ffi::PyGILState_STATE {
     let interp = OWNERS[slot].load(Ordering::Acquire);
     let attached = crate::debug::attached_interpreter();
-    if interp.is_null() || attached.is_some_and(|other| other != interp as usize) {
+    if interp.is_null() || interp == ENDING || attached.is_some_and(|other| other != interp as usize) {
         push(Frame::Cpython);
         // SAFETY: CPython's function, called as the copy would have called it.
         return unsafe { ffi::PyGILState_Ensure() };
@@ -150,16 +151,37 @@ fn slot<'py>(py: Python<'py>, _module: ModuleRef<'py>) -> PyResult<Owned<'py>> {
     )))
 }
 
-/// The interpreter `interp` is about to end: its slot is free again (later calls from its
-/// copies get CPython's functions).
-pub fn interpreter_ended(interp: usize) {
-    for owner in &OWNERS {
-        let _ = owner.compare_exchange(
-            interp as *mut ffi::PyInterpreterState,
-            std::ptr::null_mut(),
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
+/// A slot whose interpreter is ending: its copies' calls get CPython's functions, and no
+/// other interpreter may take it yet.
+const ENDING: *mut ffi::PyInterpreterState = std::ptr::dangling_mut();
+
+/// The slot of an interpreter that is about to end, closed: from now on its copies' threads
+/// make no new thread state of it ([`ensure`] gives them CPython's), so that waiting for its
+/// other thread states to go can succeed. Then [`ended`] (it ended) or [`reopen`] (it lives on).
+pub struct Closing(Option<usize>);
+
+impl Closing {
+    pub fn new(interp: usize) -> Closing {
+        let interp = interp as *mut ffi::PyInterpreterState;
+        Closing(
+            OWNERS
+                .iter()
+                .position(|owner| owner.compare_exchange(interp, ENDING, Ordering::AcqRel, Ordering::Acquire).is_ok()),
+        )
+    }
+
+    /// It ended: its slot is free for another interpreter.
+    pub fn ended(self) {
+        if let Some(at) = self.0 {
+            OWNERS[at].store(std::ptr::null_mut(), Ordering::Release);
+        }
+    }
+
+    /// It was left alive after all: its copies attach to it again (the slot was never free).
+    pub fn reopen(self, interp: usize) {
+        if let Some(at) = self.0 {
+            OWNERS[at].store(interp as *mut ffi::PyInterpreterState, Ordering::Release);
+        }
     }
 }
 

@@ -121,7 +121,11 @@ impl SubInterpreter {
     pub fn end(mut self) {
         let me = self.tstate;
         let py = self.attach();
+        let interp = py.interpreter();
+        // Its copies' own threads make no new thread state of it from now on (src/gilstate.rs).
+        let slot = crate::gilstate::Closing::new(interp);
         if !wait_for_other_threads(py, me) {
+            slot.reopen(interp);
             eprintln!(
                 "interpool: threads started by tasks in a worker interpreter are still running after {}s; \
                  the interpreter is left alive instead of ended (ending it would abort the process)",
@@ -137,12 +141,12 @@ impl SubInterpreter {
         self.detach();
         let lock = serialized();
         let gate = GateHeld::enter(crate::isolate::WORKER); // detached, as every wait for it
-        let interp = self.attach().interpreter();
-        crate::gilstate::interpreter_ended(interp); // its copies' PyGILState calls: CPython's again
+        self.attach();
         // SAFETY: our thread state is current, attached and has no frames (no Python code is
         // running on this thread), and it is the interpreter's only one; afterwards the thread
         // has no thread state.
         unsafe { ffi::Py_EndInterpreter(self.tstate.as_ptr()) };
+        slot.ended();
         crate::debug::interpreter_ended(interp);
         drop(gate);
         drop(lock);
