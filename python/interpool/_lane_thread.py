@@ -10,11 +10,11 @@ calls that do not stop.
 A stop request lands anywhere in the runner once sent (wherever CPython checks for one: after
 every call, a lock's ``acquire()`` included), so it is sent only while the runner is inside
 the handlers of :meth:`ThreadLane._execute` (``task.started``, set and cleared under the
-lane's lock), once per task (and once more when the call is given up), and withdrawn under
-the lock when the call returns (a request not delivered yet must not hit the next call); the
-runner takes the lock there so that a request landing as it is acquired does not leave it
-held. The invariant of every lane, that a task ends exactly once, is stated in
-``_lane_base.py``.
+lane's lock), once per task (and once more when the call is given up: both may land after
+the call returned, and the runner has a handler for each), and withdrawn under the lock when
+the call returns (a request not delivered yet must not hit the next call); the runner takes
+the lock there so that a request landing as it is acquired does not leave it held. The
+invariant of every lane, that a task ends exactly once, is stated in ``_lane_base.py``.
 """
 
 from __future__ import annotations
@@ -84,20 +84,28 @@ class ThreadLane(Lane):
 
     def _execute(self, task: LaneTask, namespace: dict[str, Any]) -> None:
         # Stop requests land only between _begin() and _returned() (task.started), inside these
-        # handlers: the outer one catches a request that lands after the call returned.
+        # handlers. At most two are sent per task (its stop, and the watchdog's when it gives
+        # the call up: _send_stop), and both may land after the call returned, before
+        # _returned() withdrew what was not delivered yet: in _returned() itself, or in the
+        # handler that caught the first as it calls _returned() again (the runner was
+        # descheduled there until the call was given up). Each of the two outer handlers catches
+        # one; no third can come, so the last _returned() withdraws and ends the call.
         outcome: tuple[bool, Any] = (False, None)
         try:
             try:
-                if self._begin(task):
-                    fn, args, kwargs = task.fn, task.args, task.kwargs
-                    assert fn is not None  # released only once the call returned
-                    if fn is _worker.exec_script:  # scripts run in the lane thread's namespace, not __main__
-                        fn, args = functools.partial(exec, args[0], namespace), ()
-                    outcome = (True, fn(*args, **kwargs))
-            except BaseException as exc:
-                outcome = (False, exc)
-            self._returned(task)
-        except TaskInterrupted:
+                try:
+                    if self._begin(task):
+                        fn, args, kwargs = task.fn, task.args, task.kwargs
+                        assert fn is not None  # released only once the call returned
+                        if fn is _worker.exec_script:  # scripts run in the lane thread's namespace, not __main__
+                            fn, args = functools.partial(exec, args[0], namespace), ()
+                        outcome = (True, fn(*args, **kwargs))
+                except BaseException as exc:
+                    outcome = (False, exc)
+                self._returned(task)
+            except TaskInterrupted:  # a request landed after the call returned
+                self._returned(task)
+        except TaskInterrupted:  # the other one landed too, in the handler above
             self._returned(task)
         self._settle_outcome(task, *outcome)
 
@@ -155,9 +163,15 @@ class ThreadLane(Lane):
     def _stop_running(self, task: LaneTask) -> None:
         if not task.started:
             return  # not begun yet: _begin() sees task.stop
-        if task.runner is not None and task.runner.ident is not None:
-            _interrupt_thread(task.runner.ident, True)
+        self._send_stop(task)
         self._schedule(time.monotonic() + self._grace, task, "grace")
+
+    def _send_stop(self, task: LaneTask) -> None:
+        """Raise ``TaskInterrupted`` in the runner of ``task`` if it is inside the call's
+        handlers (lock held). Twice per task at most: its stop (``task.stop`` is set once) and
+        when it is given up (``task.abandoned``, once); :meth:`_execute` has a handler for each."""
+        if task.started and task.runner is not None and task.runner.ident is not None:
+            _interrupt_thread(task.runner.ident, True)
 
     def _schedule(self, when: float, task: LaneTask, action: str) -> None:
         """Do ``action`` to ``task`` at ``when`` (lock held)."""
@@ -199,8 +213,7 @@ class ThreadLane(Lane):
         start (lock held). Its stop request is raised once more, as a worker's is: the first
         may have been lost (CPython ignores an exception raised in a weakref callback or a
         ``__del__`` that the collector ran in that thread), and its clean-up no longer counts."""
-        if task.started and task.runner is not None and task.runner.ident is not None:
-            _interrupt_thread(task.runner.ident, True)
+        self._send_stop(task)
         task.abandoned = True
         self._stuck[task] = task.describe()
         self._counts["busy"] -= 1
