@@ -9,7 +9,8 @@ ran) and the lane's counters against the outcomes: ``submitted == completed + ca
 and the calls that ran but ended cancelled (interrupted while running) are exactly the
 cancelled futures the lane did not count as never run, and include every cancelled call
 that began. A future completed twice raises InvalidStateError in a lane thread, which fails
-the test (warnings are errors)."""
+the test (warnings are errors). A second test aims the thread lane's stop requests at calls
+as they return, where a runner has the fewest bytecodes to get through."""
 
 from __future__ import annotations
 
@@ -222,3 +223,64 @@ def test_every_lane_task_ends_exactly_once(lane: str, tmp_path: Any, lost_stops:
             with contextlib.suppress(CancelledError, TimeoutError):
                 shot.pool.shutdown(wait=True)
         shot.check()
+
+
+@pytest.mark.timeout(900)
+def test_thread_lane_stops_aimed_at_calls_as_they_return(
+    monkeypatch: pytest.MonkeyPatch, lost_stops: list[str]
+) -> None:
+    """Short calls, interrupted by two threads that watch the running ones, with a 1 ms grace
+    period and the GIL switched every microsecond: stops land as calls return and as their
+    runner withdraws them, and the calls are given up meanwhile, so that both of a call's stop
+    requests land after it returned. While the runner had one handler there, the second
+    escaped it within 40 rounds in each of 9 runs (3 on each of 3.13, 3.14, 3.14t): its thread
+    died and the call was never counted as ended."""
+    died: list[str] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(f"{args.thread}: {args.exc_value!r}"))
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # no effect on a free-threaded build, where threads run at once
+    try:
+        for _ in range(size(10, 100)):
+            _stop_calls_as_they_return(2000, died)
+    finally:
+        sys.setswitchinterval(switch)
+
+
+def _stop_calls_as_they_return(calls: int, died: list[str]) -> None:
+    pool = InterpreterPoolExecutor(2, fallback="thread", interrupt_grace=0.001)
+    try:
+        assert pool.submit(lane_tasks.square, 1).result(timeout=60) == 1  # later calls go to the lane
+        futures = [pool.submit(lane_tasks.square, i) for i in range(calls)]
+        interrupted: set[int] = set()
+        finished = threading.Event()
+
+        def interrupter() -> None:
+            first = 0
+            while not finished.is_set():
+                while first < calls and futures[first].done():
+                    first += 1
+                for i in range(first, min(first + 4, calls)):
+                    if futures[i].running() and futures[i].interrupt():  # type: ignore[attr-defined]
+                        interrupted.add(i)
+
+        threads = [threading.Thread(target=interrupter) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        _, not_done = wait_futures(futures, timeout=60)  # a guard against a hang
+        finished.set()
+        for thread in threads:
+            thread.join()
+        assert not not_done, f"{len(not_done)} lane tasks never ended"
+    finally:
+        pool.shutdown(wait=True)
+    for i, future in enumerate(futures):
+        assert future.cancelled() if i in interrupted else future.result() == i * i, i
+    assert not died, f"lane runners died: {died}"
+    for _ in range(600):  # a call given up ends when its runner gets back to it
+        if pool.stats()["lane_stuck"] == 0:
+            break
+        time.sleep(0.05)
+    stats = pool.stats()
+    assert stats["lane_submitted"] == calls + 1 == stats["lane_completed"] + stats["lane_cancelled"], stats
+    left = [stats[f"lane_{key}"] for key in ("queued", "busy", "stuck", "pending", "workers")]
+    assert left == [0, 0, 0, 0, 0], stats
