@@ -269,7 +269,7 @@ def test_check_grows_the_isolated_packages_until_the_import_is_clean(monkeypatch
 
     tried: list[list[str] | None] = []
 
-    def fake_worker(name: str, **options: Any) -> dict[str, Any]:
+    def fake_worker(name: str, call: str | None = None, **options: Any) -> dict[str, Any]:
         isolate = options.get("isolate")
         tried.append(isolate)
         blocked = next((p for p in ("numpy", "pandas") if p not in (isolate or [])), None)
@@ -375,3 +375,77 @@ def test_check_fails_an_import_that_starts_a_daemon_thread(tmp_path: Any) -> Non
     assert proc.returncode == 1
     assert "FAIL      daemon_at_import: fails: RuntimeError: daemon threads are disabled" in proc.stdout
     assert "it imports in a separate process, but not in a worker interpreter" in proc.stdout
+
+
+DAEMON_PACKAGE = """
+import threading
+
+def complete():
+    # as jedi.Script(...).complete() does: a daemon thread that reads a subprocess's stderr
+    thread = threading.Thread(target=lambda: None, daemon=True)
+    thread.start()
+    thread.join()
+    return ["path"]
+
+def parse():
+    return ["tree"]
+"""
+
+
+@pytest.mark.timeout(120)
+def test_check_runs_the_call_it_is_given_where_the_module_imports(tmp_path: Any) -> None:
+    """The module imports in a worker, but a call starts a daemon thread, which workers
+    refuse: check says FAIL with the error (and that the call works in a process), not ok."""
+    (tmp_path / "daemon_at_call.py").write_text(DAEMON_PACKAGE)
+    assert "ok        daemon_at_call: works in a worker" in cli("check", "daemon_at_call", path=str(tmp_path)).stdout
+    proc = cli("check", "daemon_at_call", "--call", "daemon_at_call=daemon_at_call.complete()", path=str(tmp_path))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    head, _, tail = proc.stdout.partition("RuntimeError: daemon threads are disabled in this ")
+    assert head == "FAIL      daemon_at_call: fails: it imports, but daemon_at_call.complete() fails in a worker: "
+    assert (
+        ". Its calls are not moved to the fallback lane, since no import fails (the call works in a separate process)"
+        in tail
+    )
+    assert "fix: run such calls in the main interpreter or on a ProcessPoolExecutor" in proc.stdout
+    code, reports = check_json(
+        "daemon_at_call", "json", "--call", "daemon_at_call=daemon_at_call.complete()", path=str(tmp_path)
+    )
+    assert code == 1 and reports["json"]["call"] is None
+    report = reports["daemon_at_call"]
+    assert report["status"] == "fails"
+    assert report["call"]["code"] == "daemon_at_call.complete()" and report["call"]["in_process"] is True
+    assert report["call"]["error"].startswith("RuntimeError: daemon threads are disabled in this ")
+    # A call that works there is said to have run.
+    proc = cli("check", "daemon_at_call", "--call", "daemon_at_call=assert daemon_at_call.parse()", path=str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ok        daemon_at_call: works in a worker (" in proc.stdout
+    assert proc.stdout.rstrip().endswith("; assert daemon_at_call.parse() ran there")
+
+
+def test_check_call_usage_errors() -> None:
+    proc = cli("check", "json", "--call", "json.dumps(1)")
+    assert proc.returncode == 2 and "--call 'json.dumps(1)': expected MODULE=CODE" in proc.stderr
+    proc = cli("check", "json", "--call", "pickle=pickle.dumps(1)")
+    assert proc.returncode == 2 and "--call names 'pickle', which is not among the modules to check" in proc.stderr
+
+
+@pytest.mark.timeout(180)
+def test_check_jedi_runs_a_completion() -> None:
+    """jedi imports in a worker, but its completion starts a subprocess and a daemon thread
+    that workers refuse: check runs a completion (KNOWN_CALLS) and says FAIL, with the fix
+    that works in a worker."""
+    pytest.importorskip("jedi")
+    proc = cli("check", "jedi")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.startswith('FAIL      jedi: fails: it imports, but jedi.Script("import os\\nos.pa").complete()')
+    assert "daemon threads are disabled in this interpreter" in proc.stdout
+    assert "(the call works in a separate process)" in proc.stdout
+    assert "fix: jedi.Script(..., environment=jedi.InterpreterEnvironment())" in proc.stdout
+    assert "pathsep" in in_worker(complete_in_this_interpreter)
+
+
+def complete_in_this_interpreter() -> list[str]:
+    import jedi
+
+    script = jedi.Script("import os\nos.pa", environment=jedi.InterpreterEnvironment())
+    return [completion.name for completion in script.complete()]

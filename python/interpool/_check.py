@@ -26,6 +26,14 @@ only a call reaches is process-wide (pyarrow's numpy bridge failed only in the s
 Extension modules refused during the call are added to ``isolate=`` as for the import; a call
 that still fails makes the status ``fails``.
 
+An import says nothing of what a call does at run time that a worker refuses (a daemon
+thread, ``os.fork()``, a signal handler): jedi imports in a worker, but
+``jedi.Script(...).complete()`` starts a subprocess with a daemon thread that reads its
+stderr, and fails. So for the packages of ``KNOWN_CALLS``, and for any module given a call
+(``--call MODULE=CODE``), that call runs after the import, where the import ran; a call that
+fails there makes the module ``fails`` (its calls are not moved to the fallback lane: no
+import fails), with the error, whether it runs in a separate process, and the known fix.
+
 Statuses: ``worker`` (works in a worker; ``degraded`` when extension modules were refused),
 ``isolated`` (works only isolated), ``lane`` (works only in the fallback lane), ``fails``
 (why; also an import that succeeds only after swallowing a refusal *and warning*, as polars
@@ -38,7 +46,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import _lane_process, _operations, _refusal
@@ -51,26 +59,43 @@ from ._probe import probe
 _ISOLATION_ROUNDS = 4
 
 
+# Packages that import in a worker but whose main use reaches something a worker refuses:
+# the call check runs after the import (the top-level package is bound to its name), and
+# the fix when it fails in a worker.
+KNOWN_CALLS: dict[str, tuple[str, str]] = {
+    # jedi infers in a subprocess of the "environment" (the current venv's Python), and
+    # starts a daemon thread that reads its stderr: "daemon threads are disabled in this
+    # interpreter" (workers are created with allow_daemon_threads = 0, as CPython's isolated
+    # interpreters: a daemon thread still running when the interpreter ends would run on a
+    # freed interpreter; docs/design.md, "Thread states").
+    "jedi": (
+        'jedi.Script("import os\\nos.pa").complete()',
+        "jedi.Script(..., environment=jedi.InterpreterEnvironment()), or jedi.Interpreter(...), infers in the "
+        "worker itself, without jedi's subprocess and its daemon thread",
+    ),
+}
+
+
 def isolation_supported() -> bool:
     """Whether ``isolate=`` works here (CPython 3.13+)."""
     return _refusal.isolation_available()
 
 
-def _in_worker(name: str, **options: Any) -> dict[str, Any]:
+def _in_worker(name: str, call: str | None = None, **options: Any) -> dict[str, Any]:
     with InterpreterPoolExecutor(1, max_tasks_per_worker=1, fallback=None, **options) as pool:
         try:
-            result: dict[str, Any] = pool.submit(probe, name).result()
+            result: dict[str, Any] = pool.submit(probe, name, call).result()
         except BaseException as exc:  # the probe itself could not run (e.g. the worker broke)
             result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "refused": [], "warnings": []}
     result.setdefault("later", [])
     return result
 
 
-def _in_lane_process(name: str) -> dict[str, Any]:
+def _in_lane_process(name: str, call: str | None = None) -> dict[str, Any]:
     lane = _lane_process.ProcessLane(1, "interpool-check", None, (), 1, 5.0)
     lane.seal()  # used alone: nothing else moves calls here
     future: TaskFuture[dict[str, Any]] = TaskFuture()
-    lane.submit(future, probe, (name,), {}, None)
+    lane.submit(future, probe, (name, call), {}, None)
     try:
         result: dict[str, Any] = future.result()
     except BaseException as exc:
@@ -93,7 +118,7 @@ def _can_isolate(package: str) -> bool:
     return package not in sys.builtin_module_names
 
 
-def _isolated(name: str, refused: list[list[str]]) -> tuple[list[str], dict[str, Any]] | None:
+def _isolated(name: str, refused: list[list[str]], call: str | None) -> tuple[list[str], dict[str, Any]] | None:
     """Try ``isolate=`` with the packages of the refused modules; the packages and the
     result of the first clean import, or ``None``."""
     packages: list[str] = []
@@ -106,7 +131,7 @@ def _isolated(name: str, refused: list[list[str]]) -> tuple[list[str], dict[str,
         if not new:
             return None
         packages += new
-        result = _in_worker(name, isolate=list(packages))
+        result = _in_worker(name, call, isolate=list(packages))
         if result["ok"] and not result["refused"]:
             return packages, result
         refused = result["refused"]
@@ -171,9 +196,43 @@ def _real_call(name: str, report: dict[str, Any]) -> None:
     )
 
 
-def check_module(name: str) -> dict[str, Any]:
-    """The report for one module (see the module docstring)."""
-    worker = _in_worker(name, isolate=None)  # a plain worker first (the default isolates)
+def check_module(name: str, call: str | None = None) -> dict[str, Any]:
+    """The report for one module (see the module docstring); ``call``: code to run after the
+    import (default: ``KNOWN_CALLS``' for the module)."""
+    known_fix = None
+    if call is None and name in KNOWN_CALLS:
+        call, known_fix = KNOWN_CALLS[name]
+    report = _check_import(name, call)
+    ran = report.pop("_ran", None)
+    report["call"] = None
+    if call is None:
+        return report
+    report["call"] = {"code": call, "error": None if ran is None else ran.get("call_error")}
+    if ran is None or report["call"]["error"] is None:
+        return report
+    error = report["call"]["error"]
+    fixes = [known_fix] if known_fix else []
+    if report["status"] == "lane":
+        report["call"]["in_process"] = False
+        report["error"] = f"it imports in the fallback lane's process, but {call} fails there: {error}"
+    else:
+        process = _in_lane_process(name, call)
+        in_process = bool(process["ok"] and process.get("call_error") is None)
+        report["call"]["in_process"] = in_process
+        report["error"] = (
+            f"it imports, but {call} fails in a worker: {error}. Its calls are not moved to the fallback lane, "
+            "since no import fails" + (" (the call works in a separate process)" if in_process else "")
+        )
+        if in_process:
+            fixes.append("run such calls in the main interpreter or on a ProcessPoolExecutor")
+    report.update(status="fails", fixes=fixes)
+    return report
+
+
+def _check_import(name: str, call: str | None) -> dict[str, Any]:
+    """Where ``name`` imports; ``_ran`` in the report: the probe that ran ``call`` where the
+    module imports (a worker, an isolated worker, the lane's process), if one did."""
+    worker = _in_worker(name, call, isolate=None)  # a plain worker first (the default isolates)
     all_refused = worker["refused"] + worker["later"]
     # Refused and warned (polars): its calls fail at first use, and no import fails.
     swallowed = bool(worker["ok"] and worker["refused"] and worker["warnings"])
@@ -190,9 +249,10 @@ def check_module(name: str) -> dict[str, Any]:
         "operation": None,
         "fixes": [],
     }
-    isolated = _isolated(name, all_refused) if all_refused and isolation_supported() else None
+    isolated = _isolated(name, all_refused, call) if all_refused and isolation_supported() else None
     if worker["ok"] and not swallowed:
         report["status"] = "worker"
+        report["_ran"] = worker
         if isolated is not None:
             report["isolate"] = isolated[0]
             report["fixes"].append(f"InterpreterPoolExecutor(isolate={isolated[0]!r}) keeps them{_auto(isolated[0])}")
@@ -202,6 +262,7 @@ def check_module(name: str) -> dict[str, Any]:
         report.update(
             status="isolated", isolate=isolated[0], file=isolated[1]["file"], warnings=isolated[1]["warnings"]
         )
+        report["_ran"] = isolated[1]
         _real_call(name, report)
         return report
     if swallowed:
@@ -217,11 +278,11 @@ def check_module(name: str) -> dict[str, Any]:
         ]
         return report
     refusal = worker.get("refusal") or bool(worker["refused"])
-    lane = _in_lane_process(name)
+    lane = _in_lane_process(name, call)
     if refusal and lane["ok"]:
         # The module whose refusal failed the import (others refused on the way were optional).
         blocker = worker.get("refused_module") or (worker["refused"][-1][0] if worker["refused"] else name)
-        report.update(status="lane", file=lane["file"], blocker=blocker)
+        report.update(status="lane", file=lane["file"], blocker=blocker, _ran=lane)
         report["fixes"] = _refusal.fixes(blocker, lane=False)
         if isolation_supported() and worker["refused"]:  # tried above: it did not help
             report["fixes"] = [fix for fix in report["fixes"] if "isolate=" not in fix]
@@ -301,6 +362,8 @@ def format_report(report: dict[str, Any]) -> list[str]:
         text = f"fails in a worker: {report['error']}" if report["degraded"] else f"fails: {report['error']}"
     if report.get("operation") and status in ("worker", "isolated"):
         text += f" (a real call in 2 workers at once: {report['operation']})"
+    if report.get("call") and report["call"]["error"] is None:
+        text += f"; {report['call']['code']} ran there"
     lines = [f"{label:<9} {name}: {text}"]
     lines += [f"{'':<10}warning: {warning}" for warning in report["warnings"]]
     lines += [f"{'':<10}fix: {fix}" for fix in report["fixes"]]
@@ -313,8 +376,12 @@ def failed(report: dict[str, Any], strict: bool) -> bool:
     return strict and (report["status"] != "worker" or report["degraded"] or bool(report["warnings"]))
 
 
-def main(modules: Sequence[str], as_json: bool = False, strict: bool = False) -> int:
-    reports = [check_module(name) for name in modules]
+def main(
+    modules: Sequence[str], as_json: bool = False, strict: bool = False, calls: Mapping[str, str] | None = None
+) -> int:
+    """``calls``: module name -> code to run after its import (``--call MODULE=CODE``)."""
+    calls = calls or {}
+    reports = [check_module(name, calls.get(name)) for name in modules]
     if as_json:
         document = {
             "python": sys.version.split()[0],

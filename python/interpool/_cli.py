@@ -3,7 +3,8 @@ quick benchmark. (Its task functions live here, in an importable module, so work
 import them by reference.)
 
     python -m interpool check MODULE [MODULE ...]   where can each module run: in a worker, isolated,
-                                                    in the fallback lane, or not at all (--json, --strict)
+                                                    in the fallback lane, or not at all (--json, --strict,
+                                                    --call MODULE=CODE: run a call after the import)
     python -m interpool info                          versions, build, GIL mode, cores
     python -m interpool bench [--seconds S]           interpool vs the alternatives, here
 """
@@ -20,11 +21,28 @@ from collections.abc import Callable, Sequence
 import interpool
 
 
-def cmd_check(modules: Sequence[str], as_json: bool = False, strict: bool = False) -> int:
+def cmd_check(modules: Sequence[str], as_json: bool = False, strict: bool = False, calls: Sequence[str] = ()) -> int:
     """Where each module can run (``interpool/_check.py``)."""
     from interpool import _check
 
-    return _check.main(modules, as_json, strict)
+    by_module: dict[str, str] = {}
+    for item in calls:
+        module, sep, code = item.partition("=")
+        if not sep or not module.strip() or not code.strip():
+            print(
+                f"interpool check: --call {item!r}: expected MODULE=CODE, e.g. --call "
+                "'jedi=jedi.Script(\"import os\").complete()'",
+                file=sys.stderr,
+            )
+            return 2
+        if module.strip() not in modules:
+            print(
+                f"interpool check: --call names {module.strip()!r}, which is not among the modules to check",
+                file=sys.stderr,
+            )
+            return 2
+        by_module[module.strip()] = code
+    return _check.main(modules, as_json, strict, by_module)
 
 
 def cmd_info() -> int:
@@ -109,12 +127,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="exit with status 1 unless every module works fully in a plain worker (not only isolated or in the "
         "lane, no extension module refused, no warning)",
     )
+    check.add_argument(
+        "--call",
+        action="append",
+        default=[],
+        metavar="MODULE=CODE",
+        help="after importing MODULE, run CODE (Python, with MODULE's top-level package bound to its name) where it "
+        "imported: a call that fails there (a daemon thread, fork, a signal handler...) makes the module FAIL. "
+        "Some packages have one built in (jedi)",
+    )
     sub.add_parser("info", help="versions, build and GIL mode")
     bench = sub.add_parser("bench", help="quick comparison of executors on this machine")
     bench.add_argument("--seconds", type=float, default=2.0, help="rough duration of the sequential run")
     args = parser.parse_args(argv)
     if args.command == "check":
-        return cmd_check(args.modules, args.json, args.strict)
+        return cmd_check(args.modules, args.json, args.strict, args.call)
     if args.command == "info":
         return cmd_info()
     return cmd_bench(args.seconds)

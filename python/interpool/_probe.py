@@ -81,11 +81,13 @@ def _unloaded_extensions(name: str) -> list[str]:
     return found[:_MAX_EXTENSIONS]
 
 
-def probe(name: str) -> dict[str, Any]:
+def probe(name: str, call: str | None = None) -> dict[str, Any]:
     """Import ``name`` in this interpreter (a worker, or a process of the lane) and report:
     ``ok``, ``file`` or the error, the extension modules refused on the way (``refused``:
     ``[module, message]`` pairs, also when the import succeeded), those of its distribution
-    refused when loaded after it (``later``), and the warnings the import raised."""
+    refused when loaded after it (``later``), and the warnings the import raised. With
+    ``call`` (Python code), run it after a successful import, with the module's top-level
+    package bound to its name, and report ``call_error`` (``None`` when it ran)."""
     import importlib
     import warnings
     from importlib import machinery
@@ -128,7 +130,31 @@ def probe(name: str) -> dict[str, Any]:
     result["refused"] = [list(pair) for pair in first.items()]
     result["later"] = [list(pair) for pair in _unique(refused[during:], first).items()]
     result["warnings"] = [f"{w.category.__name__}: {w.message}" for w in caught[:during_warnings]]
+    if call is not None and result["ok"]:
+        result["call_error"] = _run_call(name, call)
     return result
+
+
+def _run_call(name: str, call: str) -> str | None:
+    """Run ``call`` as a user's code would after ``import name``: ``None``, or the error it
+    raised, followed by the errors it was explicitly raised from (``raise ... from``) whose
+    message it does not already carry."""
+    import importlib
+
+    top = name.partition(".")[0]
+    namespace: dict[str, Any] = {"__name__": "__interpool_check__", top: importlib.import_module(top)}
+    try:
+        exec(compile(call, "<interpool check --call>", "exec"), namespace)
+    except BaseException as exc:
+        text = f"{type(exc).__name__}: {exc}"
+        cause, seen = exc.__cause__, {id(exc)}
+        while cause is not None and id(cause) not in seen and len(seen) < 4:
+            seen.add(id(cause))
+            if str(cause) not in text:
+                text += f"; raised from {type(cause).__name__}: {cause}"
+            cause = cause.__cause__
+        return text
+    return None
 
 
 def _unique(pairs: list[tuple[str, str]], skip: dict[str, str]) -> dict[str, str]:
