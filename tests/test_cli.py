@@ -304,7 +304,7 @@ def _fake_import(monkeypatch: pytest.MonkeyPatch) -> None:
     """check's import step, simulated: the module imports with isolate=['numpy', 'pandas']."""
     from interpool import _check
 
-    def fake_worker(name: str, **options: Any) -> dict[str, Any]:
+    def fake_worker(name: str, call: str | None = None, **options: Any) -> dict[str, Any]:
         if options.get("isolate"):
             return {"ok": True, "file": "/x/pandas/__init__.py", "refused": [], "later": [], "warnings": []}
         message = "module numpy._core does not support loading in subinterpreters"
