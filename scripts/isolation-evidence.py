@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import math
 import os
 import subprocess
 import sys
@@ -327,6 +328,11 @@ def ratio(worker: int, main: int) -> float:
     return worker / main if main else 1.0
 
 
+def percent(share: float) -> str:
+    """Rounded down: 50,702 of 50,704 is 99.99%, not 100.00%."""
+    return f"{math.floor(share * 10000) / 100:.2f}%"
+
+
 def pass_ratios(main: dict[str, str], runs: list[dict[str, str]]) -> dict[str, Any]:
     """Tests passed in the workers against the main interpreter, in total and per file: for
     each, the main interpreter's count and the lowest count of any worker run."""
@@ -350,14 +356,14 @@ def print_ratios(ratios: dict[str, Any], runs: int, all_files: bool) -> None:
     total = ratios["total"]
     print(
         f"\ntests passed, worker / main (the lowest of {runs} worker runs): "
-        f"{total['worker']} / {total['main']} = {100 * total['ratio']:.2f}%"
+        f"{total['worker']} / {total['main']} = {percent(total['ratio'])}"
     )
     shown = {f: r for f, r in ratios["per_file"].items() if all_files or r["worker"] != r["main"]}
     if shown:
         print("  per file" + ("" if all_files else " (those that differ; --per-file shows all)") + ":")
     width = max((len(f) for f in shown), default=0)
     for name, r in shown.items():
-        print(f"  {name:<{width}}  {r['worker']:>6} / {r['main']:<6} {100 * r['ratio']:7.2f}%")
+        print(f"  {name:<{width}}  {r['worker']:>6} / {r['main']:<6} {percent(r['ratio']):>8}")
 
 
 def describe(run: dict[str, Any]) -> str:
@@ -508,7 +514,7 @@ def main() -> int:
     print(
         f"\nsummary: {len(rounds)} worker rounds ({WORKERS} concurrent workers each), {len(crashes)} crashed or failed "
         f"to finish; {len(first_unknown)} unexplained worker-only failures; passed in the workers: "
-        f"{100 * ratios['total']['ratio']:.2f}% of main (at least {100 * args.min_ratio:g}% wanted): "
+        f"{percent(ratios['total']['ratio'])} of main (at least {100 * args.min_ratio:g}% wanted): "
         f"{'OK' if ok else 'NOT OK'}"
     )
     if args.json:
