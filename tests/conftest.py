@@ -19,6 +19,14 @@ from tasks import PATIENCE
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# A test run started with SIGINT ignored (a background job of a shell without job control:
+# `make test &` in a script) passes the ignore on to every process the tests start, and
+# CPython keeps an inherited ignore: the Ctrl-C tests' children would never see their Ctrl-C
+# (they hung until pytest-timeout ended the run). A handler installed here is not inherited
+# across exec, so the children start with the default disposition, as from a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 # Test tiers (docs/testing.md; the Makefile's test-python). The full suite runs on one Python
 # of the matrix, FULL_PYTHON (the debug-mode run); the others run the fast tier
 # (INTERPOOL_TEST_TIER=fast): without the tests marked `one_python`, whose behaviour does not
