@@ -32,7 +32,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The tasks are the tests' (tests/blas_tasks.py), as bench_dask.py uses tests/dask_cluster.py.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
 import blas_tasks as tasks
 

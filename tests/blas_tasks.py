@@ -1,9 +1,11 @@
-"""Tasks of tests/test_blas.py (module level: workers import them by name)."""
+"""Tasks of tests/test_blas.py and benchmarks/bench_blas.py (module level: workers import them
+by name)."""
 
 from __future__ import annotations
 
 
 def matmuls(n: int, reps: int, seed: int) -> float:
+    """``reps`` products of an ``n x n`` float64 matrix (BLAS dgemm); a checksum."""
     import numpy as np
 
     a = np.random.default_rng(seed).random((n, n))
